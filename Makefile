@@ -1,0 +1,30 @@
+.DEFAULT_GOAL := help
+.PHONY: help demo test test-fast lint refresh require-uv
+
+UV ?= uv
+DEMO_DIR ?= build/demo
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+require-uv:
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --quiet uv
+
+demo: require-uv ## Generate a demo project in build/demo and run it (API and scheduler; Ctrl-C stops)
+	rm -rf $(DEMO_DIR)
+	$(UV) run --frozen cookiecutter . --no-input --output-dir $(DEMO_DIR)
+	$(MAKE) -C $(DEMO_DIR)/my-scheduler-service run
+
+test: require-uv ## Run every template test: the fast tier and the slow tier (generates, builds, runs)
+	$(UV) run --frozen pytest
+
+test-fast: require-uv ## Run only the fast tier
+	$(UV) run --frozen pytest -m "not slow"
+
+lint: require-uv ## Lint and typecheck the template's own code (hooks, tests, scripts)
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
+
+refresh: require-uv ## Regenerate the project template's uv.lock and .env.example
+	$(UV) run --frozen python scripts/refresh_generated_files.py

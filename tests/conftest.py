@@ -1,0 +1,41 @@
+"""Shared helpers: generate a project from this template, and time the slow steps."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cookiecutter.main import cookiecutter
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+DEFAULTS: dict[str, Any] = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+
+TIMINGS: list[tuple[str, float]] = []
+
+
+def generate(output_dir: Path, **answers: str) -> Path:
+    """Generate a project with `answers` over the defaults; returns its directory."""
+    return Path(
+        cookiecutter(
+            str(TEMPLATE), no_input=True, extra_context=answers, output_dir=str(output_dir)
+        )
+    )
+
+
+@contextmanager
+def timed(label: str) -> Iterator[None]:
+    """Record how long the block took; the figures are printed at the end of the run."""
+    start = time.perf_counter()
+    yield
+    TIMINGS.append((label, time.perf_counter() - start))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if TIMINGS:
+        terminalreporter.section("measured times")
+        for label, seconds in TIMINGS:
+            terminalreporter.write_line(f"{seconds:8.1f} s  {label}")

@@ -1,0 +1,208 @@
+"""Fast tier: generate each option value and the pairs that interact, and inspect the output."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import TEMPLATE, generate
+from tests.test_hooks import post_gen
+
+VARIANTS: dict[str, dict[str, str]] = {
+    "defaults": {},
+    "python-3.12": {"python_version": "3.12"},
+    "python-3.13": {"python_version": "3.13"},
+    "postgresql": {"database": "postgresql"},
+    "no-examples": {"include_example_jobs": "no"},
+    "no-docker": {"use_docker": "no"},
+    "timezone": {"timezone": "America/New_York"},
+    "named": {"project_name": "Acme Billing"},
+    # Pairs whose files depend on both options.
+    "postgresql-no-docker": {"database": "postgresql", "use_docker": "no"},
+    "postgresql-no-examples": {"database": "postgresql", "include_example_jobs": "no"},
+    "no-examples-no-docker": {"include_example_jobs": "no", "use_docker": "no"},
+}
+UNRENDERED = re.compile(r"\{\{|\{%|\{#")
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def variant(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, str], Path]:
+    answers = VARIANTS[request.param]
+    return answers, generate(tmp_path_factory.mktemp(request.param), **answers)
+
+
+def option(answers: dict[str, str], name: str) -> str:
+    defaults = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+    value = answers.get(name, defaults[name])
+    return value[0] if isinstance(value, list) else str(value)
+
+
+def test_nothing_left_unrendered(variant: tuple[dict[str, str], Path]) -> None:
+    _, project = variant
+    for path in project.rglob("*"):
+        assert not UNRENDERED.search(path.name), path
+        if path.is_file():
+            assert not UNRENDERED.search(path.read_text(encoding="utf-8")), path
+
+
+def test_manifest_files_follow_the_options(variant: tuple[dict[str, str], Path]) -> None:
+    answers, project = variant
+    for path, conditions in post_gen.MANIFEST.items():
+        wanted = all(option(answers, name) == value for name, value in conditions.items())
+        assert (project / path).exists() == wanted, path
+
+
+def test_toml_and_yaml_parse(variant: tuple[dict[str, str], Path]) -> None:
+    answers, project = variant
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    lock = tomllib.loads((project / "uv.lock").read_text())
+    slug = project.name
+    assert pyproject["project"]["name"] == slug
+    assert pyproject["project"]["scripts"] == {slug: "app.cli.main:main"}
+    assert slug in {package["name"] for package in lock["package"]}
+    python = option(answers, "python_version")
+    assert pyproject["tool"]["mypy"]["python_version"] == python
+    assert (project / ".python-version").read_text().strip() == python
+    compose = project / "docker-compose.yml"
+    if compose.exists():
+        services = yaml.safe_load(compose.read_text())["services"]
+        assert {"api", "scheduler"} <= set(services)
+        assert ("postgres" in services) == (option(answers, "database") == "postgresql")
+
+
+def test_generated_python_is_ruff_clean(variant: tuple[dict[str, str], Path]) -> None:
+    _, project = variant
+    for command in (
+        ["ruff", "check", "--no-cache", "."],
+        ["ruff", "format", "--check", "--no-cache", "."],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", *command],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_options_reach_the_settings(variant: tuple[dict[str, str], Path]) -> None:
+    answers, project = variant
+    settings = (project / "app" / "core" / "settings.py").read_text()
+    assert f'"{option(answers, "timezone")}",' in settings
+    database_url = (
+        "postgresql+psycopg://"
+        if option(answers, "database") == "postgresql"
+        else "sqlite:///data/"
+    )
+    assert f'"{database_url}' in settings
+    makefile = (project / "Makefile").read_text()
+    assert ("--extra postgres" in makefile) == (option(answers, "database") == "postgresql")
+
+
+def test_job_list_matches_the_example_option(variant: tuple[dict[str, str], Path]) -> None:
+    answers, project = variant
+    source = (project / "app" / "components" / "scheduler" / "jobs.py").read_text()
+    ids = set(re.findall(r'id="([a-z_]+)"', source))
+    examples = {"daily_report", "cleanup_temp_files", "sync_external_data"}
+    assert {"system_maintenance", "cleanup_old_records"} <= ids
+    assert (examples <= ids) == (option(answers, "include_example_jobs") == "yes")
+    assert ids & examples in (set(), examples)
+
+
+def test_quotes_and_backslashes_are_data(tmp_path: Path) -> None:
+    name = "Acme \"Billing\" \\ 'quoted' \"\"\"triple\"\"\" '''more'''"
+    description = 'Says "hi" \\ and \'bye\'; """ends"""'
+    project = generate(
+        tmp_path, project_name=name, project_slug="acme-billing", description=description
+    )
+    init = ast.parse((project / "app" / "__init__.py").read_text())
+    values = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in init.body
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+    }
+    assert values["PROJECT_NAME"] == name
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["description"] == description
+    for path in project.rglob("*.py"):
+        ast.parse(path.read_text(), filename=str(path))
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"),
+    [
+        ({"project_slug": "1-service"}, "project_slug '1-service' is not usable"),
+        ({"project_name": "42"}, "project_slug '42' is not usable"),
+        ({"project_slug": "Acme_Billing"}, "project_slug 'Acme_Billing' is not usable"),
+        ({"project_slug": "typer"}, "project_slug 'typer' is the name of a package"),
+        (
+            {"timezone": "Mars/Olympus_Mons"},
+            "timezone 'Mars/Olympus_Mons' is not an IANA time zone",
+        ),
+        ({"author_email": "nobody"}, "author_email 'nobody' is not an email address"),
+    ],
+)
+def test_invalid_answers_fail_in_the_hook(
+    tmp_path: Path, answers: dict[str, str], message: str
+) -> None:
+    arguments = [f"{key}={value}" for key, value in answers.items()]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            str(TEMPLATE),
+            "--no-input",
+            "-o",
+            str(tmp_path),
+            *arguments,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert f"ERROR: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"),
+    [
+        ({"python_version": "3.9"}, "python_version"),
+        ({"database": "mysql"}, "database"),
+    ],
+)
+def test_unknown_choices_are_refused(tmp_path: Path, answers: dict[str, str], message: str) -> None:
+    arguments = [f"{key}={value}" for key, value in answers.items()]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            str(TEMPLATE),
+            "--no-input",
+            "-o",
+            str(tmp_path),
+            *arguments,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,143 @@
+"""`health check`: the same report as the API's readiness endpoint, read directly or over HTTP."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated
+
+import httpx
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from app.core.db import create_db_engine
+from app.core.errors import error_text
+from app.core.health import HealthReport, check_health
+from app.core.job_store import JobInfo
+from app.core.settings import SettingsError, get_settings
+
+app = typer.Typer(
+    help="Check the health of the API's database and the scheduler.", no_args_is_help=True
+)
+
+stdout = Console(highlight=False)
+stderr = Console(stderr=True, highlight=False)
+
+
+class CheckFailed(Exception):
+    """The check itself could not run; the message says why."""
+
+
+def _report_from_database(detailed: bool) -> HealthReport:
+    try:
+        settings = get_settings()
+        engine = create_db_engine(settings.database_url, create_file=False)
+    except (SettingsError, FileNotFoundError) as error:
+        raise CheckFailed(
+            f"{error} (run from the project directory, or set the database URL)"
+        ) from None
+    try:
+        return check_health(engine, settings.heartbeat_stale_after_seconds, include_jobs=detailed)
+    finally:
+        engine.dispose()
+
+
+def _report_from_api(url: str, detailed: bool, timeout: float) -> HealthReport:
+    base = url.rstrip("/")
+    try:
+        with httpx.Client(timeout=timeout) as client:
+            response = client.get(f"{base}/health/ready")
+            if response.status_code not in (200, 503):
+                raise CheckFailed(f"{base}/health/ready answered {response.status_code}")
+            report = HealthReport.model_validate_json(response.content)
+            if detailed and report.database.healthy:
+                jobs = client.get(f"{base}/api/jobs")
+                jobs.raise_for_status()
+                report.jobs = [JobInfo.model_validate(item) for item in jobs.json()["items"]]
+    except httpx.HTTPError as error:
+        raise CheckFailed(f"cannot reach the API at {base}: {error_text(error)}") from None
+    except (ValidationError, ValueError, KeyError):
+        raise CheckFailed(f"{base} did not answer with a health report") from None
+    return report
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
+
+
+def _status(healthy: bool) -> str:
+    return "[green]healthy[/]" if healthy else "[red]unhealthy[/]"
+
+
+def _print_report(report: HealthReport, detailed: bool) -> None:
+    stdout.print(f"Status: {_status(report.healthy)}")
+    if not detailed:
+        for name, component in (("database", report.database), ("scheduler", report.scheduler)):
+            if not component.healthy:
+                stdout.print(f"  {name}: {component.detail}")
+        return
+    components = Table(title="Components", title_justify="left")
+    for column in ("Component", "Status", "Detail"):
+        components.add_column(column)
+    components.add_row(
+        "database",
+        _status(report.database.healthy),
+        f"{report.database.detail} ({report.database.url})",
+    )
+    scheduler = report.scheduler
+    where = (
+        f"; instance {scheduler.instance_id} on {scheduler.hostname}, pid {scheduler.pid}"
+        if scheduler.instance_id
+        else ""
+    )
+    components.add_row("scheduler", _status(scheduler.healthy), f"{scheduler.detail}{where}")
+    stdout.print(components)
+    jobs = Table(title=f"Jobs ({len(report.jobs or [])})", title_justify="left")
+    jobs.add_column("ID", no_wrap=True)
+    jobs.add_column("Name")
+    jobs.add_column("Trigger")
+    jobs.add_column("Next run", no_wrap=True)
+    jobs.add_column("State", no_wrap=True)
+    for job in report.jobs or []:
+        jobs.add_row(
+            job.id,
+            job.name,
+            job.trigger,
+            _when(job.next_run_time),
+            "paused" if job.paused else "scheduled",
+        )
+    stdout.print(jobs)
+
+
+@app.command("check")
+def check(
+    detailed: Annotated[
+        bool, typer.Option("--detailed", help="Show each component, the heartbeat and every job.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="Ask a running API (for example http://127.0.0.1:8000) instead of the database."
+        ),
+    ] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the API.")] = 5.0,
+) -> None:
+    """Exit 0 when the database answers and the scheduler's heartbeat is fresh, else 1."""
+    try:
+        report = (
+            _report_from_api(url, detailed, timeout) if url else _report_from_database(detailed)
+        )
+    except CheckFailed as error:
+        if as_json:
+            typer.echo(json.dumps({"status": "unknown", "error": str(error)}, indent=2))
+        else:
+            stderr.print(f"error: {error}", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        _print_report(report, detailed)
+    raise typer.Exit(0 if report.healthy else 1)

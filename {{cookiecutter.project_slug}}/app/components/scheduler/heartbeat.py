@@ -1,0 +1,39 @@
+"""The scheduler's heartbeat: a row other processes read to know it is alive."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from app.core.db import session_scope, utcnow
+from app.core.models import SchedulerInstance
+
+
+class Heartbeat:
+    """Records this process's state and job count under a fresh instance id."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.instance_id = uuid.uuid4().hex[:12]
+        self.hostname = socket.gethostname()
+        self.pid = os.getpid()
+        self.started_at: datetime = utcnow()
+
+    def beat(self, state: str, job_count: int) -> None:
+        """Write the current state; other processes judge freshness by `last_seen`."""
+        with session_scope(self.engine) as session:
+            session.merge(
+                SchedulerInstance(
+                    instance_id=self.instance_id,
+                    hostname=self.hostname,
+                    pid=self.pid,
+                    started_at=self.started_at,
+                    last_seen=utcnow(),
+                    state=state,
+                    job_count=job_count,
+                )
+            )

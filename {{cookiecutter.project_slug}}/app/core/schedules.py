@@ -1,0 +1,178 @@
+"""When a job runs: cron, interval and one-time schedules, and their human-readable form.
+
+Cron expressions follow standard crontab, where day of week 0 and 7 are Sunday. APScheduler 3
+counts 0 as Monday, so numeric weekdays are translated to names before they reach it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+_WEEKDAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot be built; the message names the field and the problem."""
+
+
+def _weekday_number(token: str) -> int:
+    lowered = token.lower()
+    if lowered in _WEEKDAY_NAMES:
+        return _WEEKDAY_NAMES.index(lowered)
+    if lowered.isdigit() and 0 <= int(lowered) <= 7:
+        return int(lowered) % 7
+    raise ScheduleError(f"day_of_week: {token!r} is not a weekday (0-7 or sun-sat)")
+
+
+def _expand_weekday_item(item: str) -> set[int]:
+    body, _, step_text = item.partition("/")
+    step = 1
+    if step_text:
+        if not step_text.isdigit() or int(step_text) == 0:
+            raise ScheduleError(f"day_of_week: step {step_text!r} must be a positive number")
+        step = int(step_text)
+    if body == "*":
+        first, last = 0, 6
+    elif "-" in body:
+        start, end = body.split("-", 1)
+        first, last = _weekday_number(start), _weekday_number(end)
+        if last == 0 and first > 0:
+            last = 7  # "fri-sun" and "5-7" end on Sunday
+        if last < first:
+            raise ScheduleError(f"day_of_week: range {body!r} runs backwards")
+    else:
+        first = last = _weekday_number(body)
+        if step_text:
+            last = 6
+    return {day % 7 for day in range(first, last + 1, step)}
+
+
+def crontab_weekdays(field: str) -> str:
+    """A standard crontab day-of-week field in APScheduler's unambiguous day names."""
+    days: set[int] = set()
+    for item in field.split(","):
+        if not item:
+            raise ScheduleError(f"day_of_week: empty item in {field!r}")
+        days |= _expand_weekday_item(item)
+    if days == set(range(7)):
+        return "*"
+    # APScheduler's weeks start on Monday, so runs of days are found in that order.
+    monday_first = sorted((day + 6) % 7 for day in days)
+    runs: list[list[int]] = []
+    for position in monday_first:
+        if runs and position == runs[-1][-1] + 1:
+            runs[-1].append(position)
+        else:
+            runs.append([position])
+    names = [_WEEKDAY_NAMES[(run[0] + 1) % 7] for run in runs]
+    ends = [_WEEKDAY_NAMES[(run[-1] + 1) % 7] for run in runs]
+    return ",".join(
+        first if len(run) == 1 else f"{first}-{last}"
+        for first, last, run in zip(names, ends, runs, strict=True)
+    )
+
+
+def parse_timezone(name: str) -> ZoneInfo:
+    """A time zone by IANA name, with a clear error for unknown names."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ScheduleError(
+            f"timezone: {name!r} is not an IANA time zone (for example UTC or Europe/Paris)"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Cron:
+    """A standard five-field crontab expression, read in `timezone` (default: the settings')."""
+
+    expression: str
+    timezone: str | None = None
+
+    def to_trigger(self, default_zone: tzinfo) -> CronTrigger:
+        """The APScheduler trigger for this schedule."""
+        zone = parse_timezone(self.timezone) if self.timezone else default_zone
+        values = self.expression.split()
+        if len(values) != len(_CRON_FIELDS):
+            raise ScheduleError(
+                f"cron: {self.expression!r} has {len(values)} fields; expected 5 "
+                "(minute hour day-of-month month day-of-week)"
+            )
+        fields = dict(zip(_CRON_FIELDS, values, strict=True))
+        fields["day_of_week"] = crontab_weekdays(fields["day_of_week"])
+        try:
+            return CronTrigger(**fields, timezone=zone)
+        except ValueError as error:
+            raise ScheduleError(f"cron: {self.expression!r}: {error}") from None
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A fixed period between runs."""
+
+    seconds: float = 0
+    minutes: float = 0
+    hours: float = 0
+    days: float = 0
+
+    def to_trigger(self, default_zone: tzinfo) -> IntervalTrigger:
+        """The APScheduler trigger for this schedule."""
+        period = timedelta(
+            days=self.days, hours=self.hours, minutes=self.minutes, seconds=self.seconds
+        )
+        if period <= timedelta(0):
+            raise ScheduleError("interval: the period must be positive")
+        return IntervalTrigger(seconds=period.total_seconds(), timezone=default_zone)
+
+
+@dataclass(frozen=True)
+class Once:
+    """A single run at an aware point in time."""
+
+    at: datetime
+
+    def to_trigger(self, default_zone: tzinfo) -> DateTrigger:
+        """The APScheduler trigger for this schedule."""
+        if self.at.tzinfo is None:
+            raise ScheduleError("date: give an aware datetime (with a time zone)")
+        return DateTrigger(run_date=self.at, timezone=default_zone)
+
+
+Schedule = Cron | Interval | Once
+
+
+def _format_period(period: timedelta) -> str:
+    total = int(period.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        amount, total = divmod(total, size)
+        if amount:
+            parts.append(f"{amount}{unit}")
+    return " ".join(parts) or f"{period.total_seconds()}s"
+
+
+def describe_trigger(trigger: BaseTrigger) -> str:
+    """A short human-readable form: `cron "30 6 * * *" (UTC)`, `every 15m`, `once at ...`."""
+    if isinstance(trigger, CronTrigger):
+        by_name = {field.name: field for field in trigger.fields}
+        expression = " ".join(str(by_name[name]) for name in _CRON_FIELDS)
+        extras = [
+            f"{name}={by_name[name]}"
+            for name in ("second", "week", "year")
+            if not by_name[name].is_default
+        ]
+        suffix = f" {' '.join(extras)}" if extras else ""
+        return f'cron "{expression}"{suffix} ({trigger.timezone})'
+    if isinstance(trigger, IntervalTrigger):
+        return f"every {_format_period(trigger.interval)}"
+    if isinstance(trigger, DateTrigger):
+        return f"once at {trigger.run_date.isoformat()}"
+    return str(trigger)

@@ -1,0 +1,147 @@
+"""Service settings: read once from the environment (and `.env`), validated at start-up.
+
+Every variable carries the project prefix, for example `{{ cookiecutter.__env_prefix }}DATABASE_URL`.
+Relative paths (the SQLite file, the data directory) are relative to the working directory,
+which is the project root for `make` targets and `/app` in the container.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ENV_PREFIX = "{{ cookiecutter.__env_prefix }}"
+
+
+class Settings(BaseSettings):
+    """All configuration of the API, the scheduler and the CLI."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    environment: Literal["development", "test", "production"] = Field(
+        "development", description="Deployment environment."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Minimum level of log records."
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: readable on a terminal, JSON lines otherwise."
+    )
+    database_url: str = Field(
+        "{{ cookiecutter.__database_url }}",
+        description="SQLAlchemy URL of the database shared by the API, the scheduler and the CLI.",
+    )
+    timezone: str = Field(
+        "{{ cookiecutter.timezone }}",
+        description="IANA time zone in which cron schedules are read unless a job names its own.",
+    )
+    data_dir: Path = Field(Path("data"), description="Directory for reports and synced files.")
+
+    api_host: str = Field("127.0.0.1", description="Interface the API listens on.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
+
+    heartbeat_interval_seconds: float = Field(
+        5.0, gt=0, description="How often the scheduler records that it is alive."
+    )
+    heartbeat_stale_after_seconds: float = Field(
+        15.0, gt=0, description="Heartbeat age after which the scheduler counts as down."
+    )
+    misfire_grace_time_seconds: int = Field(
+        3600,
+        ge=1,
+        description="How late a run may still start after downtime; later runs are skipped.",
+    )
+
+    temp_dir: Path = Field(Path("data/tmp"), description="Directory the temp-file cleanup empties.")
+    temp_file_max_age_hours: float = Field(
+        24.0, gt=0, description="Temporary files older than this are deleted."
+    )
+    record_retention_days: int = Field(
+        30, ge=1, description="Records older than this are deleted by the cleanup job."
+    )
+    sync_url: str = Field(
+        "http://127.0.0.1:8000/health",
+        description="JSON endpoint fetched by the external sync job.",
+    )
+    sync_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one sync request.")
+    disk_free_warning_percent: float = Field(
+        10.0, ge=0, le=100, description="Maintenance warns when free disk space drops below this."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not an IANA time zone (for example UTC or Europe/Paris)"
+            ) from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:
+            raise ValueError(f"{value!r} is not a database URL") from None
+        if backend not in {"sqlite", "postgresql"}:
+            raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+        return value
+
+    @field_validator("sync_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _stale_after_exceeds_interval(self) -> Settings:
+        if self.heartbeat_stale_after_seconds <= self.heartbeat_interval_seconds:
+            raise ValueError(
+                "heartbeat_stale_after_seconds must be larger than heartbeat_interval_seconds"
+            )
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The default time zone as an object."""
+        return ZoneInfo(self.timezone)
+
+
+class SettingsError(Exception):
+    """Settings could not be loaded; the message lists every invalid variable."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per invalid setting, named by its environment variable."""
+    lines = ["invalid settings:"]
+    for issue in error.errors():
+        field = ".".join(str(part) for part in issue["loc"])
+        variable = f"{ENV_PREFIX}{field.upper()}" if field else "(settings)"
+        message = issue["msg"].removeprefix("Value error, ")
+        lines.append(f"  {variable}: {message}")
+    return "\n".join(lines)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, loaded on first use."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error)) from None

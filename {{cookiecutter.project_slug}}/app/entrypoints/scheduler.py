@@ -1,0 +1,30 @@
+"""The scheduler process: `python -m app.entrypoints.scheduler`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.components.scheduler.main import JobDefinitionError
+from app.components.scheduler.runner import run_scheduler
+from app.entrypoints._startup import start_process
+
+
+def main() -> None:
+    """Run the scheduler until SIGTERM or SIGINT; exit 0 after a clean stop."""
+    settings = start_process()
+    try:
+        asyncio.run(run_scheduler(settings))
+    except JobDefinitionError as error:
+        logging.getLogger("app.scheduler").error(f"cannot start: {error}")
+        raise SystemExit(2) from None
+    except SQLAlchemyError as error:
+        reason = str(error).splitlines()[0]
+        logging.getLogger("app.scheduler").error(f"cannot start: database error: {reason}")
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""System maintenance: keep the SQLite write-ahead log short and watch free disk space."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from app.core.db import get_engine, sqlite_path
+from app.core.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MaintenanceResult:
+    """What maintenance measured."""
+
+    database_bytes: int | None
+    disk_free_percent: float
+    low_disk: bool
+
+
+def run_system_maintenance(
+    engine: Engine | None = None,
+    data_dir: Path | None = None,
+    warn_below_percent: float | None = None,
+) -> MaintenanceResult:
+    """Checkpoint SQLite's WAL into the main file, then measure database size and free disk."""
+    settings = get_settings()
+    engine = engine or get_engine()
+    data_dir = data_dir or settings.data_dir
+    threshold = (
+        settings.disk_free_warning_percent if warn_below_percent is None else warn_below_percent
+    )
+
+    database_file = sqlite_path(engine.url)
+    database_bytes = None
+    if database_file is not None:
+        # Without a checkpoint the WAL file grows as long as some reader keeps it busy.
+        with engine.connect() as connection:
+            connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+            connection.execute(text("PRAGMA optimize"))
+        database_bytes = database_file.stat().st_size
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    usage = shutil.disk_usage(data_dir)
+    free_percent = round(100 * usage.free / usage.total, 2)
+    low_disk = free_percent < threshold
+    if low_disk:
+        logger.warning(
+            "free disk space is low",
+            extra={"path": str(data_dir), "free_percent": free_percent, "threshold": threshold},
+        )
+    return MaintenanceResult(database_bytes, free_percent, low_disk)

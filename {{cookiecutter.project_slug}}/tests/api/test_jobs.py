@@ -1,0 +1,43 @@
+"""The API lists jobs from the shared store, as written by a scheduler in another process."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from app.components.backend.main import create_app
+from app.components.scheduler.main import create_scheduler
+from app.core.settings import Settings
+
+
+def test_no_jobs_before_the_scheduler_first_starts(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/api/jobs").json() == {"items": [], "total": 0}
+
+
+async def test_lists_stored_jobs(settings: Settings, fresh_engine: Engine) -> None:
+    scheduler = create_scheduler(settings, fresh_engine)
+    scheduler.start(paused=True)
+    scheduler.pause_job("cleanup_old_records")
+    expected = {job.id: job.next_run_time for job in scheduler.get_jobs()}
+    scheduler.shutdown(wait=False)
+
+    with TestClient(create_app(settings)) as client:
+        body = client.get("/api/jobs").json()
+
+    assert body["total"] == len(expected)
+    listed = {item["id"]: item for item in body["items"]}
+    assert set(listed) == set(expected)
+    paused = listed.pop("cleanup_old_records")
+    assert paused["paused"] is True
+    assert paused["next_run_time"] is None
+    for job_id, item in listed.items():
+        assert datetime.fromisoformat(item["next_run_time"]) == expected[job_id]
+        assert item["paused"] is False
+        assert item["trigger"]
+    # Soonest first, paused last.
+    times = [datetime.fromisoformat(i["next_run_time"]) for i in body["items"][:-1]]
+    assert times == sorted(times)
+    assert body["items"][-1]["id"] == "cleanup_old_records"

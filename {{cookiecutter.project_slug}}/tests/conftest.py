@@ -1,0 +1,103 @@
+"""Fixtures: every test gets its own database and data directory.
+
+Tests use a fresh SQLite file by default. Set TEST_DATABASE_URL to a PostgreSQL URL to run
+them against a server instead: each test then gets a schema of its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.core.db import create_db_engine, get_engine, init_db
+from app.core.settings import ENV_PREFIX, Settings, get_settings
+
+
+def _postgres_schema_url(base_url: str) -> Iterator[str]:
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base_url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A database no other test uses."""
+    base_url = os.environ.get("TEST_DATABASE_URL")
+    if base_url:
+        yield from _postgres_schema_url(base_url)
+    else:
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def test_env(tmp_path: Path, database_url: str) -> dict[str, str]:
+    """Environment variables that point the service at this test's database and folders."""
+    return {
+        f"{ENV_PREFIX}DATABASE_URL": database_url,
+        f"{ENV_PREFIX}DATA_DIR": str(tmp_path / "data"),
+        f"{ENV_PREFIX}TEMP_DIR": str(tmp_path / "data" / "tmp"),
+        f"{ENV_PREFIX}HEARTBEAT_INTERVAL_SECONDS": "0.5",
+        f"{ENV_PREFIX}HEARTBEAT_STALE_AFTER_SECONDS": "3",
+        f"{ENV_PREFIX}LOG_FORMAT": "json",
+        f"{ENV_PREFIX}ENVIRONMENT": "test",
+    }
+
+
+@pytest.fixture(autouse=True)
+def settings(
+    tmp_path: Path, test_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """The settings every code path sees during the test, from a clean environment."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+    for name, value in test_env.items():
+        monkeypatch.setenv(name, value)
+    # A developer's .env in the project root must not leak into the tests.
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    yield get_settings()
+    if get_engine.cache_info().currsize:
+        get_engine().dispose()
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Engine:
+    """The process-wide engine, with the project's tables created."""
+    engine = get_engine()
+    init_db(engine)
+    return engine
+
+
+@pytest.fixture
+def fresh_engine(settings: Settings) -> Iterator[Engine]:
+    """A separate engine on the same database, as another process would have."""
+    engine = create_db_engine(settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

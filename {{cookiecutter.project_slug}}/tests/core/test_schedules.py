@@ -1,0 +1,75 @@
+"""Crontab expressions mean what they mean in crontab, and read back the same way."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from app.core.schedules import (
+    Cron,
+    Interval,
+    Once,
+    ScheduleError,
+    crontab_weekdays,
+    describe_trigger,
+)
+
+UTC_ZONE = ZoneInfo("UTC")
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ("*", "*"),
+        ("0", "sun"),
+        ("7", "sun"),
+        ("1-5", "mon-fri"),
+        ("5-7", "fri-sun"),
+        ("0,6", "sat-sun"),
+        ("1,3,5", "mon,wed,fri"),
+        ("*/2", "tue,thu,sat-sun"),
+        ("MON-fri", "mon-fri"),
+        ("sun-sat", "*"),
+    ],
+)
+def test_weekdays_follow_crontab_numbering(field: str, expected: str) -> None:
+    assert crontab_weekdays(field) == expected
+
+
+@pytest.mark.parametrize("field", ["8", "x", "5-1", "*/0", "1,,2"])
+def test_invalid_weekdays_are_refused(field: str) -> None:
+    with pytest.raises(ScheduleError, match="day_of_week"):
+        crontab_weekdays(field)
+
+
+def test_sunday_cron_fires_on_sunday() -> None:
+    trigger = Cron("0 9 * * 0").to_trigger(UTC_ZONE)
+    saturday = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    fire = trigger.get_next_fire_time(None, saturday)
+    assert fire is not None
+    assert fire.strftime("%A %H:%M") == "Sunday 09:00"
+
+
+def test_job_timezone_overrides_the_default() -> None:
+    trigger = Cron("30 6 * * *", timezone="Europe/Paris").to_trigger(UTC_ZONE)
+    assert describe_trigger(trigger) == 'cron "30 6 * * *" (Europe/Paris)'
+
+
+@pytest.mark.parametrize(
+    ("schedule", "description"),
+    [
+        (Cron("*/5 9-17 * * 1-5"), 'cron "*/5 9-17 * * mon-fri" (UTC)'),
+        (Interval(minutes=90), "every 1h 30m"),
+        (Interval(days=1, seconds=5), "every 1d 5s"),
+        (Once(at=datetime(2030, 1, 2, 3, 4, tzinfo=UTC)), "once at 2030-01-02T03:04:00+00:00"),
+    ],
+)
+def test_descriptions_read_well(schedule: Cron | Interval | Once, description: str) -> None:
+    assert describe_trigger(schedule.to_trigger(UTC_ZONE)) == description
+
+
+def test_naive_one_time_date_is_refused() -> None:
+    with pytest.raises(ScheduleError, match="aware datetime"):
+        Once(at=datetime(2030, 1, 1)).to_trigger(UTC_ZONE)

@@ -1,0 +1,49 @@
+"""Helpers shared by tests: heartbeats written as the scheduler writes them, and servers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy import Engine, update
+
+from app.components.scheduler.heartbeat import Heartbeat
+from app.core.db import session_scope, utcnow
+from app.core.models import SchedulerInstance
+
+
+def write_heartbeat(engine: Engine, state: str = "running", age_seconds: float = 0) -> Heartbeat:
+    """Record a heartbeat through the scheduler's own writer, then age it by `age_seconds`."""
+    heartbeat = Heartbeat(engine)
+    heartbeat.beat(state, job_count=3)
+    if age_seconds:
+        with session_scope(engine) as session:
+            session.execute(
+                update(SchedulerInstance)
+                .where(SchedulerInstance.instance_id == heartbeat.instance_id)
+                .values(last_seen=utcnow() - timedelta(seconds=age_seconds))
+            )
+    return heartbeat
+
+
+@contextmanager
+def serve(app: FastAPI, port: int) -> Iterator[str]:
+    """Serve `app` on 127.0.0.1:`port` in a thread; yields its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,122 @@
+"""`create_scheduler()` registers exactly the code-defined jobs, and restarts keep their state."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import Engine
+
+from app.components.scheduler import main
+from app.components.scheduler.jobs import JOBS, ScheduledJob
+from app.components.scheduler.main import JobDefinitionError, create_scheduler
+from app.core.schedules import Cron, Interval, describe_trigger
+from app.core.settings import Settings
+from app.services.retention import cleanup_old_records
+
+
+def expected_triggers(timezone: str) -> dict[str, str]:
+    """The pinned job list: changing a job's id or schedule must change this test too."""
+    return {
+        "system_maintenance": "every 6h",
+        "cleanup_old_records": f'cron "30 3 * * *" ({timezone})',
+{%- if cookiecutter.include_example_jobs == "yes" %}
+        "daily_report": f'cron "0 6 * * *" ({timezone})',
+        "cleanup_temp_files": "every 1h",
+        "sync_external_data": "every 15m",
+{%- endif %}
+    }
+
+
+def test_registers_exactly_the_expected_jobs(settings: Settings, engine: Engine) -> None:
+    scheduler = create_scheduler(settings, engine)
+    registered = {job.id: describe_trigger(job.trigger) for job in scheduler.get_jobs()}
+    assert registered == expected_triggers(settings.timezone)
+    assert {job.id for job in JOBS} == set(registered)
+
+
+def test_every_job_has_a_readable_name(settings: Settings, engine: Engine) -> None:
+    for job in create_scheduler(settings, engine).get_jobs():
+        assert job.name
+        assert job.name != job.id
+
+
+async def test_jobs_are_stored_with_next_run_times(settings: Settings, engine: Engine) -> None:
+    scheduler = create_scheduler(settings, engine)
+    scheduler.start(paused=True)
+    try:
+        jobs = scheduler.get_jobs()
+        assert {job.id for job in jobs} == set(expected_triggers(settings.timezone))
+        assert all(job.next_run_time is not None for job in jobs)
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+async def test_restart_keeps_next_run_times_and_pauses(settings: Settings, engine: Engine) -> None:
+    first = create_scheduler(settings, engine)
+    first.start(paused=True)
+    first.pause_job("cleanup_old_records")
+    before = {job.id: job.next_run_time for job in first.get_jobs()}
+    first.shutdown(wait=False)
+    await asyncio.sleep(0.05)
+
+    second = create_scheduler(settings, engine)
+    second.start(paused=True)
+    try:
+        after = {job.id: job.next_run_time for job in second.get_jobs()}
+    finally:
+        second.shutdown(wait=False)
+    assert before["cleanup_old_records"] is None
+    assert after == before
+
+
+async def test_changed_schedule_replaces_the_stored_job(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = create_scheduler(settings, engine)
+    first.start(paused=True)
+    first.pause_job("cleanup_old_records")
+    first.shutdown(wait=False)
+
+    changed = ScheduledJob(
+        id="cleanup_old_records",
+        name="Delete old records",
+        func=cleanup_old_records,
+        schedule=Interval(minutes=5),
+    )
+    monkeypatch.setattr(main, "JOBS", (changed,))
+    second = create_scheduler(settings, engine)
+    second.start(paused=True)
+    try:
+        job = second.get_job("cleanup_old_records")
+    finally:
+        second.shutdown(wait=False)
+    assert job is not None
+    assert describe_trigger(job.trigger) == "every 5m"
+    # The pause belonged to the old definition; the new schedule starts fresh.
+    assert job.next_run_time is not None
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        (Cron("61 * * * *"), "cron: '61 * * * *'"),
+        (Cron("0 6 * *"), "has 4 fields; expected 5"),
+        (Cron("0 6 * * 9"), "day_of_week: '9' is not a weekday"),
+        (Cron("0 6 * * *", timezone="Mars/Base"), "timezone: 'Mars/Base' is not an IANA time zone"),
+        (Interval(), "interval: the period must be positive"),
+    ],
+)
+def test_invalid_schedule_names_the_job_and_the_field(
+    settings: Settings,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    schedule: Cron | Interval,
+    message: str,
+) -> None:
+    broken = ScheduledJob(id="broken", name="Broken", func=cleanup_old_records, schedule=schedule)
+    monkeypatch.setattr(main, "JOBS", (broken,))
+    with pytest.raises(JobDefinitionError) as caught:
+        create_scheduler(settings, engine)
+    assert str(caught.value).startswith("job 'broken': ")
+    assert message in str(caught.value)

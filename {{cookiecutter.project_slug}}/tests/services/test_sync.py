@@ -1,0 +1,107 @@
+"""The external sync against a real HTTP server: success, bad replies, and no server at all."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from app.components.scheduler.events import JOB_OUTCOME_EVENTS
+from app.components.scheduler.main import create_scheduler
+from app.core.db import utcnow
+from app.core.settings import Settings
+from app.services.sync import SyncError, sync_external_data
+from tests.conftest import free_port
+
+ROUTES: dict[str, tuple[int, str, bytes]] = {
+    "/data": (200, "application/json", json.dumps({"items": [1, 2, 3]}).encode()),
+    "/broken": (500, "text/plain", b"boom"),
+    "/html": (200, "text/html", b"<html>not json</html>"),
+}
+
+
+class Upstream(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        status, content_type, body = ROUTES.get(self.path, (404, "text/plain", b"missing"))
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep the test output quiet."""
+
+
+@pytest.fixture
+def upstream() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_snapshot_is_written(upstream: str, tmp_path: Path) -> None:
+    result = await sync_external_data(f"{upstream}/data", snapshot_dir=tmp_path)
+    snapshot = json.loads(result.snapshot.read_text())
+    assert result.status_code == 200
+    assert result.size_bytes == len(ROUTES["/data"][2])
+    assert snapshot["data"] == {"items": [1, 2, 3]}
+    assert snapshot["url"] == f"{upstream}/data"
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [("/broken", "answered 500"), ("/html", "did not answer with JSON")],
+)
+async def test_bad_reply_fails_and_keeps_the_old_snapshot(
+    upstream: str, tmp_path: Path, path: str, message: str
+) -> None:
+    await sync_external_data(f"{upstream}/data", snapshot_dir=tmp_path)
+    before = (tmp_path / "latest.json").read_text()
+    with pytest.raises(SyncError, match=message):
+        await sync_external_data(f"{upstream}{path}", snapshot_dir=tmp_path)
+    assert (tmp_path / "latest.json").read_text() == before
+
+
+async def test_unreachable_service_fails_clearly(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/data"
+    with pytest.raises(SyncError, match=f"cannot reach {url}"):
+        await sync_external_data(url, snapshot_dir=tmp_path, timeout=2)
+
+
+async def test_scheduled_sync_to_unreachable_service_is_one_log_line(
+    settings: Settings,
+    engine: Engine,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}/data"
+    monkeypatch.setattr(settings, "sync_url", url)
+    caplog.set_level(logging.INFO)
+    scheduler = create_scheduler(settings, engine)
+    finished = asyncio.Event()
+    scheduler.add_listener(lambda _event: finished.set(), JOB_OUTCOME_EVENTS)
+    scheduler.start()
+    scheduler.modify_job("sync_external_data", next_run_time=utcnow() + timedelta(milliseconds=50))
+    try:
+        await asyncio.wait_for(finished.wait(), timeout=15)
+        # A failed run is an outcome, not a crash: the scheduler carries on.
+        assert scheduler.running
+    finally:
+        scheduler.shutdown(wait=False)
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(failures) == 1
+    assert failures[0].getMessage().startswith(f"job failed: cannot reach {url}: ")
+    assert getattr(failures[0], "job_id", None) == "sync_external_data"
+    assert not hasattr(failures[0], "traceback")

@@ -1,0 +1,140 @@
+"""The real processes: scheduler and API started as `make run` starts them, checked via the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from app.core.settings import ENV_PREFIX
+from tests.conftest import free_port
+
+CLI = [sys.executable, "-m", "app.cli"]
+
+
+@pytest.fixture
+def env(test_env: dict[str, str]) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    return {**clean, **test_env, f"{ENV_PREFIX}API_PORT": str(free_port())}
+
+
+@pytest.fixture
+def start(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+
+    def launch(module: str) -> subprocess.Popen[str]:
+        log = (tmp_path / f"{module}.log").open("w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", module], env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
+        started.append(process)
+        return process
+
+    yield launch
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def api_url(env: dict[str, str]) -> str:
+    return f"http://127.0.0.1:{env[f'{ENV_PREFIX}API_PORT']}"
+
+
+def scheduler_pid(env: dict[str, str]) -> int:
+    report = json.loads(cli(env, "health", "check", "--json").stdout)
+    pid: int = report["scheduler"]["pid"]
+    return pid
+
+
+def test_scheduler_and_api_processes(
+    env: dict[str, str], start: Callable[[str], subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    scheduler = start("app.entrypoints.scheduler")
+    api = start("app.entrypoints.api")
+    wait_for(lambda: cli(env, "health", "check").returncode == 0, 30, "a healthy check")
+    wait_for(
+        lambda: cli(env, "health", "check", "--url", api_url(env)).returncode == 0, 30, "the API"
+    )
+
+    detailed = cli(env, "health", "check", "--detailed")
+    remote = cli(env, "health", "check", "--detailed", "--json", "--url", api_url(env))
+    assert detailed.returncode == 0, detailed.stdout + detailed.stderr
+    jobs = json.loads(remote.stdout)["jobs"]
+    assert jobs
+    for job in jobs:
+        assert job["id"] in detailed.stdout
+        assert job["next_run_time"] is not None
+
+    scheduler.send_signal(signal.SIGTERM)
+    assert scheduler.wait(timeout=10) == 0
+    log = (tmp_path / "app.entrypoints.scheduler.log").read_text()
+    assert '"message": "scheduler stopped"' in log
+    assert "Traceback" not in log
+
+    after = cli(env, "health", "check")
+    assert after.returncode == 1
+    assert "scheduler stopped" in after.stdout
+    api.send_signal(signal.SIGTERM)
+    api.wait(timeout=10)
+
+
+def test_killed_scheduler_turns_stale(
+    env: dict[str, str], start: Callable[[str], subprocess.Popen[str]]
+) -> None:
+    scheduler = start("app.entrypoints.scheduler")
+    wait_for(lambda: cli(env, "health", "check").returncode == 0, 30, "a healthy check")
+    scheduler.kill()
+    scheduler.wait()
+    wait_for(lambda: cli(env, "health", "check").returncode == 1, 10, "the heartbeat to go stale")
+    assert "stale after 3 s" in cli(env, "health", "check").stdout
+
+
+def test_local_runner_starts_both_and_stops_both(
+    env: dict[str, str], start: Callable[[str], subprocess.Popen[str]]
+) -> None:
+    local = start("app.entrypoints.local")
+    url = api_url(env)
+    wait_for(
+        lambda: cli(env, "health", "check", "--url", url).returncode == 0, 30, "both processes"
+    )
+    pid = scheduler_pid(env)
+
+    # Stopping the scheduler leaves the API up, reporting the scheduler as down.
+    os.kill(pid, signal.SIGTERM)
+    wait_for(
+        lambda: cli(env, "health", "check", "--url", url).returncode == 1,
+        10,
+        "an unhealthy API check",
+    )
+    assert local.poll() is None
+
+    local.send_signal(signal.SIGINT)
+    assert local.wait(timeout=15) == 0
+    assert cli(env, "health", "check", "--url", url, "--timeout", "1").returncode == 1
