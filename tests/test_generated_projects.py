@@ -1,0 +1,242 @@
+"""Slow tier: generated projects install, lint, typecheck, pass their own tests, and run.
+
+Two projects: the defaults, and the most different set of answers. Each runs `make run` and is
+checked through its own CLI, as a user would in a second terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import generate, record_time, timed
+
+pytestmark = pytest.mark.slow
+
+POSTGRES_URL = os.environ.get(
+    "TEMPLATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+BUILT_IN_JOBS = {"system_maintenance", "cleanup_old_records"}
+EXAMPLE_JOBS = {"daily_report", "cleanup_temp_files", "sync_external_data"}
+
+VARIANTS: dict[str, dict[str, str]] = {
+    "defaults": {},
+    "most-different": {
+        "project_name": "Acme Billing",
+        "database": "postgresql",
+        "include_example_jobs": "no",
+        "use_docker": "no",
+        "timezone": "America/New_York",
+    },
+}
+
+
+@dataclass
+class Generated:
+    """A generated project and the environment its commands run in."""
+
+    name: str
+    answers: dict[str, str]
+    path: Path
+    env: dict[str, str]
+
+    @property
+    def slug(self) -> str:
+        return self.path.name
+
+    @property
+    def prefix(self) -> str:
+        return self.slug.upper().replace("-", "_") + "_"
+
+    @property
+    def postgres(self) -> bool:
+        return self.answers.get("database") == "postgresql"
+
+    @property
+    def expected_jobs(self) -> set[str]:
+        examples = self.answers.get("include_example_jobs", "yes") == "yes"
+        return BUILT_IN_JOBS | (EXAMPLE_JOBS if examples else set())
+
+    def run(
+        self, *command: str, timeout: float = 600, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command,
+            cwd=self.path,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+def clean_environment() -> dict[str, str]:
+    """This test run's environment without its own virtualenv, so uv uses the project's."""
+    return {
+        k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT"}
+    }
+
+
+def postgres_schema(base_url: str) -> tuple[str, Callable[[], None]]:
+    """A fresh schema on the test server: its URL, and a function that drops it."""
+    schema = f"template_{uuid.uuid4().hex[:10]}"
+    database = base_url.rsplit("/", 1)[1]
+    psql = [
+        "psql",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-d",
+        database,
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-c",
+    ]
+    subprocess.run([*psql, f'CREATE SCHEMA "{schema}"'], check=True, capture_output=True)
+
+    def drop() -> None:
+        subprocess.run([*psql, f'DROP SCHEMA "{schema}" CASCADE'], check=True, capture_output=True)
+
+    return f"{base_url}?options=-csearch_path%3D{schema}", drop
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Generated:
+    answers = VARIANTS[request.param]
+    with timed(f"{request.param}: generate"):
+        path = generate(tmp_path_factory.mktemp(request.param), **answers)
+    generated = Generated(request.param, answers, path, clean_environment())
+    extras = ["--extra", "postgres"] if generated.postgres else []
+    with timed(f"{request.param}: uv sync --locked"):
+        result = generated.run("uv", "sync", "--locked", *extras)
+    assert result.returncode == 0, result.stderr
+    return generated
+
+
+def test_lint(project: Generated) -> None:
+    for command in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):
+        result = project.run("uv", "run", "--frozen", *command)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_typecheck(project: Generated) -> None:
+    with timed(f"{project.name}: mypy"):
+        result = project.run("uv", "run", "--frozen", "mypy", "app", "tests")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_own_tests_pass(project: Generated) -> None:
+    env = {"TEST_DATABASE_URL": POSTGRES_URL} if project.postgres else {}
+    with timed(f"{project.name}: the project's own pytest"):
+        result = project.run(
+            "uv", "run", "--frozen", "pytest", "-q", "-p", "no:cacheprovider", env=env
+        )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
+    assert " failed" not in result.stdout
+    assert " skipped" not in result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def run_env(project: Generated) -> Iterator[dict[str, str]]:
+    env = {
+        f"{project.prefix}API_PORT": str(free_port()),
+        f"{project.prefix}HEARTBEAT_INTERVAL_SECONDS": "1",
+        f"{project.prefix}HEARTBEAT_STALE_AFTER_SECONDS": "4",
+    }
+    if project.postgres:
+        url, drop = postgres_schema(POSTGRES_URL)
+        yield {**env, f"{project.prefix}DATABASE_URL": url}
+        drop()
+    else:
+        yield env
+
+
+def health_check(
+    project: Generated, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    return project.run(
+        "uv",
+        "run",
+        "--frozen",
+        project.slug,
+        "health",
+        "check",
+        *args,
+        timeout=60,
+        env={**env, "COLUMNS": "200"},
+    )
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.25)
+    return time.monotonic() - start
+
+
+def test_make_run_is_healthy_and_notices_a_dead_scheduler(
+    project: Generated, run_env: dict[str, str], tmp_path: Path
+) -> None:
+    log = (tmp_path / "make-run.log").open("w")
+    # A session of its own, so the test can send Ctrl-C to the whole group as a terminal does.
+    make = subprocess.Popen(
+        ["make", "run"],
+        cwd=project.path,
+        env={**project.env, **run_env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        seconds = wait_for(lambda: health_check(project, run_env).returncode == 0, 90, "healthy")
+        record_time(f"{project.name}: make run, start to healthy", seconds)
+
+        detailed = health_check(project, run_env, "--detailed")
+        assert detailed.returncode == 0, detailed.stdout + detailed.stderr
+        for job_id in project.expected_jobs:
+            assert job_id in detailed.stdout
+        report = json.loads(health_check(project, run_env, "--detailed", "--json").stdout)
+        assert {job["id"] for job in report["jobs"]} == project.expected_jobs
+        assert all(job["next_run_time"] for job in report["jobs"])
+
+        os.kill(report["scheduler"]["pid"], signal.SIGKILL)
+        wait_for(lambda: health_check(project, run_env).returncode == 1, 30, "the check to fail")
+        unhealthy = health_check(project, run_env, "--detailed")
+        assert unhealthy.returncode == 1
+        assert "stale after 4 s" in unhealthy.stdout
+    finally:
+        os.killpg(make.pid, signal.SIGINT)
+        try:
+            make.wait(timeout=20)
+        finally:
+            if make.poll() is None:
+                os.killpg(make.pid, signal.SIGKILL)
+    output = (tmp_path / "make-run.log").read_text()
+    assert "Traceback" not in output
+    # Ctrl-C stopped everything the project started.
+    leftovers = subprocess.run(
+        ["pgrep", "-af", str(project.path / ".venv")], capture_output=True, text=True, check=False
+    )
+    assert leftovers.stdout == ""
