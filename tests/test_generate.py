@@ -174,7 +174,7 @@ def test_invalid_answers_fail_in_the_hook(
     )
     assert result.returncode != 0
     assert f"ERROR: {message}" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
@@ -204,5 +204,5 @@ def test_unknown_choices_are_refused(tmp_path: Path, answers: dict[str, str], me
     )
     assert result.returncode != 0
     assert message in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
     assert list(tmp_path.iterdir()) == []

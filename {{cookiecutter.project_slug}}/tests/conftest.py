@@ -54,7 +54,6 @@ def test_env(tmp_path: Path, database_url: str) -> dict[str, str]:
         f"{ENV_PREFIX}HEARTBEAT_INTERVAL_SECONDS": "0.5",
         f"{ENV_PREFIX}HEARTBEAT_STALE_AFTER_SECONDS": "3",
         f"{ENV_PREFIX}LOG_FORMAT": "json",
-        f"{ENV_PREFIX}ENVIRONMENT": "test",
     }
 
 

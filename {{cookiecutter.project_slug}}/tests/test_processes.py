@@ -102,7 +102,19 @@ def test_scheduler_and_api_processes(
     assert after.returncode == 1
     assert "scheduler stopped" in after.stdout
     api.send_signal(signal.SIGTERM)
-    api.wait(timeout=10)
+    assert api.wait(timeout=10) == 0
+    assert "Traceback" not in (tmp_path / "app.entrypoints.api.log").read_text()
+
+
+def test_ctrl_c_stops_the_scheduler_cleanly(
+    env: dict[str, str], start: Callable[[str], subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    scheduler = start("app.entrypoints.scheduler")
+    wait_for(lambda: cli(env, "health", "check").returncode == 0, 30, "a healthy check")
+    scheduler.send_signal(signal.SIGINT)
+    assert scheduler.wait(timeout=10) == 0
+    assert "Traceback" not in (tmp_path / "app.entrypoints.scheduler.log").read_text()
+    assert "scheduler stopped" in cli(env, "health", "check").stdout
 
 
 def test_killed_scheduler_turns_stale(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -45,9 +46,10 @@ class ConsoleFormatter(logging.Formatter):
     """Formats a record as `time level logger message key=value ...`."""
 
     def format(self, record: logging.LogRecord) -> str:
-        time = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
+        # Local time: this format is for a person at a terminal.
+        clock = time.strftime("%H:%M:%S", time.localtime(record.created))
         context = " ".join(f"{k}={v}" for k, v in _extra_fields(record).items())
-        line = f"{time} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        line = f"{clock} {record.levelname:<7} {record.name}: {record.getMessage()}"
         if context:
             line = f"{line}  {context}"
         if record.exc_info:

@@ -72,4 +72,4 @@ def test_descriptions_read_well(schedule: Cron | Interval | Once, description: s
 
 def test_naive_one_time_date_is_refused() -> None:
     with pytest.raises(ScheduleError, match="aware datetime"):
-        Once(at=datetime(2030, 1, 1)).to_trigger(UTC_ZONE)
+        Once(at=datetime(2030, 1, 1)).to_trigger(UTC_ZONE)  # noqa: DTZ001

@@ -1,0 +1,72 @@
+"""The SQLite file is created on first use and opened in WAL mode; timestamps stay UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select, text
+
+from app.core.db import create_db_engine, init_db, session_scope, sqlite_path
+from app.core.models import SchedulerInstance
+
+
+def test_sqlite_file_and_folder_are_created_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "folder" / "app.db"
+    engine = create_db_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as connection:
+            mode = connection.execute(text("PRAGMA journal_mode")).scalar_one()
+        assert path.exists()
+        assert mode == "wal"
+    finally:
+        engine.dispose()
+
+
+def test_missing_file_is_refused_when_creation_is_off(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        create_db_engine(f"sqlite:///{tmp_path / 'absent.db'}", create_file=False)
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_sqlite_path_only_for_sqlite_files() -> None:
+    assert sqlite_path("sqlite:///data/app.db") == Path("data/app.db")
+    assert sqlite_path("sqlite://") is None
+    assert sqlite_path("postgresql+psycopg://u@localhost/db") is None
+
+
+def test_times_round_trip_as_aware_utc(engine: Engine) -> None:
+    paris_noon = datetime(2026, 7, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    init_db(engine)
+    with session_scope(engine) as session:
+        session.add(
+            SchedulerInstance(
+                instance_id="x",
+                hostname="h",
+                pid=1,
+                started_at=paris_noon,
+                last_seen=paris_noon,
+                state="running",
+                job_count=0,
+            )
+        )
+    with session_scope(engine) as session:
+        stored = session.scalars(select(SchedulerInstance.started_at)).one()
+    assert stored == paris_noon
+    assert stored.tzinfo == UTC
+
+
+def test_naive_times_are_refused(engine: Engine) -> None:
+    with pytest.raises(Exception, match="naive datetime"), session_scope(engine) as session:
+        session.add(
+            SchedulerInstance(
+                instance_id="y",
+                hostname="h",
+                pid=1,
+                started_at=datetime(2026, 1, 1),  # noqa: DTZ001
+                last_seen=datetime(2026, 1, 1),  # noqa: DTZ001
+                state="running",
+                job_count=0,
+            )
+        )
