@@ -44,6 +44,12 @@ def _report_from_database(detailed: bool) -> HealthReport:
         engine.dispose()
 
 
+def _http_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise typer.BadParameter(f"{value!r} must start with http:// or https://")
+    return value
+
+
 def _report_from_api(url: str, detailed: bool, timeout: float) -> HealthReport:
     base = url.rstrip("/")
     try:
@@ -56,7 +62,7 @@ def _report_from_api(url: str, detailed: bool, timeout: float) -> HealthReport:
                 jobs = client.get(f"{base}/api/jobs")
                 jobs.raise_for_status()
                 report.jobs = [JobInfo.model_validate(item) for item in jobs.json()["items"]]
-    except httpx.HTTPError as error:
+    except (httpx.HTTPError, httpx.InvalidURL) as error:
         raise CheckFailed(f"cannot reach the API at {base}: {error_text(error)}") from None
     except (ValidationError, ValueError, KeyError):
         raise CheckFailed(f"{base} did not answer with a health report") from None
@@ -120,7 +126,8 @@ def check(
     url: Annotated[
         str | None,
         typer.Option(
-            help="Ask a running API (for example http://127.0.0.1:8000) instead of the database."
+            help="Ask a running API (for example http://127.0.0.1:8000) instead of the database.",
+            callback=_http_url,
         ),
     ] = None,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the API.")] = 5.0,

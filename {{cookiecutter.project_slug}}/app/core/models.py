@@ -20,6 +20,6 @@ class SchedulerInstance(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    # starting, running, stopping, stopped
+    # "running" while the process beats; "stopped" after a clean shutdown.
     state: Mapped[str] = mapped_column(String(16))
     job_count: Mapped[int] = mapped_column(Integer, default=0)

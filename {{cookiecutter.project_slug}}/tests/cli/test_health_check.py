@@ -119,3 +119,16 @@ def test_url_that_nothing_answers() -> None:
     code, output = invoke("health", "check", "--url", url, "--timeout", "2")
     assert code == 1
     assert f"cannot reach the API at {url}" in output
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8000", "ftp://host"])
+def test_url_without_http_is_refused(url: str) -> None:
+    code, output = invoke("health", "check", "--url", url)
+    assert code == 2
+    assert "must start with http:// or https://" in output
+
+
+def test_malformed_url_is_an_error_not_a_traceback() -> None:
+    code, output = invoke("health", "check", "--url", "http://[::1")
+    assert code == 1
+    assert "cannot reach the API at http://[::1" in output
