@@ -16,6 +16,7 @@ MANIFEST: dict[str, dict[str, str]] = {
     "Dockerfile": {"use_docker": "yes"},
     ".dockerignore": {"use_docker": "yes"},
     "docker-compose.yml": {"use_docker": "yes"},
+    "app/core/files.py": {"include_example_jobs": "yes"},
     "app/services/reports.py": {"include_example_jobs": "yes"},
     "app/services/sync.py": {"include_example_jobs": "yes"},
     "app/services/temp_files.py": {"include_example_jobs": "yes"},

@@ -3,8 +3,10 @@
 - `uv.lock`: resolved by uv for the generated pyproject (every optional dependency included).
 - `.env.example`: rendered from the generated settings class.
 
-Both are produced in a project generated with marker answers, then the markers are turned back
-into the template variables. The generated project's tests check `.env.example` again, and the
+Both are produced in projects generated with marker answers, then the markers are turned back
+into the template variables. The example jobs' settings exist only with include_example_jobs,
+so `.env.example` is rendered with and without them and the difference is wrapped in a
+condition. The generated project's tests check `.env.example` again, and the
 slow template tests run `uv sync --locked`, so a stale copy fails there.
 
 Usage: uv run python scripts/refresh_generated_files.py
@@ -42,22 +44,48 @@ def templated(text: str) -> str:
     return text
 
 
+def generate(scratch: str, examples: str) -> Path:
+    """A project with the marker answers, installed from a fresh lock."""
+    answers = {**MARKERS, "include_example_jobs": examples}
+    project = Path(
+        cookiecutter(
+            str(TEMPLATE), no_input=True, extra_context=answers, output_dir=f"{scratch}/{examples}"
+        )
+    )
+    subprocess.run(["uv", "lock", "--quiet"], cwd=project, check=True)
+    subprocess.run(
+        ["uv", "run", "--frozen", "--quiet", "python", "-m", "app.core.env_example"],
+        cwd=project,
+        check=True,
+    )
+    return project
+
+
+def env_example_template(with_examples: str, without_examples: str) -> str:
+    """One template that renders to either text, the example settings under a condition."""
+    if not with_examples.startswith(without_examples):
+        raise SystemExit("the example jobs' settings must come last in the Settings class")
+    extra = with_examples[len(without_examples) :]
+    return (
+        templated(without_examples)
+        + '{% if cookiecutter.include_example_jobs == "yes" %}'
+        + templated(extra)
+        + "{% endif %}"
+    )
+
+
 def main() -> None:
     """Generate, lock, render, and copy the results back into the template."""
     with tempfile.TemporaryDirectory() as scratch:
-        project = Path(
-            cookiecutter(str(TEMPLATE), no_input=True, extra_context=MARKERS, output_dir=scratch)
+        full, minimal = generate(scratch, "yes"), generate(scratch, "no")
+        lock = templated((full / "uv.lock").read_text(encoding="utf-8"))
+        (PROJECT_TEMPLATE / "uv.lock").write_text(lock, encoding="utf-8")
+        env_example = env_example_template(
+            (full / ".env.example").read_text(encoding="utf-8"),
+            (minimal / ".env.example").read_text(encoding="utf-8"),
         )
-        subprocess.run(["uv", "lock"], cwd=project, check=True)
-        subprocess.run(
-            ["uv", "run", "--frozen", "python", "-m", "app.core.env_example"],
-            cwd=project,
-            check=True,
-        )
-        for name in ("uv.lock", ".env.example"):
-            text = (project / name).read_text(encoding="utf-8")
-            (PROJECT_TEMPLATE / name).write_text(templated(text), encoding="utf-8")
-            print(f"refreshed {PROJECT_TEMPLATE.name}/{name}")
+        (PROJECT_TEMPLATE / ".env.example").write_text(env_example, encoding="utf-8")
+    print(f"refreshed {PROJECT_TEMPLATE.name}/uv.lock and .env.example")
 
 
 if __name__ == "__main__":

@@ -118,9 +118,8 @@ def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     with timed(f"{request.param}: generate"):
         path = generate(tmp_path_factory.mktemp(request.param), **answers)
     generated = Generated(request.param, answers, path, clean_environment())
-    extras = ["--extra", "postgres"] if generated.postgres else []
     with timed(f"{request.param}: uv sync --locked"):
-        result = generated.run("uv", "sync", "--locked", *extras)
+        result = generated.run("uv", "sync", "--locked")
     assert result.returncode == 0, result.stderr
     return generated
 

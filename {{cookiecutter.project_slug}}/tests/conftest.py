@@ -50,7 +50,6 @@ def test_env(tmp_path: Path, database_url: str) -> dict[str, str]:
     return {
         f"{ENV_PREFIX}DATABASE_URL": database_url,
         f"{ENV_PREFIX}DATA_DIR": str(tmp_path / "data"),
-        f"{ENV_PREFIX}TEMP_DIR": str(tmp_path / "data" / "tmp"),
         f"{ENV_PREFIX}HEARTBEAT_INTERVAL_SECONDS": "0.5",
         f"{ENV_PREFIX}HEARTBEAT_STALE_AFTER_SECONDS": "3",
         f"{ENV_PREFIX}LOG_FORMAT": "json",

@@ -100,7 +100,7 @@ def test_scheduler_and_api_processes(
 
     after = cli(env, "health", "check")
     assert after.returncode == 1
-    assert "scheduler stopped" in after.stdout
+    assert "scheduler: stopped" in after.stdout
     api.send_signal(signal.SIGTERM)
     assert api.wait(timeout=10) == 0
     assert "Traceback" not in (tmp_path / "app.entrypoints.api.log").read_text()
@@ -114,7 +114,7 @@ def test_ctrl_c_stops_the_scheduler_cleanly(
     scheduler.send_signal(signal.SIGINT)
     assert scheduler.wait(timeout=10) == 0
     assert "Traceback" not in (tmp_path / "app.entrypoints.scheduler.log").read_text()
-    assert "scheduler stopped" in cli(env, "health", "check").stdout
+    assert "scheduler: stopped" in cli(env, "health", "check").stdout
 
 
 def test_killed_scheduler_turns_stale(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -12,31 +13,41 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from app.core.db import create_db_engine
+from app.core.db import create_db_engine, redacted_url
 from app.core.errors import error_text
 from app.core.health import HealthReport, check_health
 from app.core.job_store import JobInfo
-from app.core.settings import SettingsError, get_settings
+from app.core.settings import ENV_PREFIX, SettingsError, get_settings
 
-app = typer.Typer(
-    help="Check the health of the API's database and the scheduler.", no_args_is_help=True
-)
+app = typer.Typer(help="Check the database and the scheduler.", no_args_is_help=True)
 
-stdout = Console(highlight=False)
+# Piped output has no terminal width to follow; a wide table beats one that wraps every cell.
+stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 stderr = Console(stderr=True, highlight=False)
+
+EXIT_UNHEALTHY = 1
+EXIT_MISCONFIGURED = 2
 
 
 class CheckFailed(Exception):
     """The check itself could not run; the message says why."""
 
+    def __init__(self, message: str, exit_code: int = EXIT_UNHEALTHY) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
 
 def _report_from_database(detailed: bool) -> HealthReport:
     try:
         settings = get_settings()
+    except SettingsError as error:
+        raise CheckFailed(str(error), EXIT_MISCONFIGURED) from None
+    try:
         engine = create_db_engine(settings.database_url, create_file=False)
-    except (SettingsError, FileNotFoundError) as error:
+    except FileNotFoundError as error:
         raise CheckFailed(
-            f"{error} (run from the project directory, or set the database URL)"
+            f"{error}: no scheduler has run against it; run from the project directory or set "
+            f"{ENV_PREFIX}DATABASE_URL"
         ) from None
     try:
         return check_health(engine, settings.heartbeat_stale_after_seconds, include_jobs=detailed)
@@ -77,7 +88,7 @@ def _status(healthy: bool) -> str:
     return "[green]healthy[/]" if healthy else "[red]unhealthy[/]"
 
 
-def _print_report(report: HealthReport, detailed: bool) -> None:
+def _print_report(report: HealthReport, detailed: bool, source: str) -> None:
     stdout.print(f"Status: {_status(report.healthy)}")
     if not detailed:
         for name, component in (("database", report.database), ("scheduler", report.scheduler)):
@@ -88,9 +99,7 @@ def _print_report(report: HealthReport, detailed: bool) -> None:
     for column in ("Component", "Status", "Detail"):
         components.add_column(column)
     components.add_row(
-        "database",
-        _status(report.database.healthy),
-        f"{report.database.detail} ({report.database.url})",
+        "database", _status(report.database.healthy), f"{report.database.detail} ({source})"
     )
     scheduler = report.scheduler
     where = (
@@ -117,7 +126,7 @@ def _print_report(report: HealthReport, detailed: bool) -> None:
     stdout.print(jobs)
 
 
-@app.command("check")
+@app.command("check", short_help="Exit 0 when healthy, 1 when not.")
 def check(
     detailed: Annotated[
         bool, typer.Option("--detailed", help="Show each component, the heartbeat and every job.")
@@ -128,23 +137,32 @@ def check(
         typer.Option(
             help="Ask a running API (for example http://127.0.0.1:8000) instead of the database.",
             callback=_http_url,
+            metavar="URL",
         ),
     ] = None,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for the API.")] = 5.0,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, metavar="SECONDS", help="How long to wait for the API.")
+    ] = 5.0,
 ) -> None:
-    """Exit 0 when the database answers and the scheduler's heartbeat is fresh, else 1."""
+    """Exit 0 when the database answers and the scheduler's heartbeat is fresh, else 1.
+
+    Reads the shared database directly, or asks a running API with --url. Exit status 2 means
+    the settings are invalid.
+    """
     try:
-        report = (
-            _report_from_api(url, detailed, timeout) if url else _report_from_database(detailed)
-        )
+        if url:
+            report, source = _report_from_api(url, detailed, timeout), f"via {url}"
+        else:
+            report = _report_from_database(detailed)
+            source = redacted_url(get_settings().database_url)
     except CheckFailed as error:
         if as_json:
             typer.echo(json.dumps({"status": "unknown", "error": str(error)}, indent=2))
         else:
             stderr.print(f"error: {error}", markup=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(error.exit_code) from None
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
     else:
-        _print_report(report, detailed)
+        _print_report(report, detailed, source)
     raise typer.Exit(0 if report.healthy else 1)

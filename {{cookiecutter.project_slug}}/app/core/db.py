@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -12,13 +11,10 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from app.core.settings import get_settings
-
-logger = logging.getLogger(__name__)
 
 
 class Base(DeclarativeBase):
@@ -88,12 +84,7 @@ def init_db(engine: Engine) -> None:
     # Importing the models registers their tables on Base.metadata.
     from app.core import models  # noqa: F401
 
-    try:
-        Base.metadata.create_all(engine)
-    except OperationalError:
-        # The API and the scheduler start together; if the other one created a table between
-        # our check and our CREATE, a second pass finds it and succeeds.
-        Base.metadata.create_all(engine)
+    Base.metadata.create_all(engine)
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.core.db import redacted_url, session_scope, utcnow
+from app.core.db import session_scope, utcnow
 from app.core.job_store import JobInfo, read_jobs
 from app.core.models import SchedulerInstance
 
@@ -23,7 +23,6 @@ class DatabaseHealth(BaseModel):
 
     healthy: bool
     detail: str
-    url: str
 
 
 class SchedulerHealth(BaseModel):
@@ -63,7 +62,7 @@ def _scheduler_health(
         return SchedulerHealth(healthy=False, detail="no scheduler has reported a heartbeat yet")
     age = (now - latest.last_seen).total_seconds()
     if latest.state == "stopped":
-        healthy, detail = False, f"scheduler stopped {age:.0f} s ago"
+        healthy, detail = False, f"stopped {age:.0f} s ago"
     elif age > stale_after_seconds:
         healthy = False
         detail = f"last heartbeat {age:.1f} s ago (stale after {stale_after_seconds:g} s)"
@@ -88,7 +87,6 @@ def check_health(
 ) -> HealthReport:
     """Check the database and the scheduler heartbeat, and list jobs if asked."""
     now = utcnow()
-    url = redacted_url(engine.url)
     jobs: list[JobInfo] | None = None
     try:
         with session_scope(engine) as session:
@@ -99,14 +97,14 @@ def check_health(
                 latest = session.scalars(
                     select(SchedulerInstance).order_by(SchedulerInstance.last_seen.desc()).limit(1)
                 ).first()
-        database = DatabaseHealth(healthy=True, detail="reachable", url=url)
+        database = DatabaseHealth(healthy=True, detail="reachable")
         scheduler = _scheduler_health(latest, stale_after_seconds, now)
         if include_jobs:
             jobs = read_jobs(engine)
     except SQLAlchemyError as error:
         # DBAPI errors keep the driver's message in `orig`, without SQLAlchemy's long suffix.
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-        database = DatabaseHealth(healthy=False, detail=f"unreachable: {reason}", url=url)
+        database = DatabaseHealth(healthy=False, detail=f"unreachable: {reason}")
         scheduler = SchedulerHealth(healthy=False, detail="unknown: the database is unreachable")
     healthy = database.healthy and scheduler.healthy
     return HealthReport(

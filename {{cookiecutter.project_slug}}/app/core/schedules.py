@@ -86,7 +86,7 @@ def parse_timezone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ScheduleError(
-            f"timezone: {name!r} is not an IANA time zone (for example UTC or Europe/Paris)"
+            f"{name!r} is not an IANA time zone (for example UTC or Europe/Paris)"
         ) from None
 
 
@@ -99,7 +99,10 @@ class Cron:
 
     def to_trigger(self, default_zone: tzinfo) -> CronTrigger:
         """The APScheduler trigger for this schedule."""
-        zone = parse_timezone(self.timezone) if self.timezone else default_zone
+        try:
+            zone = parse_timezone(self.timezone) if self.timezone else default_zone
+        except ScheduleError as error:
+            raise ScheduleError(f"timezone: {error}") from None
         values = self.expression.split()
         if len(values) != len(_CRON_FIELDS):
             raise ScheduleError(

@@ -10,12 +10,14 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from app.core.schedules import parse_timezone
 
 ENV_PREFIX = "{{ cookiecutter.__env_prefix }}"
 
@@ -44,7 +46,7 @@ class Settings(BaseSettings):
         "{{ cookiecutter.timezone }}",
         description="IANA time zone in which cron schedules are read unless a job names its own.",
     )
-    data_dir: Path = Field(Path("data"), description="Directory for reports and synced files.")
+    data_dir: Path = Field(Path("data"), description="Directory for the files jobs write.")
 
     api_host: str = Field("127.0.0.1", description="Interface the API listens on.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
@@ -61,18 +63,9 @@ class Settings(BaseSettings):
         description="How late a run may still start after downtime; later runs are skipped.",
     )
 
-    temp_dir: Path = Field(Path("data/tmp"), description="Directory the temp-file cleanup empties.")
-    temp_file_max_age_hours: float = Field(
-        24.0, gt=0, description="Temporary files older than this are deleted."
-    )
     record_retention_days: int = Field(
-        30, ge=1, description="Records older than this are deleted by the cleanup job."
+        30, ge=1, description="Scheduler records older than this are deleted by the cleanup job."
     )
-    sync_url: str = Field(
-        "http://127.0.0.1:8000/health",
-        description="JSON endpoint fetched by the external sync job.",
-    )
-    sync_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one sync request.")
     disk_free_warning_percent: float = Field(
         10.0, ge=0, le=100, description="Maintenance warns when free disk space drops below this."
     )
@@ -80,12 +73,7 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"{value!r} is not an IANA time zone (for example UTC or Europe/Paris)"
-            ) from None
+        parse_timezone(value)
         return value
 
     @field_validator("database_url")
@@ -99,13 +87,6 @@ class Settings(BaseSettings):
             raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
         return value
 
-    @field_validator("sync_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} must start with http:// or https://")
-        return value
-
     @model_validator(mode="after")
     def _stale_after_exceeds_interval(self) -> Settings:
         if self.heartbeat_stale_after_seconds <= self.heartbeat_interval_seconds:
@@ -117,7 +98,27 @@ class Settings(BaseSettings):
     @property
     def zone(self) -> ZoneInfo:
         """The default time zone as an object."""
-        return ZoneInfo(self.timezone)
+        return parse_timezone(self.timezone)
+{%- if cookiecutter.include_example_jobs == "yes" %}
+
+    # Settings of the example jobs.
+    temp_dir: Path = Field(Path("data/tmp"), description="Directory the temp-file cleanup empties.")
+    temp_file_max_age_hours: float = Field(
+        24.0, gt=0, description="Temporary files older than this are deleted."
+    )
+    sync_url: str = Field(
+        "http://127.0.0.1:8000/health",
+        description="JSON endpoint fetched by the external sync job.",
+    )
+    sync_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one sync request.")
+
+    @field_validator("sync_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} must start with http:// or https://")
+        return value
+{%- endif %}
 
 
 class SettingsError(Exception):

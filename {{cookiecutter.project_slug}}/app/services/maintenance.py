@@ -1,4 +1,4 @@
-"""System maintenance: keep the SQLite write-ahead log short and watch free disk space."""
+"""System maintenance: watch free disk space, and on SQLite keep the write-ahead log short."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def run_system_maintenance(
     data_dir: Path | None = None,
     warn_below_percent: float | None = None,
 ) -> MaintenanceResult:
-    """Checkpoint SQLite's WAL into the main file, then measure database size and free disk."""
+    """Measure free disk space; on SQLite, checkpoint the WAL first and measure the file."""
     settings = get_settings()
     engine = engine or get_engine()
     data_dir = data_dir or settings.data_dir

@@ -56,7 +56,7 @@ def test_stopped_scheduler_is_not_ready(client: TestClient, engine: Engine) -> N
     write_heartbeat(engine, state="stopped")
     response = client.get("/health/ready")
     assert response.status_code == 503
-    assert response.json()["scheduler"]["detail"].startswith("scheduler stopped")
+    assert response.json()["scheduler"]["detail"].startswith("stopped")
 
 
 def test_latest_instance_decides(client: TestClient, engine: Engine) -> None:

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
+from app import PROJECT_NAME, __version__
 from app.cli.main import app
 from app.components.backend.main import create_app
 from app.components.scheduler.main import create_scheduler
@@ -40,6 +41,13 @@ def test_help_lists_the_commands() -> None:
     assert code == 0
     for option in ("--detailed", "--json", "--url"):
         assert option in output
+
+
+def test_version() -> None:
+    code, output = invoke("--version")
+    assert code == 0
+    assert output.strip() == f"{PROJECT_NAME} {__version__}"
+    assert __version__ == "0.1.0"
 
 
 def test_unhealthy_without_a_scheduler(engine: Engine) -> None:
@@ -97,7 +105,7 @@ def test_invalid_settings_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(f"{ENV_PREFIX}TIMEZONE", "Atlantis/Capital")
     get_settings.cache_clear()
     code, output = invoke("health", "check")
-    assert code == 1
+    assert code == 2
     assert f"{ENV_PREFIX}TIMEZONE: 'Atlantis/Capital' is not an IANA time zone" in output
 
 

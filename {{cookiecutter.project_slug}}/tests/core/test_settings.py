@@ -19,7 +19,9 @@ from app.core.settings import ENV_PREFIX, SettingsError, get_settings
         ("DATABASE_URL", "mysql://db/x", "unsupported database 'mysql'"),
         ("DATABASE_URL", "not a url", "is not a database URL"),
         ("API_PORT", "70000", "less than or equal to 65535"),
+{%- if cookiecutter.include_example_jobs == "yes" %}
         ("SYNC_URL", "ftp://example.com", "must start with http:// or https://"),
+{%- endif %}
         ("HEARTBEAT_STALE_AFTER_SECONDS", "0.1", "must be larger than heartbeat_interval_seconds"),
     ],
 )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine
@@ -10,7 +12,8 @@ from sqlalchemy import Engine
 from app.components.scheduler import main
 from app.components.scheduler.jobs import JOBS, ScheduledJob
 from app.components.scheduler.main import JobDefinitionError, create_scheduler
-from app.core.schedules import Cron, Interval, describe_trigger
+from app.core.db import utcnow
+from app.core.schedules import Cron, Interval, Once, describe_trigger
 from app.core.settings import Settings
 from app.services.retention import cleanup_old_records
 
@@ -80,7 +83,7 @@ async def test_changed_schedule_replaces_the_stored_job(
 
     changed = ScheduledJob(
         id="cleanup_old_records",
-        name="Delete old records",
+        name="Prune old scheduler records",
         func=cleanup_old_records,
         schedule=Interval(minutes=5),
     )
@@ -120,3 +123,77 @@ def test_invalid_schedule_names_the_job_and_the_field(
         create_scheduler(settings, engine)
     assert str(caught.value).startswith("job 'broken': ")
     assert message in str(caught.value)
+
+
+async def test_jobs_removed_from_code_are_removed_from_the_store(
+    settings: Settings,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    obsolete = ScheduledJob(
+        id="obsolete", name="Obsolete", func=cleanup_old_records, schedule=Interval(hours=1)
+    )
+    monkeypatch.setattr(main, "JOBS", (*JOBS, obsolete))
+    first = create_scheduler(settings, engine)
+    first.start(paused=True)
+    first.shutdown(wait=False)
+    await asyncio.sleep(0)
+
+    monkeypatch.setattr(main, "JOBS", JOBS)
+    caplog.set_level(logging.INFO)
+    second = create_scheduler(settings, engine)
+    second.start(paused=True)
+    try:
+        ids = {job.id for job in second.get_jobs()}
+    finally:
+        second.shutdown(wait=False)
+    assert ids == {job.id for job in JOBS}
+    [record] = [r for r in caplog.records if getattr(r, "job_id", None) == "obsolete"]
+    assert record.getMessage() == "job removed from the store: no longer defined in code"
+
+
+runs: list[str] = []
+
+
+def record_run() -> None:
+    runs.append("ran")
+
+
+async def test_one_time_job_runs_once_across_restarts(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs.clear()
+    once = ScheduledJob(
+        id="once",
+        name="Once",
+        func=record_run,
+        schedule=Once(at=utcnow() + timedelta(milliseconds=300)),
+    )
+    monkeypatch.setattr(main, "JOBS", (once,))
+    for _ in range(3):
+        scheduler = create_scheduler(settings, engine)
+        scheduler.start()
+        await asyncio.sleep(0.6)
+        scheduler.shutdown(wait=False)
+        await asyncio.sleep(0)
+    assert runs == ["ran"]
+
+
+async def test_past_one_time_job_is_not_scheduled(
+    settings: Settings,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    past = ScheduledJob(
+        id="past",
+        name="Past",
+        func=record_run,
+        schedule=Once(at=utcnow() - timedelta(minutes=5)),
+    )
+    monkeypatch.setattr(main, "JOBS", (past,))
+    caplog.set_level(logging.INFO)
+    scheduler = create_scheduler(settings, engine)
+    assert scheduler.get_jobs() == []
+    assert "one-time job not scheduled: its time has passed" in caplog.messages

@@ -7,9 +7,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app import PROJECT_NAME
+from app import PROJECT_NAME, __version__
 from app.components.backend.routers import health, jobs
-from app.core.db import create_db_engine, init_db
+from app.core.db import create_db_engine
 from app.core.settings import Settings, get_settings
 
 
@@ -19,8 +19,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The API only reads; the scheduler creates the tables. Until it has, readiness says so.
         engine = create_db_engine(settings.database_url)
-        init_db(engine)
         app.state.engine = engine
         app.state.settings = settings
         yield
@@ -28,8 +28,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title=PROJECT_NAME,
-        description="Health, readiness and management of the scheduled jobs.",
-        version="0.1.0",
+        description="Health, readiness and the scheduled jobs.",
+        version=__version__,
         lifespan=lifespan,
     )
     app.include_router(health.router)

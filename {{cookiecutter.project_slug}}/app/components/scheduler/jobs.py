@@ -41,7 +41,7 @@ JOBS: tuple[ScheduledJob, ...] = (
     ),
     ScheduledJob(
         id="cleanup_old_records",
-        name="Delete old records",
+        name="Prune old scheduler records",
         func=cleanup_old_records,
         schedule=Cron("30 3 * * *"),
     ),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import tzinfo
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -11,11 +11,13 @@ from apscheduler.util import obj_to_ref, undefined
 from sqlalchemy import Engine
 
 from app.components.scheduler.events import JOB_OUTCOME_EVENTS, log_job_outcome
-from app.components.scheduler.jobs import JOBS
-from app.core.db import create_db_engine, init_db
-from app.core.job_store import create_job_store, read_stored_jobs
-from app.core.schedules import ScheduleError, describe_trigger
+from app.components.scheduler.jobs import JOBS, ScheduledJob
+from app.core.db import create_db_engine, utcnow
+from app.core.job_store import StoredJob, create_job_store, read_stored_jobs
+from app.core.schedules import Once, ScheduleError, describe_trigger
 from app.core.settings import Settings, get_settings
+
+logger = logging.getLogger("app.scheduler")
 
 
 class JobDefinitionError(ValueError):
@@ -27,13 +29,10 @@ def create_scheduler(
 ) -> AsyncIOScheduler:
     """An unstarted scheduler on the persistent job store, with every job in `JOBS` added.
 
-    A job whose function and schedule are unchanged since the last start keeps its stored next
-    run time (and so its paused state); re-adding it fresh would push an interval job's next
-    run back on every restart and forget runs missed while the scheduler was down.
+    The code is the list of jobs: stored jobs it no longer defines are removed from the store.
     """
     settings = settings or get_settings()
     engine = engine or create_db_engine(settings.database_url)
-    init_db(engine)
     scheduler = AsyncIOScheduler(
         jobstores={"default": create_job_store(engine)},
         job_defaults={
@@ -49,21 +48,49 @@ def create_scheduler(
     # logs one line per outcome instead, so the executor's lines would only repeat it.
     logging.getLogger("apscheduler.executors").setLevel(logging.CRITICAL)
     scheduler.add_listener(log_job_outcome, JOB_OUTCOME_EVENTS)
+    _register_jobs(scheduler, engine, settings.zone)
+    return scheduler
 
-    stored = {job.id: job for job in read_stored_jobs(engine) if job.readable}
+
+def _unchanged(previous: StoredJob, job: ScheduledJob, trigger: Any) -> bool:
+    return previous.func_ref == obj_to_ref(job.func) and previous.trigger == describe_trigger(
+        trigger
+    )
+
+
+def _register_jobs(scheduler: AsyncIOScheduler, engine: Engine, zone: tzinfo) -> None:
+    stored = {job.id: job for job in read_stored_jobs(engine)}
+    store = create_job_store(engine)
+    for job_id in sorted(stored.keys() - {job.id for job in JOBS}):
+        store.remove_job(job_id)
+        logger.info(
+            "job removed from the store: no longer defined in code", extra={"job_id": job_id}
+        )
+
+    now = utcnow()
     for job in JOBS:
         try:
-            trigger = job.schedule.to_trigger(settings.zone)
+            trigger = job.schedule.to_trigger(zone)
         except ScheduleError as error:
             raise JobDefinitionError(f"job {job.id!r}: {error}") from None
-        next_run_time: datetime | Any | None = undefined
         previous = stored.get(job.id)
-        if (
-            previous is not None
-            and previous.func_ref == obj_to_ref(job.func)
-            and previous.trigger == describe_trigger(trigger)
-        ):
+        # An unchanged job keeps its stored next run time, and so its paused state: adding it
+        # fresh would push an interval job's next run back on every restart and forget a run
+        # that fell due while the scheduler was down.
+        # `undefined` asks APScheduler to compute the first run from the trigger.
+        next_run_time: Any = undefined
+        if previous is not None and _unchanged(previous, job, trigger):
             next_run_time = previous.next_run_time
+        elif isinstance(job.schedule, Once) and job.schedule.at <= now:
+            # APScheduler deletes a one-time job once it has run; adding it again would run
+            # it again after every restart within the misfire grace time.
+            if previous is not None:
+                store.remove_job(job.id)
+            logger.info(
+                "one-time job not scheduled: its time has passed",
+                extra={"job_id": job.id, "at": job.schedule.at.isoformat()},
+            )
+            continue
         scheduler.add_job(
             job.func,
             trigger=trigger,
@@ -72,4 +99,3 @@ def create_scheduler(
             next_run_time=next_run_time,
             replace_existing=True,
         )
-    return scheduler
