@@ -151,6 +151,9 @@ def test_quotes_and_backslashes_are_data(tmp_path: Path) -> None:
             "timezone 'Mars/Olympus_Mons' is not an IANA time zone",
         ),
         ({"author_email": "nobody"}, "author_email 'nobody' is not an email address"),
+        ({"python_version": "3.9"}, "python_version '3.9' is not supported: use one of 3.11"),
+        ({"database": "mysql"}, "database 'mysql' is not one of: sqlite, postgresql"),
+        ({"use_docker": "maybe"}, "use_docker 'maybe' is not one of: yes, no"),
     ],
 )
 def test_invalid_answers_fail_in_the_hook(
@@ -174,35 +177,5 @@ def test_invalid_answers_fail_in_the_hook(
     )
     assert result.returncode != 0
     assert f"ERROR: {message}" in result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize(
-    ("answers", "message"),
-    [
-        ({"python_version": "3.9"}, "python_version"),
-        ({"database": "mysql"}, "database"),
-    ],
-)
-def test_unknown_choices_are_refused(tmp_path: Path, answers: dict[str, str], message: str) -> None:
-    arguments = [f"{key}={value}" for key, value in answers.items()]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cookiecutter",
-            str(TEMPLATE),
-            "--no-input",
-            "-o",
-            str(tmp_path),
-            *arguments,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode != 0
-    assert message in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert list(tmp_path.iterdir()) == []
