@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import uvicorn
 from fastapi import FastAPI
@@ -14,20 +14,25 @@ from sqlalchemy import Engine, update
 
 from app.components.scheduler.heartbeat import Heartbeat
 from app.core.db import session_scope, utcnow
-from app.core.models import SchedulerInstance
+from app.core.models import SchedulerInstance, SchedulerState
 
 
-def write_heartbeat(engine: Engine, state: str = "running", age_seconds: float = 0) -> Heartbeat:
-    """Record a heartbeat through the scheduler's own writer, then age it by `age_seconds`."""
+def write_heartbeat(
+    engine: Engine,
+    state: SchedulerState = SchedulerState.RUNNING,
+    age_seconds: float = 0,
+    started_at: datetime | None = None,
+) -> Heartbeat:
+    """Record a heartbeat through the scheduler's own writer, then backdate it if asked."""
     heartbeat = Heartbeat(engine)
     heartbeat.beat(state, job_count=3)
-    if age_seconds:
-        with session_scope(engine) as session:
-            session.execute(
-                update(SchedulerInstance)
-                .where(SchedulerInstance.instance_id == heartbeat.instance_id)
-                .values(last_seen=utcnow() - timedelta(seconds=age_seconds))
-            )
+    last_seen = utcnow() - timedelta(seconds=age_seconds)
+    with session_scope(engine) as session:
+        session.execute(
+            update(SchedulerInstance)
+            .where(SchedulerInstance.instance_id == heartbeat.instance_id)
+            .values(last_seen=last_seen, started_at=started_at or last_seen)
+        )
     return heartbeat
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -17,6 +18,11 @@ from app.core.settings import ENV_PREFIX
 from tests.conftest import free_port
 
 CLI = [sys.executable, "-m", "app.cli"]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Launcher(Protocol):
+    def __call__(self, module: str, **extra_env: str) -> subprocess.Popen[str]: ...
 
 
 @pytest.fixture
@@ -26,13 +32,17 @@ def env(test_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def start(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[str]]]:
+def start(env: dict[str, str], tmp_path: Path) -> Iterator[Launcher]:
     started: list[subprocess.Popen[str]] = []
 
-    def launch(module: str) -> subprocess.Popen[str]:
-        log = (tmp_path / f"{module}.log").open("w")
+    def launch(module: str, **extra_env: str) -> subprocess.Popen[str]:
+        log = (tmp_path / f"{module}.log").open("a")
         process = subprocess.Popen(
-            [sys.executable, "-m", module], env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+            [sys.executable, "-m", module],
+            env={**env, **extra_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         started.append(process)
         return process
@@ -73,9 +83,7 @@ def scheduler_pid(env: dict[str, str]) -> int:
     return pid
 
 
-def test_scheduler_and_api_processes(
-    env: dict[str, str], start: Callable[[str], subprocess.Popen[str]], tmp_path: Path
-) -> None:
+def test_scheduler_and_api_processes(env: dict[str, str], start: Launcher, tmp_path: Path) -> None:
     scheduler = start("app.entrypoints.scheduler")
     api = start("app.entrypoints.api")
     wait_for(lambda: cli(env, "health", "check").returncode == 0, 30, "a healthy check")
@@ -107,7 +115,7 @@ def test_scheduler_and_api_processes(
 
 
 def test_ctrl_c_stops_the_scheduler_cleanly(
-    env: dict[str, str], start: Callable[[str], subprocess.Popen[str]], tmp_path: Path
+    env: dict[str, str], start: Launcher, tmp_path: Path
 ) -> None:
     scheduler = start("app.entrypoints.scheduler")
     wait_for(lambda: cli(env, "health", "check").returncode == 0, 30, "a healthy check")
@@ -117,9 +125,7 @@ def test_ctrl_c_stops_the_scheduler_cleanly(
     assert "scheduler: stopped" in cli(env, "health", "check").stdout
 
 
-def test_killed_scheduler_turns_stale(
-    env: dict[str, str], start: Callable[[str], subprocess.Popen[str]]
-) -> None:
+def test_killed_scheduler_turns_stale(env: dict[str, str], start: Launcher) -> None:
     scheduler = start("app.entrypoints.scheduler")
     wait_for(lambda: cli(env, "health", "check").returncode == 0, 30, "a healthy check")
     scheduler.kill()
@@ -128,9 +134,7 @@ def test_killed_scheduler_turns_stale(
     assert "stale after 3 s" in cli(env, "health", "check").stdout
 
 
-def test_local_runner_starts_both_and_stops_both(
-    env: dict[str, str], start: Callable[[str], subprocess.Popen[str]]
-) -> None:
+def test_local_runner_starts_both_and_stops_both(env: dict[str, str], start: Launcher) -> None:
     local = start("app.entrypoints.local")
     url = api_url(env)
     wait_for(
@@ -150,3 +154,67 @@ def test_local_runner_starts_both_and_stops_both(
     local.send_signal(signal.SIGINT)
     assert local.wait(timeout=15) == 0
     assert cli(env, "health", "check", "--url", url, "--timeout", "1").returncode == 1
+
+
+def test_second_scheduler_waits_on_standby_and_takes_over(
+    env: dict[str, str], start: Launcher, tmp_path: Path
+) -> None:
+    first = start("app.entrypoints.scheduler")
+    wait_for(lambda: cli(env, "health", "check").returncode == 0, 30, "the first scheduler")
+    second = start("app.entrypoints.scheduler")
+    wait_for(
+        lambda: (
+            json.loads(cli(env, "health", "check", "--json").stdout)["scheduler"][
+                "standby_instances"
+            ]
+            == 1
+        ),
+        30,
+        "the second scheduler on standby",
+    )
+    report = json.loads(cli(env, "health", "check", "--json").stdout)
+    assert report["status"] == "healthy"
+    assert report["scheduler"]["pid"] == first.pid
+
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(timeout=10) == 0
+    wait_for(lambda: scheduler_pid(env) == second.pid, 30, "the standby to take over")
+    assert cli(env, "health", "check").returncode == 0
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=10) == 0
+    log = (tmp_path / "app.entrypoints.scheduler.log").read_text()
+    assert "another scheduler holds the leader lock; waiting on standby" in log
+
+
+def slow_job_env(seconds: float, tmp_path: Path) -> dict[str, str]:
+    return {
+        "PYTHONPATH": str(PROJECT_ROOT),
+        "SLOW_JOB_SECONDS": str(seconds),
+        "SLOW_JOB_MARKER": str(tmp_path / "slow-job-started"),
+        f"{ENV_PREFIX}SHUTDOWN_TIMEOUT_SECONDS": "2",
+    }
+
+
+def test_stop_waits_for_a_running_job(env: dict[str, str], start: Launcher, tmp_path: Path) -> None:
+    scheduler = start("tests.slow_job_scheduler", **slow_job_env(1.5, tmp_path))
+    wait_for((tmp_path / "slow-job-started").exists, 30, "the slow job to start")
+    scheduler.send_signal(signal.SIGTERM)
+    assert scheduler.wait(timeout=10) == 0
+    log = (tmp_path / "tests.slow_job_scheduler.log").read_text()
+    assert log.index('"job succeeded"') < log.index('"scheduler stopped"')
+    assert "abandoned" not in log
+
+
+def test_stop_abandons_a_job_after_the_timeout(
+    env: dict[str, str], start: Launcher, tmp_path: Path
+) -> None:
+    scheduler = start("tests.slow_job_scheduler", **slow_job_env(120, tmp_path))
+    wait_for((tmp_path / "slow-job-started").exists, 30, "the slow job to start")
+    began = time.monotonic()
+    scheduler.send_signal(signal.SIGTERM)
+    assert scheduler.wait(timeout=10) == 0
+    assert time.monotonic() - began < 5
+    log = (tmp_path / "tests.slow_job_scheduler.log").read_text()
+    assert '"message": "jobs still running at shutdown were abandoned", ' in log
+    assert '"job_ids": ["slow"]' in log
+    assert "scheduler: stopped" in cli(env, "health", "check").stdout

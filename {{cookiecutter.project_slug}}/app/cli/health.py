@@ -17,7 +17,7 @@ from app.core.db import create_db_engine, redacted_url
 from app.core.errors import error_text
 from app.core.health import HealthReport, check_health
 from app.core.job_store import JobInfo
-from app.core.settings import ENV_PREFIX, SettingsError, get_settings
+from app.core.settings import SettingsError, get_settings
 
 app = typer.Typer(help="Check the database and the scheduler.", no_args_is_help=True)
 
@@ -42,13 +42,7 @@ def _report_from_database(detailed: bool) -> HealthReport:
         settings = get_settings()
     except SettingsError as error:
         raise CheckFailed(str(error), EXIT_MISCONFIGURED) from None
-    try:
-        engine = create_db_engine(settings.database_url, create_file=False)
-    except FileNotFoundError as error:
-        raise CheckFailed(
-            f"{error}: no scheduler has run against it; run from the project directory or set "
-            f"{ENV_PREFIX}DATABASE_URL"
-        ) from None
+    engine = create_db_engine(settings.database_url, create_file=False)
     try:
         return check_health(engine, settings.heartbeat_stale_after_seconds, include_jobs=detailed)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -66,17 +67,34 @@ def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_db_engine(url: str, *, create_file: bool = True) -> Engine:
-    """An engine for `url`; a SQLite file and its directory are created unless told not to."""
+    """An engine for `url`.
+
+    Only the scheduler creates a SQLite file (and its folder): the API and the CLI pass
+    `create_file=False`, so started from the wrong folder they report a missing file instead
+    of watching an empty database of their own.
+    """
     path = sqlite_path(url)
-    if path is not None:
-        if create_file:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        elif not path.exists():
-            raise FileNotFoundError(f"database file {path.resolve()} does not exist")
-        engine = create_engine(url, connect_args={"timeout": 5})
-        event.listen(engine, "connect", _enable_sqlite_wal)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+    if path is None:
+        return create_engine(url, pool_pre_ping=True)
+    if create_file:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+    else:
+        read_write = f"{path.absolute().as_uri()}?mode=rw"
+        engine = create_engine(
+            url,
+            creator=lambda: sqlite3.connect(read_write, uri=True, check_same_thread=False),
+        )
+    event.listen(engine, "connect", _enable_sqlite_wal)
+    return engine
+
+
+def database_now(connection: Connection) -> datetime:
+    """The database server's clock on PostgreSQL, shared by every host; this host's on SQLite."""
+    if connection.dialect.name == "postgresql":
+        server_time: datetime = connection.execute(text("SELECT now()")).scalar_one()
+        return server_time.astimezone(UTC)
+    return utcnow()
 
 
 def init_db(engine: Engine) -> None:

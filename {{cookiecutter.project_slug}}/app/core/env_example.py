@@ -20,7 +20,7 @@ def render() -> str:
         "# Each value shown is the default.",
     ]
     for name, field in Settings.model_fields.items():
-        default = "" if field.default is PydanticUndefined else field.default
+        default = "" if field.default in (None, PydanticUndefined) else field.default
         lines += ["", f"# {field.description}", f"# {ENV_PREFIX}{name.upper()}={default}"]
     return "\n".join(lines) + "\n"
 

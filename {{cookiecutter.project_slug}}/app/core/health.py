@@ -6,16 +6,19 @@ they always agree; neither asks the scheduler process directly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Engine, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.core.db import session_scope, utcnow
+from app.core.db import database_now, session_scope, sqlite_path, utcnow
 from app.core.job_store import JobInfo, read_jobs
-from app.core.models import SchedulerInstance
+from app.core.models import SchedulerInstance, SchedulerState
+
+_INSTANCES_CONSIDERED = 20
 
 
 class DatabaseHealth(BaseModel):
@@ -26,18 +29,19 @@ class DatabaseHealth(BaseModel):
 
 
 class SchedulerHealth(BaseModel):
-    """The freshest scheduler heartbeat and what it means."""
+    """The leading scheduler's heartbeat and what it means."""
 
     healthy: bool
     detail: str
     instance_id: str | None = None
     hostname: str | None = None
     pid: int | None = None
-    state: str | None = None
+    state: SchedulerState | None = None
     started_at: datetime | None = None
     last_seen: datetime | None = None
     heartbeat_age_seconds: float | None = None
     job_count: int | None = None
+    standby_instances: int = 0
 
 
 class HealthReport(BaseModel):
@@ -55,30 +59,68 @@ class HealthReport(BaseModel):
         return self.status == "healthy"
 
 
+def _age(instance: SchedulerInstance, now: datetime) -> float:
+    return (now - instance.last_seen).total_seconds()
+
+
+def _judge(
+    instances: Sequence[SchedulerInstance], stale_after: float, now: datetime
+) -> tuple[bool, str, SchedulerInstance | None]:
+    """Healthy or not, why, and the instance the verdict is about (newest first given)."""
+    if not instances:
+        return False, "no scheduler has reported a heartbeat yet", None
+    fresh = [i for i in instances if _age(i, now) <= stale_after]
+    running = [i for i in fresh if i.state == SchedulerState.RUNNING]
+    if len(running) > 1:
+        ids = ", ".join(i.instance_id for i in running)
+        return False, f"{len(running)} schedulers run at once ({ids}): jobs run twice", running[0]
+    if running:
+        leader = running[0]
+        return True, f"running, heartbeat {_age(leader, now):.1f} s ago", leader
+    if any(i.state == SchedulerState.STANDBY for i in fresh):
+        standby = next(i for i in fresh if i.state == SchedulerState.STANDBY)
+        return False, "no scheduler runs jobs; an instance waits on standby for the lock", standby
+    latest = instances[0]
+    if latest.state == SchedulerState.STOPPED:
+        return False, f"stopped {_age(latest, now):.0f} s ago", latest
+    return (
+        False,
+        f"last heartbeat {_age(latest, now):.1f} s ago (stale after {stale_after:g} s)",
+        latest,
+    )
+
+
 def _scheduler_health(
-    latest: SchedulerInstance | None, stale_after_seconds: float, now: datetime
+    instances: Sequence[SchedulerInstance], stale_after: float, now: datetime
 ) -> SchedulerHealth:
-    if latest is None:
-        return SchedulerHealth(healthy=False, detail="no scheduler has reported a heartbeat yet")
-    age = (now - latest.last_seen).total_seconds()
-    if latest.state == "stopped":
-        healthy, detail = False, f"stopped {age:.0f} s ago"
-    elif age > stale_after_seconds:
-        healthy = False
-        detail = f"last heartbeat {age:.1f} s ago (stale after {stale_after_seconds:g} s)"
-    else:
-        healthy, detail = True, f"{latest.state}, heartbeat {age:.1f} s ago"
+    healthy, detail, subject = _judge(instances, stale_after, now)
+    standby = sum(
+        1 for i in instances if i.state == SchedulerState.STANDBY and _age(i, now) <= stale_after
+    )
+    if subject is None:
+        return SchedulerHealth(healthy=healthy, detail=detail)
     return SchedulerHealth(
         healthy=healthy,
         detail=detail,
-        instance_id=latest.instance_id,
-        hostname=latest.hostname,
-        pid=latest.pid,
-        state=latest.state,
-        started_at=latest.started_at,
-        last_seen=latest.last_seen,
-        heartbeat_age_seconds=round(age, 3),
-        job_count=latest.job_count,
+        instance_id=subject.instance_id,
+        hostname=subject.hostname,
+        pid=subject.pid,
+        state=subject.state,
+        started_at=subject.started_at,
+        last_seen=subject.last_seen,
+        heartbeat_age_seconds=round(_age(subject, now), 3),
+        job_count=subject.job_count,
+        standby_instances=standby,
+    )
+
+
+def _missing_database_file(engine: Engine) -> str | None:
+    path = sqlite_path(engine.url)
+    if path is None or path.exists():
+        return None
+    return (
+        f"database file {path.absolute()} does not exist: the scheduler creates it when it "
+        "first starts (relative paths are read from the working directory)"
     )
 
 
@@ -86,22 +128,28 @@ def check_health(
     engine: Engine, stale_after_seconds: float, *, include_jobs: bool = False
 ) -> HealthReport:
     """Check the database and the scheduler heartbeat, and list jobs if asked."""
-    now = utcnow()
     jobs: list[JobInfo] | None = None
+    checked_at = utcnow()
+    missing = _missing_database_file(engine)
     try:
+        if missing:
+            raise FileNotFoundError(missing)
         with session_scope(engine) as session:
-            session.execute(text("SELECT 1"))
-            latest = None
+            now = checked_at = database_now(session.connection())
+            instances: Sequence[SchedulerInstance] = []
             # A database no scheduler has started against yet has no heartbeat table.
             if inspect(session.connection()).has_table(SchedulerInstance.__tablename__):
-                latest = session.scalars(
-                    select(SchedulerInstance).order_by(SchedulerInstance.last_seen.desc()).limit(1)
-                ).first()
+                # Newest first; older rows belong to processes long gone.
+                instances = session.scalars(
+                    select(SchedulerInstance)
+                    .order_by(SchedulerInstance.last_seen.desc())
+                    .limit(_INSTANCES_CONSIDERED)
+                ).all()
         database = DatabaseHealth(healthy=True, detail="reachable")
-        scheduler = _scheduler_health(latest, stale_after_seconds, now)
+        scheduler = _scheduler_health(instances, stale_after_seconds, now)
         if include_jobs:
             jobs = read_jobs(engine)
-    except SQLAlchemyError as error:
+    except (SQLAlchemyError, FileNotFoundError) as error:
         # DBAPI errors keep the driver's message in `orig`, without SQLAlchemy's long suffix.
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         database = DatabaseHealth(healthy=False, detail=f"unreachable: {reason}")
@@ -109,7 +157,7 @@ def check_health(
     healthy = database.healthy and scheduler.healthy
     return HealthReport(
         status="healthy" if healthy else "unhealthy",
-        checked_at=now,
+        checked_at=checked_at,
         database=database,
         scheduler=scheduler,
         jobs=jobs,

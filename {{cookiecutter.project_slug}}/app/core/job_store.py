@@ -37,11 +37,6 @@ class StoredJob:
     trigger: str
     next_run_time: datetime | None
 
-    @property
-    def readable(self) -> bool:
-        """False when the stored state could not be unpickled."""
-        return self.func_ref is not None
-
 
 class JobInfo(BaseModel):
     """A job as the API and the CLI show it."""

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UTCDateTime
+
+
+class SchedulerState(StrEnum):
+    """What a scheduler process is doing, as its heartbeat says."""
+
+    STANDBY = "standby"  # waiting for another instance to give up the leader lock
+    RUNNING = "running"  # holds the lock and runs jobs
+    STOPPED = "stopped"  # shut down cleanly
 
 
 class SchedulerInstance(Base):
@@ -20,6 +29,5 @@ class SchedulerInstance(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    # "running" while the process beats; "stopped" after a clean shutdown.
-    state: Mapped[str] = mapped_column(String(16))
+    state: Mapped[SchedulerState] = mapped_column(String(16))
     job_count: Mapped[int] = mapped_column(Integer, default=0)

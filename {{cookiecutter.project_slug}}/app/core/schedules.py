@@ -1,7 +1,10 @@
 """When a job runs: cron, interval and one-time schedules, and their human-readable form.
 
-Cron expressions follow standard crontab, where day of week 0 and 7 are Sunday. APScheduler 3
-counts 0 as Monday, so numeric weekdays are translated to names before they reach it.
+Cron expressions follow standard crontab, which APScheduler 3 departs from twice:
+- crontab's day of week 0 and 7 are Sunday, APScheduler's 0 is Monday, so numeric weekdays are
+  translated to names before they reach it;
+- when both day of month and day of week are restricted, crontab runs on days matching either
+  and APScheduler on days matching both, so such an expression becomes two triggers, OR-ed.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from datetime import datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -97,7 +101,7 @@ class Cron:
     expression: str
     timezone: str | None = None
 
-    def to_trigger(self, default_zone: tzinfo) -> CronTrigger:
+    def to_trigger(self, default_zone: tzinfo) -> CronTrigger | OrTrigger:
         """The APScheduler trigger for this schedule."""
         try:
             zone = parse_timezone(self.timezone) if self.timezone else default_zone
@@ -112,6 +116,13 @@ class Cron:
         fields = dict(zip(_CRON_FIELDS, values, strict=True))
         fields["day_of_week"] = crontab_weekdays(fields["day_of_week"])
         try:
+            if fields["day"] != "*" and fields["day_of_week"] != "*":
+                return OrTrigger(
+                    [
+                        CronTrigger(**{**fields, "day_of_week": "*"}, timezone=zone),
+                        CronTrigger(**{**fields, "day": "*"}, timezone=zone),
+                    ]
+                )
             return CronTrigger(**fields, timezone=zone)
         except ValueError as error:
             raise ScheduleError(f"cron: {self.expression!r}: {error}") from None
@@ -162,8 +173,24 @@ def _format_period(period: timedelta) -> str:
     return " ".join(parts) or f"{period.total_seconds()}s"
 
 
+def _crontab_fields(trigger: BaseTrigger) -> dict[str, str] | None:
+    """The five crontab fields a trigger built by `Cron` stands for, else None."""
+    if isinstance(trigger, CronTrigger):
+        by_name = {field.name: str(field) for field in trigger.fields}
+        return {name: by_name[name] for name in _CRON_FIELDS}
+    if isinstance(trigger, OrTrigger) and len(trigger.triggers) == 2:
+        by_day, by_weekday = (_crontab_fields(part) for part in trigger.triggers)
+        if by_day and by_weekday:
+            return {**by_day, "day_of_week": by_weekday["day_of_week"]}
+    return None
+
+
 def describe_trigger(trigger: BaseTrigger) -> str:
     """A short human-readable form: `cron "30 6 * * *" (UTC)`, `every 15m`, `once at ...`."""
+    fields = _crontab_fields(trigger)
+    if isinstance(trigger, OrTrigger) and fields:
+        zone = trigger.triggers[0].timezone
+        return f'cron "{" ".join(fields[name] for name in _CRON_FIELDS)}" ({zone})'
     if isinstance(trigger, CronTrigger):
         by_name = {field.name: field for field in trigger.fields}
         expression = " ".join(str(by_name[name]) for name in _CRON_FIELDS)

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_file=".env",
         env_file_encoding="utf-8",
+        # `NAME=` means "use the default", as for a line left commented out.
+        env_ignore_empty=True,
         extra="ignore",
     )
 
@@ -63,6 +65,12 @@ class Settings(BaseSettings):
         description="How late a run may still start after downtime; later runs are skipped.",
     )
 
+    shutdown_timeout_seconds: float = Field(
+        8.0,
+        ge=0,
+        description="How long a stop waits for running jobs; keep it below the container's "
+        "stop grace period (10 s by default).",
+    )
     record_retention_days: int = Field(
         30, ge=1, description="Scheduler records older than this are deleted by the cleanup job."
     )
@@ -102,22 +110,35 @@ class Settings(BaseSettings):
 {%- if cookiecutter.include_example_jobs == "yes" %}
 
     # Settings of the example jobs.
-    temp_dir: Path = Field(Path("data/tmp"), description="Directory the temp-file cleanup empties.")
+    temp_dir: Path | None = Field(
+        None, description="Directory the temp-file cleanup empties; by default DATA_DIR/tmp."
+    )
     temp_file_max_age_hours: float = Field(
         24.0, gt=0, description="Temporary files older than this are deleted."
     )
-    sync_url: str = Field(
-        "http://127.0.0.1:8000/health",
-        description="JSON endpoint fetched by the external sync job.",
+    sync_url: str | None = Field(
+        None,
+        description="JSON endpoint the external sync job fetches; by default this service's "
+        "own /health.",
     )
     sync_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one sync request.")
 
     @field_validator("sync_url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError(f"{value!r} must start with http:// or https://")
         return value
+
+    @property
+    def temp_path(self) -> Path:
+        """The directory the temp-file cleanup empties."""
+        return self.temp_dir or self.data_dir / "tmp"
+
+    @property
+    def sync_endpoint(self) -> str:
+        """The URL the external sync job fetches."""
+        return self.sync_url or f"http://127.0.0.1:{self.api_port}/health"
 {%- endif %}
 
 

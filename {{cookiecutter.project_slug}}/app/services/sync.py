@@ -32,14 +32,13 @@ async def sync_external_data(
     *,
     timeout: float | None = None,
     snapshot_dir: Path | None = None,
-    client: httpx.AsyncClient | None = None,
 ) -> SyncResult:
     """GET `url`, check the reply is JSON, and store it with the time it was fetched."""
     settings = get_settings()
-    url = url or settings.sync_url
+    url = url or settings.sync_endpoint
     snapshot_dir = snapshot_dir or settings.data_dir / "sync"
     timeout = timeout or settings.sync_timeout_seconds
-    async with client or httpx.AsyncClient(timeout=timeout) as http:
+    async with httpx.AsyncClient(timeout=timeout) as http:
         try:
             response = await http.get(url)
             response.raise_for_status()

@@ -32,7 +32,7 @@ def cleanup_temp_files(
     outside the directory.
     """
     settings = get_settings()
-    directory = directory or settings.temp_dir
+    directory = directory or settings.temp_path
     max_age = max_age or timedelta(hours=settings.temp_file_max_age_hours)
     cutoff = (now or utcnow()).timestamp() - max_age.total_seconds()
     result = TempCleanupResult()

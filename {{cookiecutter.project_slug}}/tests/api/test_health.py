@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from app.components.backend.main import create_app
+from app.core.models import SchedulerState
 from app.core.settings import Settings
 from tests.helpers import write_heartbeat
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
+def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
+    """The API on a database the scheduler has created (the `engine` fixture does that)."""
     with TestClient(create_app(settings)) as client:
         yield client
 
@@ -53,13 +56,45 @@ def test_stale_heartbeat_is_not_ready(client: TestClient, engine: Engine) -> Non
 
 
 def test_stopped_scheduler_is_not_ready(client: TestClient, engine: Engine) -> None:
-    write_heartbeat(engine, state="stopped")
+    write_heartbeat(engine, state=SchedulerState.STOPPED)
     response = client.get("/health/ready")
     assert response.status_code == 503
     assert response.json()["scheduler"]["detail"].startswith("stopped")
 
 
+def test_missing_database_file_is_named(settings: Settings, tmp_path: Path) -> None:
+    missing = tmp_path / "elsewhere" / "app.db"
+    elsewhere = settings.model_copy(update={"database_url": f"sqlite:///{missing}"})
+    with TestClient(create_app(elsewhere)) as client:
+        response = client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.json()["database"]["detail"] == (
+        f"unreachable: database file {missing} does not exist: the scheduler creates it when it "
+        "first starts (relative paths are read from the working directory)"
+    )
+    assert not missing.parent.exists()
+
+
+def test_two_running_schedulers_are_unhealthy(client: TestClient, engine: Engine) -> None:
+    write_heartbeat(engine)
+    write_heartbeat(engine)
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    assert "2 schedulers run at once" in response.json()["scheduler"]["detail"]
+
+
+def test_standby_alone_is_unhealthy_and_counted(client: TestClient, engine: Engine) -> None:
+    write_heartbeat(engine, state=SchedulerState.STANDBY)
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    assert "waits on standby" in response.json()["scheduler"]["detail"]
+    write_heartbeat(engine)
+    body = client.get("/health/ready").json()
+    assert body["status"] == "healthy"
+    assert body["scheduler"]["standby_instances"] == 1
+
+
 def test_latest_instance_decides(client: TestClient, engine: Engine) -> None:
-    write_heartbeat(engine, state="stopped", age_seconds=60)
+    write_heartbeat(engine, state=SchedulerState.STOPPED, age_seconds=60)
     write_heartbeat(engine)
     assert client.get("/health/ready").status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -12,9 +13,19 @@ from app.components.scheduler.main import create_scheduler
 from app.core.settings import Settings
 
 
-def test_no_jobs_before_the_scheduler_first_starts(settings: Settings) -> None:
+def test_no_jobs_before_the_scheduler_first_starts(settings: Settings, engine: Engine) -> None:
     with TestClient(create_app(settings)) as client:
         assert client.get("/api/jobs").json() == {"items": [], "total": 0}
+
+
+def test_unavailable_database_is_a_503_with_the_reason(settings: Settings, tmp_path: Path) -> None:
+    missing = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path}/none/app.db"})
+    with TestClient(create_app(missing)) as client:
+        response = client.get("/api/jobs")
+    assert response.status_code == 503
+    assert response.json() == {
+        "detail": "the database is unavailable: unable to open database file"
+    }
 
 
 async def test_lists_stored_jobs(settings: Settings, fresh_engine: Engine) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -47,7 +49,8 @@ def test_version() -> None:
     code, output = invoke("--version")
     assert code == 0
     assert output.strip() == f"{PROJECT_NAME} {__version__}"
-    assert __version__ == "0.1.0"
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    assert __version__ == tomllib.loads(pyproject.read_text())["project"]["version"]
 
 
 def test_unhealthy_without_a_scheduler(engine: Engine) -> None:

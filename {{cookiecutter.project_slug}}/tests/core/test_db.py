@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import OperationalError
 
 from app.core.db import create_db_engine, init_db, session_scope, sqlite_path
-from app.core.models import SchedulerInstance
+from app.core.models import SchedulerInstance, SchedulerState
 
 
 def test_sqlite_file_and_folder_are_created_in_wal_mode(tmp_path: Path) -> None:
@@ -24,9 +25,10 @@ def test_sqlite_file_and_folder_are_created_in_wal_mode(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_missing_file_is_refused_when_creation_is_off(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        create_db_engine(f"sqlite:///{tmp_path / 'absent.db'}", create_file=False)
+def test_missing_file_is_not_created_when_creation_is_off(tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'absent.db'}", create_file=False)
+    with pytest.raises(OperationalError, match="unable to open database file"):
+        engine.connect()
     assert not (tmp_path / "absent.db").exists()
 
 
@@ -47,7 +49,7 @@ def test_times_round_trip_as_aware_utc(engine: Engine) -> None:
                 pid=1,
                 started_at=paris_noon,
                 last_seen=paris_noon,
-                state="running",
+                state=SchedulerState.RUNNING,
                 job_count=0,
             )
         )
@@ -66,7 +68,7 @@ def test_naive_times_are_refused(engine: Engine) -> None:
                 pid=1,
                 started_at=datetime(2026, 1, 1),  # noqa: DTZ001
                 last_seen=datetime(2026, 1, 1),  # noqa: DTZ001
-                state="running",
+                state=SchedulerState.RUNNING,
                 job_count=0,
             )
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -50,6 +50,28 @@ def test_sunday_cron_fires_on_sunday() -> None:
     fire = trigger.get_next_fire_time(None, saturday)
     assert fire is not None
     assert fire.strftime("%A %H:%M") == "Sunday 09:00"
+
+
+def test_day_of_month_or_day_of_week_as_in_crontab() -> None:
+    # Crontab: the 1st of the month, and every Monday.
+    trigger = Cron("0 0 1 * 1").to_trigger(UTC_ZONE)
+    moment = datetime(2026, 5, 30, tzinfo=UTC)
+    fires = []
+    for _ in range(7):
+        moment = trigger.get_next_fire_time(None, moment + timedelta(seconds=1))
+        assert moment is not None
+        fires.append(moment.date().isoformat())
+    # June 1st is a Monday; then the Mondays; then July 1st, a Wednesday; then a Monday again.
+    assert fires == [
+        "2026-06-01",
+        "2026-06-08",
+        "2026-06-15",
+        "2026-06-22",
+        "2026-06-29",
+        "2026-07-01",
+        "2026-07-06",
+    ]
+    assert describe_trigger(trigger) == 'cron "0 0 1 * mon" (UTC)'
 
 
 def test_job_timezone_overrides_the_default() -> None:

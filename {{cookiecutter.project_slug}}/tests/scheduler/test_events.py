@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine
 
+from app.components.scheduler import main
 from app.components.scheduler.events import JOB_OUTCOME_EVENTS
 from app.components.scheduler.main import create_scheduler
 from app.core.db import utcnow
@@ -29,7 +30,10 @@ def succeeds() -> int:
 
 
 async def run_once(settings: Settings, engine: Engine, func: object) -> None:
-    scheduler = create_scheduler(settings, engine)
+    # Only the probe job: no other job's outcome can wake the test up early.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(main, "JOBS", ())
+        scheduler = create_scheduler(settings, engine)
     scheduler.start()
     done = asyncio.Event()
     scheduler.add_listener(lambda _event: done.set(), JOB_OUTCOME_EVENTS)

@@ -10,9 +10,15 @@ import pytest
 from sqlalchemy import Engine
 
 from app.components.scheduler import main
+from app.components.scheduler.events import JOB_OUTCOME_EVENTS
 from app.components.scheduler.jobs import JOBS, ScheduledJob
-from app.components.scheduler.main import JobDefinitionError, create_scheduler
+from app.components.scheduler.main import (
+    JobDefinitionError,
+    create_scheduler,
+    remove_unregistered_jobs,
+)
 from app.core.db import utcnow
+from app.core.job_store import read_stored_jobs
 from app.core.schedules import Cron, Interval, Once, describe_trigger
 from app.core.settings import Settings
 from app.services.retention import cleanup_old_records
@@ -143,6 +149,8 @@ async def test_jobs_removed_from_code_are_removed_from_the_store(
     monkeypatch.setattr(main, "JOBS", JOBS)
     caplog.set_level(logging.INFO)
     second = create_scheduler(settings, engine)
+    assert "obsolete" in {job.id for job in read_stored_jobs(engine)}
+    assert remove_unregistered_jobs(second, engine) == ["obsolete"]
     second.start(paused=True)
     try:
         ids = {job.id for job in second.get_jobs()}
@@ -150,9 +158,10 @@ async def test_jobs_removed_from_code_are_removed_from_the_store(
         second.shutdown(wait=False)
     assert ids == {job.id for job in JOBS}
     [record] = [r for r in caplog.records if getattr(r, "job_id", None) == "obsolete"]
-    assert record.getMessage() == "job removed from the store: no longer defined in code"
+    assert record.getMessage() == "job removed from the store: not defined in code"
 
 
+ran = asyncio.Event()
 runs: list[str] = []
 
 
@@ -168,14 +177,23 @@ async def test_one_time_job_runs_once_across_restarts(
         id="once",
         name="Once",
         func=record_run,
-        schedule=Once(at=utcnow() + timedelta(milliseconds=300)),
+        schedule=Once(at=utcnow() + timedelta(milliseconds=200)),
     )
     monkeypatch.setattr(main, "JOBS", (once,))
-    for _ in range(3):
-        scheduler = create_scheduler(settings, engine)
-        scheduler.start()
-        await asyncio.sleep(0.6)
-        scheduler.shutdown(wait=False)
+    first = create_scheduler(settings, engine)
+    finished = asyncio.Event()
+    first.add_listener(lambda _event: finished.set(), JOB_OUTCOME_EVENTS)
+    first.start()
+    await asyncio.wait_for(finished.wait(), timeout=10)
+    first.shutdown(wait=False)
+    await asyncio.sleep(0)
+    for _ in range(2):
+        # Past due and within the misfire grace time: a naive re-add would run at once.
+        again = create_scheduler(settings, engine)
+        assert again.get_jobs() == []
+        again.start()
+        await asyncio.sleep(0.3)
+        again.shutdown(wait=False)
         await asyncio.sleep(0)
     assert runs == ["ran"]
 

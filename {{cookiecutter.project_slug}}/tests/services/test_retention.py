@@ -7,14 +7,14 @@ from datetime import timedelta
 from sqlalchemy import Engine, select
 
 from app.core.db import session_scope
-from app.core.models import SchedulerInstance
+from app.core.models import SchedulerInstance, SchedulerState
 from app.services.retention import cleanup_old_records
 from tests.helpers import write_heartbeat
 
 
 def test_deletes_only_rows_older_than_the_retention(engine: Engine) -> None:
-    old = write_heartbeat(engine, state="stopped", age_seconds=40 * 86400)
-    recent = write_heartbeat(engine, state="stopped", age_seconds=86400)
+    old = write_heartbeat(engine, state=SchedulerState.STOPPED, age_seconds=40 * 86400)
+    recent = write_heartbeat(engine, state=SchedulerState.STOPPED, age_seconds=86400)
     removed = cleanup_old_records(engine, retention=timedelta(days=30))
     with session_scope(engine) as session:
         remaining = set(session.scalars(select(SchedulerInstance.instance_id)))

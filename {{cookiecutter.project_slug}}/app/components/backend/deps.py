@@ -10,17 +10,17 @@ from sqlalchemy import Engine
 from app.core.settings import Settings
 
 
-def get_engine(request: Request) -> Engine:
+def request_engine(request: Request) -> Engine:
     """The engine created at start-up."""
     engine: Engine = request.app.state.engine
     return engine
 
 
-def get_app_settings(request: Request) -> Settings:
+def request_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-EngineDep = Annotated[Engine, Depends(get_engine)]
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+EngineDep = Annotated[Engine, Depends(request_engine)]
+SettingsDep = Annotated[Settings, Depends(request_settings)]

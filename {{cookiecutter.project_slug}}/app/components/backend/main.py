@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 
 from app import PROJECT_NAME, __version__
 from app.components.backend.routers import health, jobs
-from app.core.db import create_db_engine
+from app.core.db import create_db_engine, redacted_url
 from app.core.settings import Settings, get_settings
+
+logger = logging.getLogger("app.api")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -19,8 +24,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The API only reads; the scheduler creates the tables. Until it has, readiness says so.
-        engine = create_db_engine(settings.database_url)
+        # The API only reads; the scheduler creates the database. Until it has, readiness says so.
+        engine = create_db_engine(settings.database_url, create_file=False)
+        logger.info("api started", extra={"database": redacted_url(engine.url)})
         app.state.engine = engine
         app.state.settings = settings
         yield
@@ -34,4 +40,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.add_exception_handler(SQLAlchemyError, _database_unavailable)
     return app
+
+
+async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """Any endpoint whose database call fails answers 503 with the reason, not a 500."""
+    reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+    logger.warning("database unavailable", extra={"path": request.url.path, "error": reason})
+    return JSONResponse(
+        status_code=503, content={"detail": f"the database is unavailable: {reason}"}
+    )

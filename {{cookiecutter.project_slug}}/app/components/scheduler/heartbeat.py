@@ -9,8 +9,8 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from app.core.db import session_scope, utcnow
-from app.core.models import SchedulerInstance
+from app.core.db import database_now, session_scope
+from app.core.models import SchedulerInstance, SchedulerState
 
 
 class Heartbeat:
@@ -21,18 +21,21 @@ class Heartbeat:
         self.instance_id = uuid.uuid4().hex[:12]
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
-        self.started_at: datetime = utcnow()
+        self.started_at: datetime | None = None
 
-    def beat(self, state: str, job_count: int) -> None:
-        """Write the current state; other processes judge freshness by `last_seen`."""
+    def beat(self, state: SchedulerState, job_count: int) -> None:
+        """Write the current state; readers judge freshness by `last_seen`."""
         with session_scope(self.engine) as session:
+            # On PostgreSQL the server's clock, so hosts with skewed clocks still agree.
+            now = database_now(session.connection())
+            self.started_at = self.started_at or now
             session.merge(
                 SchedulerInstance(
                     instance_id=self.instance_id,
                     hostname=self.hostname,
                     pid=self.pid,
                     started_at=self.started_at,
-                    last_seen=utcnow(),
+                    last_seen=now,
                     state=state,
                     job_count=job_count,
                 )

@@ -29,7 +29,7 @@ def create_scheduler(
 ) -> AsyncIOScheduler:
     """An unstarted scheduler on the persistent job store, with every job in `JOBS` added.
 
-    The code is the list of jobs: stored jobs it no longer defines are removed from the store.
+    Building it only reads the store; `remove_unregistered_jobs` is the runner's next step.
     """
     settings = settings or get_settings()
     engine = engine or create_db_engine(settings.database_url)
@@ -58,15 +58,19 @@ def _unchanged(previous: StoredJob, job: ScheduledJob, trigger: Any) -> bool:
     )
 
 
+def remove_unregistered_jobs(scheduler: AsyncIOScheduler, engine: Engine) -> list[str]:
+    """Delete stored jobs the scheduler did not register: the code is the list of jobs."""
+    registered = {job.id for job in scheduler.get_jobs()}
+    store = create_job_store(engine)
+    removed = sorted({job.id for job in read_stored_jobs(engine)} - registered)
+    for job_id in removed:
+        store.remove_job(job_id)
+        logger.info("job removed from the store: not defined in code", extra={"job_id": job_id})
+    return removed
+
+
 def _register_jobs(scheduler: AsyncIOScheduler, engine: Engine, zone: tzinfo) -> None:
     stored = {job.id: job for job in read_stored_jobs(engine)}
-    store = create_job_store(engine)
-    for job_id in sorted(stored.keys() - {job.id for job in JOBS}):
-        store.remove_job(job_id)
-        logger.info(
-            "job removed from the store: no longer defined in code", extra={"job_id": job_id}
-        )
-
     now = utcnow()
     for job in JOBS:
         try:
@@ -84,8 +88,6 @@ def _register_jobs(scheduler: AsyncIOScheduler, engine: Engine, zone: tzinfo) ->
         elif isinstance(job.schedule, Once) and job.schedule.at <= now:
             # APScheduler deletes a one-time job once it has run; adding it again would run
             # it again after every restart within the misfire grace time.
-            if previous is not None:
-                store.remove_job(job.id)
             logger.info(
                 "one-time job not scheduled: its time has passed",
                 extra={"job_id": job.id, "at": job.schedule.at.isoformat()},
