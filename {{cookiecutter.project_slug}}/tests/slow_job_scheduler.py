@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from app.components.scheduler import main
-from app.components.scheduler.jobs import ScheduledJob
+from app.components.scheduler.definition import ScheduledJob
 from app.core.db import utcnow
 from app.core.schedules import Once
 from app.entrypoints.scheduler import main as run_scheduler_process

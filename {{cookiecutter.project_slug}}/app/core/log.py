@@ -73,3 +73,6 @@ def configure_logging(
         logging.getLogger(name).propagate = True
     # APScheduler logs two lines per job at every start; "scheduler started" lists the jobs.
     logging.getLogger("apscheduler.scheduler").setLevel(logging.WARNING)
+    # Its executor logs every run and each cancellation with a traceback; the project's job
+    # wrapper logs each start and outcome once, with the execution id.
+    logging.getLogger("apscheduler.executors").setLevel(logging.CRITICAL)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Integer, String
+from sqlalchemy import Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UTCDateTime
@@ -31,3 +31,45 @@ class SchedulerInstance(Base):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     state: Mapped[SchedulerState] = mapped_column(String(16))
     job_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ExecutionStatus(StrEnum):
+    """Where a run stands; every state but `running` is final."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    MISSED = "missed"  # its time passed beyond the misfire grace time while nothing ran it
+    SKIPPED = "skipped"  # the previous run of the same job was still going
+    INTERRUPTED = "interrupted"  # the scheduler stopped or died during the run
+
+
+class TriggerKind(StrEnum):
+    """Why a run happened."""
+
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    RETRY = "retry"
+
+
+class JobExecution(Base):
+    """One row per run of a job, written by the scheduler, read by the API and the CLI."""
+
+    __tablename__ = "job_executions"
+    __table_args__ = (Index("ix_job_executions_job_scheduled", "job_id", "scheduled_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(191))
+    queue: Mapped[str] = mapped_column(String(16))
+    scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    status: Mapped[ExecutionStatus] = mapped_column(String(16), index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    trigger_kind: Mapped[TriggerKind] = mapped_column(String(16))
+    error_type: Mapped[str | None] = mapped_column(String(255))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    instance_id: Mapped[str] = mapped_column(String(64))

@@ -5,12 +5,18 @@ Cron expressions follow standard crontab, which APScheduler 3 departs from twice
   translated to names before they reach it;
 - when both day of month and day of week are restricted, crontab runs on days matching either
   and APScheduler on days matching both, so such an expression becomes two triggers, OR-ed.
+
+Across daylight-saving changes a job with a fixed hour runs once a day: on the spring-forward
+day a time that does not exist runs an hour later in wall-clock terms (the same instant in
+UTC terms), and on the fall-back day only the first of the two repeated times fires. A job
+whose hour field is `*` keeps running every period of real time, in both repeated hours.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.base import BaseTrigger
@@ -94,38 +100,86 @@ def parse_timezone(name: str) -> ZoneInfo:
         ) from None
 
 
+class WallClockCronTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler ships no types
+    """A cron trigger that fires a fixed-hour time once on the day clocks fall back."""
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> Any:
+        candidate = super().get_next_fire_time(previous_fire_time, now)
+        while candidate is not None and self._repeats_an_hour(candidate):
+            candidate = super().get_next_fire_time(candidate, candidate + timedelta(seconds=1))
+        return candidate
+
+    def _repeats_an_hour(self, moment: datetime) -> bool:
+        hour = next(f for f in self.fields if f.name == "hour")
+        return (
+            str(hour) != "*"
+            and moment.fold == 1
+            and moment.replace(fold=0).utcoffset() != moment.utcoffset()
+        )
+
+
+def _cron_trigger(fields: dict[str, Any], zone: tzinfo) -> WallClockCronTrigger | OrTrigger:
+    """Crontab semantics: weekday numbers as in crontab, and day fields OR-ed when both set."""
+    fields = dict(fields)
+    if "day_of_week" in fields:
+        fields["day_of_week"] = crontab_weekdays(str(fields["day_of_week"]))
+    day, weekday = str(fields.get("day", "*")), str(fields.get("day_of_week", "*"))
+    if day != "*" and weekday != "*":
+        return OrTrigger(
+            [
+                WallClockCronTrigger(**{**fields, "day_of_week": "*"}, timezone=zone),
+                WallClockCronTrigger(**{**fields, "day": "*"}, timezone=zone),
+            ]
+        )
+    return WallClockCronTrigger(**fields, timezone=zone)
+
+
 @dataclass(frozen=True)
 class Cron:
-    """A standard five-field crontab expression, read in `timezone` (default: the settings')."""
+    """A standard five-field crontab expression: minute hour day-of-month month day-of-week."""
 
     expression: str
-    timezone: str | None = None
 
-    def to_trigger(self, default_zone: tzinfo) -> CronTrigger | OrTrigger:
-        """The APScheduler trigger for this schedule."""
-        try:
-            zone = parse_timezone(self.timezone) if self.timezone else default_zone
-        except ScheduleError as error:
-            raise ScheduleError(f"timezone: {error}") from None
+    def to_trigger(self, zone: tzinfo) -> WallClockCronTrigger | OrTrigger:
+        """The APScheduler trigger for this schedule, read in `zone`."""
         values = self.expression.split()
         if len(values) != len(_CRON_FIELDS):
             raise ScheduleError(
                 f"cron: {self.expression!r} has {len(values)} fields; expected 5 "
                 "(minute hour day-of-month month day-of-week)"
             )
-        fields = dict(zip(_CRON_FIELDS, values, strict=True))
-        fields["day_of_week"] = crontab_weekdays(fields["day_of_week"])
         try:
-            if fields["day"] != "*" and fields["day_of_week"] != "*":
-                return OrTrigger(
-                    [
-                        CronTrigger(**{**fields, "day_of_week": "*"}, timezone=zone),
-                        CronTrigger(**{**fields, "day": "*"}, timezone=zone),
-                    ]
-                )
-            return CronTrigger(**fields, timezone=zone)
+            return _cron_trigger(dict(zip(_CRON_FIELDS, values, strict=True)), zone)
+        except ScheduleError:
+            raise
         except ValueError as error:
             raise ScheduleError(f"cron: {self.expression!r}: {error}") from None
+
+
+@dataclass(frozen=True)
+class CronFields:
+    """Cron given field by field: `CronFields(hour=6, minute=30, day_of_week="mon-fri")`.
+
+    Fields left out behave as in APScheduler: larger units default to `*`, smaller ones to
+    their minimum. Weekday numbers follow crontab (0 and 7 are Sunday).
+    """
+
+    fields: dict[str, int | str] = field(default_factory=dict)
+
+    def __init__(self, **fields: int | str) -> None:
+        object.__setattr__(self, "fields", fields)
+
+    def to_trigger(self, zone: tzinfo) -> WallClockCronTrigger | OrTrigger:
+        """The APScheduler trigger for this schedule, read in `zone`."""
+        unknown = set(self.fields) - {*_CRON_FIELDS, "second", "week", "year"}
+        if unknown:
+            raise ScheduleError(f"cron fields: unknown field {sorted(unknown)[0]!r}")
+        try:
+            return _cron_trigger(self.fields, zone)
+        except ScheduleError:
+            raise
+        except (ValueError, TypeError) as error:
+            raise ScheduleError(f"cron fields: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -137,14 +191,14 @@ class Interval:
     hours: float = 0
     days: float = 0
 
-    def to_trigger(self, default_zone: tzinfo) -> IntervalTrigger:
+    def to_trigger(self, zone: tzinfo) -> IntervalTrigger:
         """The APScheduler trigger for this schedule."""
         period = timedelta(
             days=self.days, hours=self.hours, minutes=self.minutes, seconds=self.seconds
         )
         if period <= timedelta(0):
             raise ScheduleError("interval: the period must be positive")
-        return IntervalTrigger(seconds=period.total_seconds(), timezone=default_zone)
+        return IntervalTrigger(seconds=period.total_seconds(), timezone=zone)
 
 
 @dataclass(frozen=True)
@@ -153,14 +207,14 @@ class Once:
 
     at: datetime
 
-    def to_trigger(self, default_zone: tzinfo) -> DateTrigger:
+    def to_trigger(self, zone: tzinfo) -> DateTrigger:
         """The APScheduler trigger for this schedule."""
         if self.at.tzinfo is None:
             raise ScheduleError("date: give an aware datetime (with a time zone)")
-        return DateTrigger(run_date=self.at, timezone=default_zone)
+        return DateTrigger(run_date=self.at, timezone=zone)
 
 
-Schedule = Cron | Interval | Once
+Schedule = Cron | CronFields | Interval | Once
 
 
 def _format_period(period: timedelta) -> str:

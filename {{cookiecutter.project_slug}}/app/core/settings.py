@@ -7,6 +7,7 @@ which is the project root for `make` targets and `/app` in the container.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -72,7 +73,16 @@ class Settings(BaseSettings):
         "stop grace period (10 s by default).",
     )
     record_retention_days: int = Field(
-        30, ge=1, description="Scheduler records older than this are deleted by the cleanup job."
+        30,
+        ge=1,
+        description="Execution history and heartbeats older than this are deleted by the "
+        "cleanup job.",
+    )
+    alert_after_consecutive_failures: int = Field(
+        3, ge=1, description="Alert when a job fails this many times in a row (and each multiple)."
+    )
+    alert_webhook_url: str | None = Field(
+        None, description="POST alerts as JSON here; without it they are logged."
     )
     disk_free_warning_percent: float = Field(
         10.0, ge=0, le=100, description="Maintenance warns when free disk space drops below this."
@@ -95,6 +105,13 @@ class Settings(BaseSettings):
             raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
         return value
 
+    @field_validator("alert_webhook_url"{% if cookiecutter.include_example_jobs == "yes" %}, "sync_url"{% endif %})
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} must start with http:// or https://")
+        return value
+
     @model_validator(mode="after")
     def _stale_after_exceeds_interval(self) -> Settings:
         if self.heartbeat_stale_after_seconds <= self.heartbeat_interval_seconds:
@@ -102,6 +119,11 @@ class Settings(BaseSettings):
                 "heartbeat_stale_after_seconds must be larger than heartbeat_interval_seconds"
             )
         return self
+
+    @property
+    def misfire_grace_time(self) -> timedelta:
+        """The default misfire grace time of jobs."""
+        return timedelta(seconds=self.misfire_grace_time_seconds)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -122,13 +144,6 @@ class Settings(BaseSettings):
         "own /health.",
     )
     sync_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one sync request.")
-
-    @field_validator("sync_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} must start with http:// or https://")
-        return value
 
     @property
     def temp_path(self) -> Path:

@@ -1,25 +1,43 @@
-"""Record retention: delete rows the service no longer needs."""
+"""Record retention: delete execution history and heartbeats the service no longer needs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, delete, func
 
 from app.core.db import get_engine, utcnow
-from app.core.models import SchedulerInstance
+from app.core.models import ExecutionStatus, JobExecution, SchedulerInstance
 from app.core.settings import get_settings
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    """How many rows went."""
+
+    executions: int
+    heartbeats: int
 
 
 def cleanup_old_records(
     engine: Engine | None = None, retention: timedelta | None = None, now: datetime | None = None
-) -> int:
-    """Delete heartbeats of scheduler instances unseen for `retention`; returns the count."""
+) -> RetentionResult:
+    """Delete finished executions and heartbeats older than `retention`.
+
+    A run still in progress is kept whatever its age: it is the record of what is happening.
+    """
     engine = engine or get_engine()
     retention = retention or timedelta(days=get_settings().record_retention_days)
     cutoff = (now or utcnow()) - retention
     with engine.begin() as connection:
-        result = connection.execute(
+        executions = connection.execute(
+            delete(JobExecution).where(
+                JobExecution.status != ExecutionStatus.RUNNING,
+                func.coalesce(JobExecution.finished_at, JobExecution.scheduled_at) < cutoff,
+            )
+        )
+        heartbeats = connection.execute(
             delete(SchedulerInstance).where(SchedulerInstance.last_seen < cutoff)
         )
-    return result.rowcount
+    return RetentionResult(executions=executions.rowcount, heartbeats=heartbeats.rowcount)

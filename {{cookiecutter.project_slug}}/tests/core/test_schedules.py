@@ -74,8 +74,8 @@ def test_day_of_month_or_day_of_week_as_in_crontab() -> None:
     assert describe_trigger(trigger) == 'cron "0 0 1 * mon" (UTC)'
 
 
-def test_job_timezone_overrides_the_default() -> None:
-    trigger = Cron("30 6 * * *", timezone="Europe/Paris").to_trigger(UTC_ZONE)
+def test_a_zone_given_to_the_trigger_is_used() -> None:
+    trigger = Cron("30 6 * * *").to_trigger(ZoneInfo("Europe/Paris"))
     assert describe_trigger(trigger) == 'cron "30 6 * * *" (Europe/Paris)'
 
 

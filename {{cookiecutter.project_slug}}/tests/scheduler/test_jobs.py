@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from datetime import timedelta
 
 import pytest
+from apscheduler.events import EVENT_JOB_EXECUTED
 from sqlalchemy import Engine
 
 from app.components.scheduler import main
-from app.components.scheduler.events import JOB_OUTCOME_EVENTS
-from app.components.scheduler.jobs import JOBS, ScheduledJob
+from app.components.scheduler.definition import Delays, Retry, ScheduledJob
+from app.components.scheduler.jobs import JOBS
 from app.components.scheduler.main import (
     JobDefinitionError,
     create_scheduler,
@@ -112,7 +114,6 @@ async def test_changed_schedule_replaces_the_stored_job(
         (Cron("61 * * * *"), "cron: '61 * * * *'"),
         (Cron("0 6 * *"), "has 4 fields; expected 5"),
         (Cron("0 6 * * 9"), "day_of_week: '9' is not a weekday"),
-        (Cron("0 6 * * *", timezone="Mars/Base"), "timezone: 'Mars/Base' is not an IANA time zone"),
         (Interval(), "interval: the period must be positive"),
     ],
 )
@@ -182,7 +183,7 @@ async def test_one_time_job_runs_once_across_restarts(
     monkeypatch.setattr(main, "JOBS", (once,))
     first = create_scheduler(settings, engine)
     finished = asyncio.Event()
-    first.add_listener(lambda _event: finished.set(), JOB_OUTCOME_EVENTS)
+    first.add_listener(lambda _event: finished.set(), EVENT_JOB_EXECUTED)
     first.start()
     await asyncio.wait_for(finished.wait(), timeout=10)
     first.shutdown(wait=False)
@@ -215,3 +216,68 @@ async def test_past_one_time_job_is_not_scheduled(
     scheduler = create_scheduler(settings, engine)
     assert scheduler.get_jobs() == []
     assert "one-time job not scheduled: its time has passed" in caplog.messages
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"timezone": "Mars/Base"}, "timezone: 'Mars/Base' is not an IANA time zone"),
+        ({"id": "Bad-Id"}, "id: 'Bad-Id' must be lowercase letters, digits and _"),
+        ({"max_instances": 0}, "max_instances: must be at least 1"),
+        ({"timeout": timedelta(0)}, "timeout: must be positive"),
+        ({"misfire_grace_time": timedelta(seconds=-1)}, "misfire_grace_time: must be positive"),
+        ({"retry": Retry(attempts=0)}, "retry.attempts: must be at least 1"),
+        ({"retry": Retry(attempts=2, backoff=Delays([]))}, "retry.backoff: give at least one"),
+    ],
+)
+def test_invalid_options_name_the_job_and_the_field(
+    settings: Settings,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    changes: dict[str, object],
+    message: str,
+) -> None:
+    fields: dict[str, object] = {
+        "id": "broken",
+        "name": "Broken",
+        "func": cleanup_old_records,
+        "schedule": Interval(hours=1),
+        **changes,
+    }
+    monkeypatch.setattr(main, "JOBS", (ScheduledJob(**fields),))  # type: ignore[arg-type]
+    with pytest.raises(JobDefinitionError, match=re.escape(message)):
+        create_scheduler(settings, engine)
+
+
+def test_duplicate_ids_are_refused(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    twice = ScheduledJob(id="twice", name="Twice", func=record_run, schedule=Interval(hours=1))
+    monkeypatch.setattr(main, "JOBS", (twice, twice))
+    with pytest.raises(JobDefinitionError, match="job 'twice': id: 'twice' is used twice"):
+        create_scheduler(settings, engine)
+
+
+def test_options_reach_apscheduler(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = ScheduledJob(
+        id="tuned",
+        name="Tuned",
+        func=record_run,
+        schedule=Cron("0 9 * * *"),
+        timezone="Asia/Tokyo",
+        max_instances=3,
+        coalesce=False,
+        misfire_grace_time=timedelta(minutes=5),
+    )
+    monkeypatch.setattr(main, "JOBS", (job,))
+    [registered] = create_scheduler(settings, engine).get_jobs()
+    assert describe_trigger(registered.trigger) == 'cron "0 9 * * *" (Asia/Tokyo)'
+    assert (registered.max_instances, registered.coalesce) == (3, False)
+    assert registered.misfire_grace_time == 300
+    default = ScheduledJob(id="plain", name="Plain", func=record_run, schedule=Interval(hours=1))
+    monkeypatch.setattr(main, "JOBS", (default,))
+    [plain] = create_scheduler(settings, engine).get_jobs()
+    assert plain.misfire_grace_time == settings.misfire_grace_time_seconds
+    assert (plain.max_instances, plain.coalesce) == (1, True)

@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from apscheduler.events import EVENT_JOB_EXECUTED
 from sqlalchemy import Engine
 
-from app.components.scheduler.events import JOB_OUTCOME_EVENTS
 from app.components.scheduler.main import create_scheduler
 from app.core.db import utcnow
 from app.core.settings import Settings
@@ -91,7 +91,7 @@ async def test_scheduled_sync_to_unreachable_service_is_one_log_line(
     caplog.set_level(logging.INFO)
     scheduler = create_scheduler(settings, engine)
     finished = asyncio.Event()
-    scheduler.add_listener(lambda _event: finished.set(), JOB_OUTCOME_EVENTS)
+    scheduler.add_listener(lambda _event: finished.set(), EVENT_JOB_EXECUTED)
     scheduler.start()
     scheduler.modify_job("sync_external_data", next_run_time=utcnow() + timedelta(milliseconds=50))
     try:

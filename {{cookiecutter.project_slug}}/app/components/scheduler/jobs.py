@@ -1,16 +1,24 @@
 """The code-defined jobs: the one list `create_scheduler()` registers.
 
 To add a job, write a plain function in `app/services/` and add one `ScheduledJob` here. The id
-is the job's identity in the persistent store; keep it stable once deployed.
+is the job's identity in the persistent store; keep it stable once deployed. Every option is
+described on `ScheduledJob` in `definition.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
 
-from app.core.schedules import Cron, Interval, Schedule
+from app.components.scheduler.definition import (
+{%- if cookiecutter.include_example_jobs == "yes" %}
+    Delays,
+    Exponential,
+{%- endif %}
+    Queue,
+    Retry,
+    ScheduledJob,
+)
+from app.core.schedules import Cron, Interval
 from app.services.maintenance import run_system_maintenance
 {%- if cookiecutter.include_example_jobs == "yes" %}
 from app.services.reports import generate_daily_report
@@ -21,29 +29,22 @@ from app.services.sync import sync_external_data
 from app.services.temp_files import cleanup_temp_files
 {%- endif %}
 
-
-@dataclass(frozen=True)
-class ScheduledJob:
-    """A job defined in code: what runs, when, and under which stable id."""
-
-    id: str
-    name: str
-    func: Callable[..., Any]
-    schedule: Schedule
-
-
 JOBS: tuple[ScheduledJob, ...] = (
     ScheduledJob(
         id="system_maintenance",
         name="System maintenance",
         func=run_system_maintenance,
         schedule=Interval(hours=6),
+        timeout=timedelta(minutes=10),
+        queue=Queue.LOW,
     ),
     ScheduledJob(
         id="cleanup_old_records",
-        name="Prune old scheduler records",
+        name="Prune old history and heartbeats",
         func=cleanup_old_records,
         schedule=Cron("30 3 * * *"),
+        retry=Retry(attempts=3),
+        queue=Queue.LOW,
     ),
 {%- if cookiecutter.include_example_jobs == "yes" %}
     ScheduledJob(
@@ -51,18 +52,24 @@ JOBS: tuple[ScheduledJob, ...] = (
         name="Daily report",
         func=generate_daily_report,
         schedule=Cron("0 6 * * *"),
+        retry=Retry(attempts=4, backoff=Delays([timedelta(minutes=m) for m in (1, 5, 30)])),
+        timeout=timedelta(minutes=15),
     ),
     ScheduledJob(
         id="cleanup_temp_files",
         name="Delete old temporary files",
         func=cleanup_temp_files,
         schedule=Interval(hours=1),
+        queue=Queue.LOW,
     ),
     ScheduledJob(
         id="sync_external_data",
         name="Sync external data",
         func=sync_external_data,
         schedule=Interval(minutes=15),
+        retry=Retry(attempts=3, backoff=Exponential(base=timedelta(seconds=30))),
+        timeout=timedelta(minutes=2),
+        queue=Queue.CRITICAL,
     ),
 {%- endif %}
 )

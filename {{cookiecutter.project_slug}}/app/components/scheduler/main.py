@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
-from datetime import tzinfo
+import uuid
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.util import obj_to_ref, undefined
 from sqlalchemy import Engine
 
-from app.components.scheduler.events import JOB_OUTCOME_EVENTS, log_job_outcome
-from app.components.scheduler.jobs import JOBS, ScheduledJob
+from app.components.scheduler.alerts import FailureStreaks, alert_hook
+from app.components.scheduler.definition import ScheduledJob
+from app.components.scheduler.execution import JobRuntime, base_job_id, bind, execute
+from app.components.scheduler.history import HistoryRecorder
+from app.components.scheduler.jobs import JOBS
 from app.core.db import create_db_engine, utcnow
 from app.core.job_store import StoredJob, create_job_store, read_stored_jobs
 from app.core.schedules import Once, ScheduleError, describe_trigger
@@ -19,13 +23,17 @@ from app.core.settings import Settings, get_settings
 
 logger = logging.getLogger("app.scheduler")
 
+_EXECUTE_REF = obj_to_ref(execute)
+
 
 class JobDefinitionError(ValueError):
-    """A code-defined job cannot be registered; the message names the job."""
+    """A code-defined job cannot be registered; the message names the job and the field."""
 
 
 def create_scheduler(
-    settings: Settings | None = None, engine: Engine | None = None
+    settings: Settings | None = None,
+    engine: Engine | None = None,
+    instance_id: str | None = None,
 ) -> AsyncIOScheduler:
     """An unstarted scheduler on the persistent job store, with every job in `JOBS` added.
 
@@ -34,56 +42,75 @@ def create_scheduler(
     settings = settings or get_settings()
     engine = engine or create_db_engine(settings.database_url)
     scheduler = AsyncIOScheduler(
-        jobstores={"default": create_job_store(engine)},
-        job_defaults={
-            # One run at a time per job, and runs missed during downtime collapse into one.
-            "max_instances": 1,
-            "coalesce": True,
-            # APScheduler's default of 1 s would drop any run that a restart delays.
-            "misfire_grace_time": settings.misfire_grace_time_seconds,
-        },
-        timezone=settings.zone,
+        jobstores={"default": create_job_store(engine)}, timezone=settings.zone
     )
-    # APScheduler's executor logs each run, and each failure with a traceback; the listener
-    # logs one line per outcome instead, so the executor's lines would only repeat it.
-    logging.getLogger("apscheduler.executors").setLevel(logging.CRITICAL)
-    scheduler.add_listener(log_job_outcome, JOB_OUTCOME_EVENTS)
-    _register_jobs(scheduler, engine, settings.zone)
+    definitions = _validated(JOBS, settings)
+    runtime = JobRuntime(
+        scheduler=scheduler,
+        definitions={job.id: job for job, _ in definitions},
+        recorder=HistoryRecorder(engine, instance_id or uuid.uuid4().hex[:12]),
+        streaks=FailureStreaks(settings.alert_after_consecutive_failures, alert_hook(settings)),
+    )
+    runtime.listen()
+    bind(runtime)
+    _register_jobs(scheduler, engine, definitions, settings)
     return scheduler
 
 
-def _unchanged(previous: StoredJob, job: ScheduledJob, trigger: Any) -> bool:
-    return previous.func_ref == obj_to_ref(job.func) and previous.trigger == describe_trigger(
-        trigger
-    )
+def _validated(
+    jobs: tuple[ScheduledJob, ...], settings: Settings
+) -> list[tuple[ScheduledJob, BaseTrigger]]:
+    seen: set[str] = set()
+    result = []
+    for job in jobs:
+        try:
+            if job.id in seen:
+                raise ScheduleError(f"id: {job.id!r} is used twice")
+            job.validate()
+            trigger = job.trigger(settings.timezone)
+        except ScheduleError as error:
+            raise JobDefinitionError(f"job {job.id!r}: {error}") from None
+        seen.add(job.id)
+        result.append((job, trigger))
+    return result
 
 
 def remove_unregistered_jobs(scheduler: AsyncIOScheduler, engine: Engine) -> list[str]:
-    """Delete stored jobs the scheduler did not register: the code is the list of jobs."""
+    """Delete stored jobs the scheduler did not register: the code is the list of jobs.
+
+    Pending retries of registered jobs stay.
+    """
     registered = {job.id for job in scheduler.get_jobs()}
     store = create_job_store(engine)
-    removed = sorted({job.id for job in read_stored_jobs(engine)} - registered)
+    removed = sorted(
+        job.id for job in read_stored_jobs(engine) if base_job_id(job.id) not in registered
+    )
     for job_id in removed:
         store.remove_job(job_id)
         logger.info("job removed from the store: not defined in code", extra={"job_id": job_id})
     return removed
 
 
-def _register_jobs(scheduler: AsyncIOScheduler, engine: Engine, zone: tzinfo) -> None:
+def _unchanged(previous: StoredJob, trigger: BaseTrigger) -> bool:
+    return previous.func_ref == _EXECUTE_REF and previous.trigger == describe_trigger(trigger)
+
+
+def _register_jobs(
+    scheduler: AsyncIOScheduler,
+    engine: Engine,
+    definitions: list[tuple[ScheduledJob, BaseTrigger]],
+    settings: Settings,
+) -> None:
     stored = {job.id: job for job in read_stored_jobs(engine)}
     now = utcnow()
-    for job in JOBS:
-        try:
-            trigger = job.schedule.to_trigger(zone)
-        except ScheduleError as error:
-            raise JobDefinitionError(f"job {job.id!r}: {error}") from None
+    for job, trigger in definitions:
         previous = stored.get(job.id)
         # An unchanged job keeps its stored next run time, and so its paused state: adding it
         # fresh would push an interval job's next run back on every restart and forget a run
-        # that fell due while the scheduler was down.
-        # `undefined` asks APScheduler to compute the first run from the trigger.
+        # that fell due while the scheduler was down. `undefined` asks APScheduler to compute
+        # the first run from the trigger.
         next_run_time: Any = undefined
-        if previous is not None and _unchanged(previous, job, trigger):
+        if previous is not None and _unchanged(previous, trigger):
             next_run_time = previous.next_run_time
         elif isinstance(job.schedule, Once) and job.schedule.at <= now:
             # APScheduler deletes a one-time job once it has run; adding it again would run
@@ -93,11 +120,16 @@ def _register_jobs(scheduler: AsyncIOScheduler, engine: Engine, zone: tzinfo) ->
                 extra={"job_id": job.id, "at": job.schedule.at.isoformat()},
             )
             continue
+        grace = job.misfire_grace_time or settings.misfire_grace_time
         scheduler.add_job(
-            job.func,
+            execute,
             trigger=trigger,
             id=job.id,
             name=job.name,
+            kwargs={"job_id": job.id},
+            max_instances=job.max_instances,
+            coalesce=job.coalesce,
+            misfire_grace_time=int(grace.total_seconds()),
             next_run_time=next_run_time,
             replace_existing=True,
         )

@@ -20,6 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.components.scheduler.execution import current_runtime, mark_interrupted
 from app.components.scheduler.heartbeat import Heartbeat
 from app.components.scheduler.leader import LeaderLock, leader_lock
 from app.components.scheduler.main import create_scheduler, remove_unregistered_jobs
@@ -128,9 +129,13 @@ class SchedulerProcess:
                     "waited_seconds": self.settings.shutdown_timeout_seconds,
                 },
             )
-        # AsyncIOScheduler.shutdown runs on the loop's next turn; it cancels coroutine jobs.
+        # AsyncIOScheduler.shutdown runs on the loop's next turn; it cancels coroutine jobs,
+        # which record themselves as interrupted.
         scheduler.shutdown(wait=False)
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.1)
+        runtime = current_runtime()
+        runtime.interrupt_running("the scheduler stopped during the run")
+        await asyncio.to_thread(runtime.recorder.close, self.settings.shutdown_timeout_seconds)
         return abandoned
 
     async def run(self) -> list[str]:
@@ -141,7 +146,17 @@ class SchedulerProcess:
 
         abandoned: list[str] = []
         if await self.become_leader():
-            scheduler = create_scheduler(self.settings, self.engine)
+            # Only the leader runs jobs, so any run still marked running was left by a process
+            # that stopped or died during it.
+            interrupted = await asyncio.to_thread(mark_interrupted, self.engine)
+            if interrupted:
+                logger.warning(
+                    "runs left by a previous scheduler marked interrupted",
+                    extra={"count": interrupted},
+                )
+            scheduler = create_scheduler(
+                self.settings, self.engine, instance_id=self.heartbeat.instance_id
+            )
             remove_unregistered_jobs(scheduler, self.engine)
             running = RunningJobs(scheduler)
             scheduler.start()

@@ -1,0 +1,80 @@
+"""Alerts on repeated failure: one hook point, logging by default, a webhook when configured.
+
+To alert elsewhere (a chat, a pager), replace `alert_hook()` with your own function.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+
+import httpx
+
+from app.core.errors import error_text
+from app.core.settings import Settings
+
+logger = logging.getLogger("app.scheduler.alerts")
+
+
+@dataclass(frozen=True)
+class FailureAlert:
+    """A job has failed `consecutive_failures` times in a row."""
+
+    job_id: str
+    consecutive_failures: int
+    execution_id: str
+    error: str
+
+
+AlertHook = Callable[[FailureAlert], Awaitable[None]]
+
+
+async def log_alert(alert: FailureAlert) -> None:
+    """The default: one error line, for log-based alerting to pick up."""
+    logger.error("job keeps failing", extra=asdict(alert))
+
+
+def webhook_alert(url: str, timeout: float = 10.0) -> AlertHook:
+    """POST each alert as JSON to `url`; a webhook that fails is logged, never raised."""
+
+    async def send(alert: FailureAlert) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                response = await client.post(url, json={"event": "job_failing", **asdict(alert)})
+                response.raise_for_status()
+        except httpx.HTTPError as error:
+            logger.error(
+                "alert webhook failed; alert logged instead",
+                extra={**asdict(alert), "webhook_error": error_text(error)},
+            )
+
+    return send
+
+
+def alert_hook(settings: Settings) -> AlertHook:
+    """The hook every alert goes to."""
+    if settings.alert_webhook_url:
+        return webhook_alert(settings.alert_webhook_url)
+    return log_alert
+
+
+class FailureStreaks:
+    """Counts consecutive failures per job and raises an alert when one reaches the threshold."""
+
+    def __init__(self, threshold: int, hook: AlertHook) -> None:
+        self.threshold = threshold
+        self.hook = hook
+        self.streaks: Counter[str] = Counter()
+
+    def succeeded(self, job_id: str) -> None:
+        """A success ends the streak."""
+        self.streaks.pop(job_id, None)
+
+    async def failed(self, job_id: str, execution_id: str, error: str) -> None:
+        """Count a failure; alert when the streak reaches the threshold, and on each multiple."""
+        self.streaks[job_id] += 1
+        count = self.streaks[job_id]
+        if count % self.threshold == 0:
+            await self.hook(FailureAlert(job_id, count, execution_id, error))

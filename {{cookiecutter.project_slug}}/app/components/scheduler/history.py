@@ -1,0 +1,249 @@
+"""Execution history, written in batches by a background thread.
+
+Recording a run must not slow the run down or block the event loop, so calls here only queue
+a row; a writer thread commits whatever has queued in one transaction, as soon as it can (a
+group commit). A run that starts and ends between two commits is written once, final. If the
+database is down the rows wait in memory and the writer retries with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, insert, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.core.db import utcnow
+from app.core.models import ExecutionStatus, JobExecution, TriggerKind
+
+logger = logging.getLogger("app.scheduler.history")
+
+MAX_TRACEBACK_CHARS = 8000
+MAX_MESSAGE_CHARS = 2000
+_RETRY_CAP_SECONDS = 30.0
+
+
+def _clip(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    # Keep both ends: the start says where it began, the end where it failed.
+    half = limit // 2
+    return f"{text[:half]}\n... {len(text) - limit} characters cut ...\n{text[-half:]}"
+
+
+class HistoryRecorder:
+    """Queues execution rows and commits them from a thread of its own."""
+
+    def __init__(self, engine: Engine, instance_id: str) -> None:
+        self.engine = engine
+        self.instance_id = instance_id
+        self._lock = threading.Lock()
+        self._inserts: dict[str, dict[str, Any]] = {}
+        self._updates: dict[str, dict[str, Any]] = {}
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.healthy = True
+
+    def started(
+        self,
+        job_id: str,
+        queue: str,
+        scheduled_at: datetime,
+        attempt: int,
+        trigger_kind: TriggerKind,
+    ) -> str:
+        """Queue a `running` row for a run that starts now; returns its execution id."""
+        execution_id = uuid.uuid4().hex
+        self._queue_insert(
+            execution_id,
+            {
+                "job_id": job_id,
+                "queue": queue,
+                "scheduled_at": scheduled_at,
+                "started_at": utcnow(),
+                "finished_at": None,
+                "duration_ms": None,
+                "status": ExecutionStatus.RUNNING,
+                "attempt": attempt,
+                "trigger_kind": trigger_kind,
+                "error_type": None,
+                "error_message": None,
+                "traceback": None,
+            },
+        )
+        return execution_id
+
+    def finished(
+        self,
+        execution_id: str,
+        status: ExecutionStatus,
+        duration_ms: float,
+        error: BaseException | None = None,
+        traceback: str | None = None,
+    ) -> None:
+        """Queue the end of a run."""
+        fields = {
+            "finished_at": utcnow(),
+            "duration_ms": round(duration_ms, 3),
+            "status": status,
+            "error_type": type(error).__name__ if error else None,
+            "error_message": _clip(str(error), MAX_MESSAGE_CHARS) if error else None,
+            "traceback": _clip(traceback, MAX_TRACEBACK_CHARS),
+        }
+        with self._lock:
+            pending = self._inserts.get(execution_id)
+            if pending is not None:
+                pending.update(fields)
+            else:
+                self._updates.setdefault(execution_id, {}).update(fields)
+            self._idle.clear()
+        self._wake_writer()
+
+    def outcome_without_run(
+        self,
+        job_id: str,
+        queue: str,
+        scheduled_at: datetime,
+        status: ExecutionStatus,
+        reason: str,
+    ) -> str:
+        """Queue a run that never started (missed, skipped); returns its execution id."""
+        execution_id = uuid.uuid4().hex
+        self._queue_insert(
+            execution_id,
+            {
+                "job_id": job_id,
+                "queue": queue,
+                "scheduled_at": scheduled_at,
+                "started_at": None,
+                "finished_at": utcnow(),
+                "duration_ms": None,
+                "status": status,
+                "attempt": 1,
+                "trigger_kind": TriggerKind.SCHEDULE,
+                "error_type": None,
+                "error_message": reason,
+                "traceback": None,
+            },
+        )
+        return execution_id
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued is committed; False if that took longer than `timeout`."""
+        self._wake_writer()
+        return self._idle.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Commit what is queued (waiting up to `timeout`), then stop the writer."""
+        flushed = self.flush(timeout)
+        self._closing = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1)
+        if not flushed:
+            logger.error("execution history not fully written at shutdown", extra=self.pending())
+
+    def pending(self) -> dict[str, int]:
+        """How many rows wait to be written."""
+        with self._lock:
+            return {"inserts": len(self._inserts), "updates": len(self._updates)}
+
+    def _queue_insert(self, execution_id: str, row: dict[str, Any]) -> None:
+        row["id"] = execution_id
+        row["instance_id"] = self.instance_id
+        with self._lock:
+            self._inserts[execution_id] = row
+            self._idle.clear()
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._write_forever, name="history-writer", daemon=True
+            )
+            self._thread.start()
+        self._wake.set()
+
+    def _take_batch(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        with self._lock:
+            inserts, updates = list(self._inserts.values()), self._updates
+            self._inserts, self._updates = {}, {}
+            return inserts, updates
+
+    def _put_back(self, inserts: list[dict[str, Any]], updates: dict[str, dict[str, Any]]) -> None:
+        with self._lock:
+            for row in inserts:
+                row.update(self._updates.pop(row["id"], {}))
+                self._inserts.setdefault(row["id"], row)
+            for execution_id, fields in updates.items():
+                self._updates.setdefault(execution_id, {}).update(fields)
+
+    def _write(self, inserts: list[dict[str, Any]], updates: dict[str, dict[str, Any]]) -> None:
+        with self.engine.begin() as connection:
+            if inserts:
+                connection.execute(insert(JobExecution), inserts)
+            if updates:
+                # Bound names must differ from column names in an executemany UPDATE.
+                statement = (
+                    update(JobExecution)
+                    .where(JobExecution.id == bindparam("execution_id"))
+                    .values({name: bindparam(f"new_{name}") for name in _UPDATE_FIELDS})
+                )
+                rows = [
+                    {
+                        "execution_id": execution_id,
+                        **{f"new_{name}": fields.get(name) for name in _UPDATE_FIELDS},
+                    }
+                    for execution_id, fields in updates.items()
+                ]
+                connection.execute(statement, rows)
+
+    def _write_forever(self) -> None:
+        delay = 0.0
+        while True:
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            inserts, updates = self._take_batch()
+            if not inserts and not updates:
+                self._idle.set()
+                if self._closing:
+                    return
+                continue
+            try:
+                self._write(inserts, updates)
+            except SQLAlchemyError as error:
+                self._put_back(inserts, updates)
+                delay = min(max(delay * 2, 0.5), _RETRY_CAP_SECONDS)
+                if self.healthy:
+                    logger.error(
+                        "cannot write execution history; keeping rows in memory and retrying",
+                        extra={"error": str(error).splitlines()[0], "retry_in_seconds": delay},
+                    )
+                self.healthy = False
+                if self._closing:
+                    return
+                time.sleep(delay)
+                self._wake.set()
+                continue
+            if not self.healthy:
+                logger.info("execution history written again after an outage")
+            self.healthy, delay = True, 0.0
+            self._wake.set()
+
+
+_UPDATE_FIELDS = (
+    "finished_at",
+    "duration_ms",
+    "status",
+    "error_type",
+    "error_message",
+    "traceback",
+)

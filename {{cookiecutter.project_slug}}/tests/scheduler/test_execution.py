@@ -1,0 +1,346 @@
+"""Every run through the real scheduler and database: history, retries, timeouts, overlap,
+misfires, interruptions, logs and alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, select
+
+from app.components.scheduler import main
+from app.components.scheduler.alerts import FailureAlert
+from app.components.scheduler.definition import (
+    Delays,
+    Exponential,
+    Fixed,
+    Retry,
+    ScheduledJob,
+)
+from app.components.scheduler.execution import current_runtime, mark_interrupted
+from app.components.scheduler.history import HistoryRecorder
+from app.components.scheduler.main import create_scheduler
+from app.core.db import session_scope, utcnow
+from app.core.errors import JobError
+from app.core.models import ExecutionStatus, JobExecution, TriggerKind
+from app.core.schedules import Interval, Once
+from app.core.settings import Settings
+
+calls: list[float] = []
+
+
+def succeed() -> int:
+    calls.append(time.monotonic())
+    return 42
+
+
+def fail_expectedly() -> None:
+    calls.append(time.monotonic())
+    raise JobError("upstream is down")
+
+
+def fail_with_a_bug() -> None:
+    raise ZeroDivisionError("division by zero")
+
+
+async def sleep_long() -> None:
+    calls.append(time.monotonic())
+    await asyncio.sleep(30)
+
+
+def block_half_a_second() -> None:
+    calls.append(time.monotonic())
+    time.sleep(0.5)
+
+
+def soon(ms: int = 100) -> Once:
+    return Once(at=utcnow() + timedelta(milliseconds=ms))
+
+
+def executions(engine: Engine) -> list[JobExecution]:
+    current_runtime().recorder.flush()
+    with session_scope(engine) as session:
+        rows = session.scalars(select(JobExecution)).all()
+    return sorted(rows, key=lambda row: (row.scheduled_at, row.attempt))
+
+
+async def run_until(
+    settings: Settings,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    jobs: tuple[ScheduledJob, ...],
+    done: Callable[[list[JobExecution]], bool],
+    timeout: float = 15,
+) -> list[JobExecution]:
+    """Run a real scheduler with `jobs` until the history satisfies `done`; returns that history.
+
+    Stopping the scheduler afterwards interrupts any run still going, as it should.
+    """
+    calls.clear()
+    monkeypatch.setattr(main, "JOBS", jobs)
+    scheduler = create_scheduler(settings, engine)
+    scheduler.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while not done(rows := executions(engine)):
+            if time.monotonic() > deadline:
+                pytest.fail(f"history never reached the expected state: {rows}")
+            await asyncio.sleep(0.05)
+    finally:
+        scheduler.shutdown(wait=False)
+        await asyncio.sleep(0.05)
+    return rows
+
+
+def finished(count: int) -> Callable[[list[JobExecution]], bool]:
+    return lambda rows: sum(r.status != ExecutionStatus.RUNNING for r in rows) >= count
+
+
+async def test_a_run_is_recorded_from_start_to_end(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = ScheduledJob(id="ok", name="Ok", func=succeed, schedule=soon())
+    [row] = await run_until(settings, engine, monkeypatch, (job,), finished(1))
+    assert row.job_id == "ok"
+    assert row.status == ExecutionStatus.SUCCEEDED
+    assert row.trigger_kind == TriggerKind.SCHEDULE
+    assert row.attempt == 1
+    assert row.queue == "default"
+    assert row.instance_id == current_runtime().recorder.instance_id
+    assert row.started_at is not None
+    assert row.finished_at is not None
+    assert row.scheduled_at <= row.started_at <= row.finished_at
+    assert row.duration_ms is not None
+    assert 0 <= row.duration_ms < 1000
+    assert row.error_type is None
+
+
+async def test_running_row_is_written_before_the_job_ends(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = ScheduledJob(id="slow", name="Slow", func=block_half_a_second, schedule=soon())
+    rows = await run_until(
+        settings,
+        engine,
+        monkeypatch,
+        (job,),
+        lambda rows: any(r.status == ExecutionStatus.RUNNING for r in rows),
+    )
+    assert [r.status for r in rows] == [ExecutionStatus.RUNNING]
+    assert rows[0].finished_at is None
+
+
+async def test_expected_failure_is_one_line_without_traceback(
+    settings: Settings,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    job = ScheduledJob(id="down", name="Down", func=fail_expectedly, schedule=soon())
+    [row] = await run_until(settings, engine, monkeypatch, (job,), finished(1))
+    assert (row.status, row.error_type, row.error_message) == (
+        ExecutionStatus.FAILED,
+        "JobError",
+        "upstream is down",
+    )
+    assert row.traceback is None
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == ["job failed: upstream is down"]
+    assert getattr(errors[0], "execution_id", None) == row.id
+    assert not hasattr(errors[0], "traceback")
+
+
+async def test_unexpected_failure_keeps_its_traceback(
+    settings: Settings,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    job = ScheduledJob(id="bug", name="Bug", func=fail_with_a_bug, schedule=soon())
+    [row] = await run_until(settings, engine, monkeypatch, (job,), finished(1))
+    assert row.error_type == "ZeroDivisionError"
+    assert row.traceback is not None
+    assert "fail_with_a_bug" in row.traceback
+    [record] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "fail_with_a_bug" in getattr(record, "traceback", "")
+
+
+@pytest.mark.parametrize(
+    ("backoff", "expected_gaps"),
+    [
+        (Fixed(timedelta(milliseconds=300)), [0.3, 0.3]),
+        (Delays([timedelta(milliseconds=200), timedelta(milliseconds=600)]), [0.2, 0.6]),
+        (
+            Exponential(
+                base=timedelta(milliseconds=200),
+                factor=3,
+                cap=timedelta(milliseconds=500),
+                jitter=0,
+            ),
+            [0.2, 0.5],
+        ),
+    ],
+    ids=["fixed", "explicit-delays", "exponential-capped"],
+)
+async def test_retries_wait_the_configured_delays(
+    settings: Settings,
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    backoff: Fixed | Delays | Exponential,
+    expected_gaps: list[float],
+) -> None:
+    job = ScheduledJob(
+        id="flaky",
+        name="Flaky",
+        func=fail_expectedly,
+        schedule=soon(),
+        retry=Retry(attempts=3, backoff=backoff),
+    )
+    rows = await run_until(settings, engine, monkeypatch, (job,), finished(3))
+    assert [(r.attempt, r.trigger_kind, r.status) for r in rows] == [
+        (1, TriggerKind.SCHEDULE, ExecutionStatus.FAILED),
+        (2, TriggerKind.RETRY, ExecutionStatus.FAILED),
+        (3, TriggerKind.RETRY, ExecutionStatus.FAILED),
+    ]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(calls)]
+    for gap, expected in zip(gaps, expected_gaps, strict=True):
+        assert expected <= gap < expected + 0.25, (gaps, expected_gaps)
+    # No fourth attempt: the job is out of retries.
+    await asyncio.sleep(0.8)
+    assert len(calls) == 3
+
+
+def test_exponential_jitter_stays_within_its_bound() -> None:
+    backoff = Exponential(base=timedelta(seconds=10), cap=timedelta(seconds=60), jitter=0.5)
+    for retry, base in ((1, 10), (2, 20), (3, 40), (4, 60), (9, 60)):
+        for _ in range(50):
+            assert base <= backoff.delay_before(retry).total_seconds() <= base * 1.5
+
+
+async def test_timeout_cancels_the_job_and_is_recorded(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = ScheduledJob(
+        id="stuck",
+        name="Stuck",
+        func=sleep_long,
+        schedule=soon(),
+        timeout=timedelta(milliseconds=300),
+    )
+    [row] = await run_until(settings, engine, monkeypatch, (job,), finished(1))
+    assert row.status == ExecutionStatus.TIMED_OUT
+    assert row.error_type == "TimeoutError"
+    assert row.error_message == "timed out after 0:00:00.300000"
+    assert row.duration_ms is not None
+    assert 300 <= row.duration_ms < 1000
+
+
+async def test_overlapping_run_is_skipped_and_recorded(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = ScheduledJob(
+        id="busy",
+        name="Busy",
+        func=block_half_a_second,
+        schedule=Interval(seconds=0.2),
+    )
+    rows = await run_until(
+        settings,
+        engine,
+        monkeypatch,
+        (job,),
+        lambda rows: any(r.status == ExecutionStatus.SKIPPED for r in rows),
+    )
+    skipped = [r for r in rows if r.status == ExecutionStatus.SKIPPED]
+    assert skipped[0].error_message == "the previous run was still going (max_instances reached)"
+    assert skipped[0].started_at is None
+    # Never two runs at once.
+    assert len(calls) <= 2
+
+
+async def test_missed_run_is_recorded(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = ScheduledJob(
+        id="late",
+        name="Late",
+        func=succeed,
+        schedule=Interval(hours=1),
+        misfire_grace_time=timedelta(seconds=1),
+    )
+    monkeypatch.setattr(main, "JOBS", (job,))
+    scheduler = create_scheduler(settings, engine)
+    # As if the scheduler had been down when the run fell due, a minute ago.
+    scheduler.modify_job("late", next_run_time=utcnow() - timedelta(minutes=1))
+    calls.clear()
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not any(r.status == ExecutionStatus.MISSED for r in executions(engine)):
+            assert time.monotonic() < deadline, "no missed run recorded"
+            await asyncio.sleep(0.05)
+    finally:
+        scheduler.shutdown(wait=False)
+    [row] = executions(engine)
+    assert row.error_message == "started later than the misfire grace time allows"
+    assert calls == []
+
+
+def test_runs_left_running_by_a_dead_scheduler_are_marked_interrupted(engine: Engine) -> None:
+    dead = HistoryRecorder(engine, "dead-instance")
+    execution_id = dead.started("job", "default", utcnow(), 1, TriggerKind.SCHEDULE)
+    dead.close()
+    assert mark_interrupted(engine) == 1
+    with session_scope(engine) as session:
+        row = session.get_one(JobExecution, execution_id)
+    assert row.status == ExecutionStatus.INTERRUPTED
+    assert row.error_message == "the scheduler stopped or died during the run"
+    assert row.finished_at is not None
+    assert mark_interrupted(engine) == 0
+
+
+async def test_stopping_the_scheduler_interrupts_a_coroutine_run(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = ScheduledJob(id="stuck", name="Stuck", func=sleep_long, schedule=soon())
+    await run_until(
+        settings,
+        engine,
+        monkeypatch,
+        (job,),
+        lambda rows: any(r.status == ExecutionStatus.RUNNING for r in rows),
+    )
+    [row] = executions(engine)
+    assert row.status == ExecutionStatus.INTERRUPTED
+    assert row.error_message == "cancelled: the scheduler stopped during the run"
+
+
+async def test_alert_after_consecutive_failures(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alerts: list[FailureAlert] = []
+
+    async def capture(alert: FailureAlert) -> None:
+        alerts.append(alert)
+
+    monkeypatch.setattr(main, "alert_hook", lambda _settings: capture)
+    job = ScheduledJob(
+        id="flaky",
+        name="Flaky",
+        func=fail_expectedly,
+        schedule=soon(),
+        retry=Retry(attempts=4, backoff=Fixed(timedelta(milliseconds=100))),
+    )
+    rows = await run_until(settings, engine, monkeypatch, (job,), finished(4))
+    assert len(rows) == 4
+    # Three in a row (the default threshold) raise exactly one alert.
+    assert [(a.job_id, a.consecutive_failures, a.error) for a in alerts] == [
+        ("flaky", 3, "upstream is down")
+    ]
+    assert alerts[0].execution_id == rows[2].id
