@@ -15,7 +15,7 @@ whose hour field is `*` keeps running every period of real time, in both repeate
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -106,7 +106,10 @@ class WallClockCronTrigger(CronTrigger):  # type: ignore[misc]  # APScheduler sh
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> Any:
         candidate = super().get_next_fire_time(previous_fire_time, now)
         while candidate is not None and self._repeats_an_hour(candidate):
-            candidate = super().get_next_fire_time(candidate, candidate + timedelta(seconds=1))
+            # Step forward in UTC: arithmetic on a local time drops `fold` and would land back
+            # in the first of the repeated hours.
+            after = (candidate.astimezone(UTC) + timedelta(seconds=1)).astimezone(self.timezone)
+            candidate = super().get_next_fire_time(candidate, after)
         return candidate
 
     def _repeats_an_hour(self, moment: datetime) -> bool:
