@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from sqlalchemy import Engine, update
 
@@ -52,3 +54,10 @@ def serve(app: FastAPI, port: int) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+async def stop(scheduler: AsyncIOScheduler) -> None:
+    """Shut a scheduler down and let it finish: its store commits what it queued."""
+    # AsyncIOScheduler.shutdown runs on the loop's next turn; yielding once lets it run.
+    scheduler.shutdown(wait=False)
+    await asyncio.sleep(0)

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from app.components.backend.main import create_app
 from app.components.scheduler.main import create_scheduler
 from app.core.settings import Settings
+from tests.helpers import stop
 
 
 def test_no_jobs_before_the_scheduler_first_starts(settings: Settings, engine: Engine) -> None:
@@ -33,7 +34,7 @@ async def test_lists_stored_jobs(settings: Settings, fresh_engine: Engine) -> No
     scheduler.start(paused=True)
     scheduler.pause_job("cleanup_old_records")
     expected = {job.id: job.next_run_time for job in scheduler.get_jobs()}
-    scheduler.shutdown(wait=False)
+    await stop(scheduler)
 
     with TestClient(create_app(settings)) as client:
         body = client.get("/api/jobs").json()

@@ -17,7 +17,7 @@ from app.components.backend.main import create_app
 from app.components.scheduler.main import create_scheduler
 from app.core.settings import ENV_PREFIX, Settings, get_settings
 from tests.conftest import free_port
-from tests.helpers import serve, write_heartbeat
+from tests.helpers import serve, stop, write_heartbeat
 
 runner = CliRunner()
 
@@ -31,7 +31,7 @@ async def register_jobs(settings: Settings, engine: Engine) -> list[str]:
     scheduler = create_scheduler(settings, engine)
     scheduler.start(paused=True)
     ids = [job.id for job in scheduler.get_jobs()]
-    scheduler.shutdown(wait=False)
+    await stop(scheduler)
     return ids
 
 

@@ -30,6 +30,7 @@ from app.core.errors import JobError
 from app.core.models import ExecutionStatus, JobExecution, TriggerKind
 from app.core.schedules import Interval, Once
 from app.core.settings import Settings
+from tests.helpers import stop
 
 calls: list[float] = []
 
@@ -92,7 +93,7 @@ async def run_until(
                 pytest.fail(f"history never reached the expected state: {rows}")
             await asyncio.sleep(0.05)
     finally:
-        scheduler.shutdown(wait=False)
+        await stop(scheduler)
         await asyncio.sleep(0.05)
     return rows
 
@@ -286,7 +287,7 @@ async def test_missed_run_is_recorded(
             assert time.monotonic() < deadline, "no missed run recorded"
             await asyncio.sleep(0.05)
     finally:
-        scheduler.shutdown(wait=False)
+        await stop(scheduler)
     [row] = executions(engine)
     assert row.error_message == "started later than the misfire grace time allows"
     assert calls == []

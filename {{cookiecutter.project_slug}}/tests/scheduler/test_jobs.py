@@ -24,6 +24,7 @@ from app.core.job_store import read_stored_jobs
 from app.core.schedules import Cron, Interval, Once, describe_trigger
 from app.core.settings import Settings
 from app.services.retention import cleanup_old_records
+from tests.helpers import stop
 
 
 def expected_triggers(timezone: str) -> dict[str, str]:
@@ -60,7 +61,7 @@ async def test_jobs_are_stored_with_next_run_times(settings: Settings, engine: E
         assert {job.id for job in jobs} == set(expected_triggers(settings.timezone))
         assert all(job.next_run_time is not None for job in jobs)
     finally:
-        scheduler.shutdown(wait=False)
+        await stop(scheduler)
 
 
 async def test_restart_keeps_next_run_times_and_pauses(settings: Settings, engine: Engine) -> None:
@@ -68,7 +69,7 @@ async def test_restart_keeps_next_run_times_and_pauses(settings: Settings, engin
     first.start(paused=True)
     first.pause_job("cleanup_old_records")
     before = {job.id: job.next_run_time for job in first.get_jobs()}
-    first.shutdown(wait=False)
+    await stop(first)
     await asyncio.sleep(0.05)
 
     second = create_scheduler(settings, engine)
@@ -76,7 +77,7 @@ async def test_restart_keeps_next_run_times_and_pauses(settings: Settings, engin
     try:
         after = {job.id: job.next_run_time for job in second.get_jobs()}
     finally:
-        second.shutdown(wait=False)
+        await stop(second)
     assert before["cleanup_old_records"] is None
     assert after == before
 
@@ -87,7 +88,7 @@ async def test_changed_schedule_replaces_the_stored_job(
     first = create_scheduler(settings, engine)
     first.start(paused=True)
     first.pause_job("cleanup_old_records")
-    first.shutdown(wait=False)
+    await stop(first)
 
     changed = ScheduledJob(
         id="cleanup_old_records",
@@ -101,7 +102,7 @@ async def test_changed_schedule_replaces_the_stored_job(
     try:
         job = second.get_job("cleanup_old_records")
     finally:
-        second.shutdown(wait=False)
+        await stop(second)
     assert job is not None
     assert describe_trigger(job.trigger) == "every 5m"
     # The pause belonged to the old definition; the new schedule starts fresh.
@@ -144,8 +145,7 @@ async def test_jobs_removed_from_code_are_removed_from_the_store(
     monkeypatch.setattr(main, "JOBS", (*JOBS, obsolete))
     first = create_scheduler(settings, engine)
     first.start(paused=True)
-    first.shutdown(wait=False)
-    await asyncio.sleep(0)
+    await stop(first)
 
     monkeypatch.setattr(main, "JOBS", JOBS)
     caplog.set_level(logging.INFO)
@@ -156,7 +156,7 @@ async def test_jobs_removed_from_code_are_removed_from_the_store(
     try:
         ids = {job.id for job in second.get_jobs()}
     finally:
-        second.shutdown(wait=False)
+        await stop(second)
     assert ids == {job.id for job in JOBS}
     [record] = [r for r in caplog.records if getattr(r, "job_id", None) == "obsolete"]
     assert record.getMessage() == "job removed from the store: not defined in code"
@@ -186,16 +186,14 @@ async def test_one_time_job_runs_once_across_restarts(
     first.add_listener(lambda _event: finished.set(), EVENT_JOB_EXECUTED)
     first.start()
     await asyncio.wait_for(finished.wait(), timeout=10)
-    first.shutdown(wait=False)
-    await asyncio.sleep(0)
+    await stop(first)
     for _ in range(2):
         # Past due and within the misfire grace time: a naive re-add would run at once.
         again = create_scheduler(settings, engine)
         assert again.get_jobs() == []
         again.start()
         await asyncio.sleep(0.3)
-        again.shutdown(wait=False)
-        await asyncio.sleep(0)
+        await stop(again)
     assert runs == ["ran"]
 
 

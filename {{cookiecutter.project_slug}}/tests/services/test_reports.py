@@ -12,7 +12,7 @@ from app.core.db import utcnow
 from app.core.models import SchedulerState
 from app.core.settings import Settings
 from app.services.reports import build_daily_report, generate_daily_report
-from tests.helpers import write_heartbeat
+from tests.helpers import stop, write_heartbeat
 
 
 def backdated(engine: Engine, started: datetime, last_seen: datetime) -> None:
@@ -42,7 +42,8 @@ def test_uptime_is_clipped_to_the_day(engine: Engine) -> None:
 async def test_report_file_lists_the_jobs(settings: Settings, engine: Engine) -> None:
     scheduler = create_scheduler(settings, engine)
     scheduler.start(paused=True)
-    scheduler.shutdown(wait=False)
+    job_ids = {job.id for job in scheduler.get_jobs()}
+    await stop(scheduler)
     write_heartbeat(engine)
 
     path = generate_daily_report(utcnow().date())
@@ -50,7 +51,7 @@ async def test_report_file_lists_the_jobs(settings: Settings, engine: Engine) ->
     assert path == settings.data_dir / "reports" / f"daily-{utcnow().date().isoformat()}.json"
     report = json.loads(path.read_text())
     assert report["scheduler"]["instances"] == 1
-    assert {job["id"] for job in report["jobs"]} == {job.id for job in scheduler.get_jobs()}
+    assert {job["id"] for job in report["jobs"]} == job_ids
     assert all(job["next_run_time"] for job in report["jobs"])
 
 

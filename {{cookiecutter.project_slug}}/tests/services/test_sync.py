@@ -20,6 +20,7 @@ from app.core.db import utcnow
 from app.core.settings import Settings
 from app.services.sync import SyncError, sync_external_data
 from tests.conftest import free_port
+from tests.helpers import stop
 
 ROUTES: dict[str, tuple[int, str, bytes]] = {
     "/data": (200, "application/json", json.dumps({"items": [1, 2, 3]}).encode()),
@@ -99,7 +100,7 @@ async def test_scheduled_sync_to_unreachable_service_is_one_log_line(
         # A failed run is an outcome, not a crash: the scheduler carries on.
         assert scheduler.running
     finally:
-        scheduler.shutdown(wait=False)
+        await stop(scheduler)
     failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(failures) == 1
     assert failures[0].getMessage().startswith(f"job failed: cannot reach {url}: ")

@@ -16,8 +16,9 @@ from app.components.scheduler.definition import ScheduledJob
 from app.components.scheduler.execution import JobRuntime, base_job_id, bind, execute
 from app.components.scheduler.history import HistoryRecorder
 from app.components.scheduler.jobs import JOBS
+from app.components.scheduler.store import WriteBehindJobStore
 from app.core.db import create_db_engine, utcnow
-from app.core.job_store import StoredJob, create_job_store, read_stored_jobs
+from app.core.job_store import JOBS_TABLE, StoredJob, create_job_store, read_stored_jobs
 from app.core.schedules import Once, ScheduleError, describe_trigger
 from app.core.settings import Settings, get_settings
 
@@ -42,7 +43,7 @@ def create_scheduler(
     settings = settings or get_settings()
     engine = engine or create_db_engine(settings.database_url)
     scheduler = AsyncIOScheduler(
-        jobstores={"default": create_job_store(engine)}, timezone=settings.zone
+        jobstores={"default": WriteBehindJobStore(engine, JOBS_TABLE)}, timezone=settings.zone
     )
     definitions = _validated(JOBS, settings)
     runtime = JobRuntime(
