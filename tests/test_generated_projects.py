@@ -148,6 +148,24 @@ def test_own_tests_pass(project: Generated) -> None:
     assert " skipped" not in result.stdout
 
 
+def test_benchmark_runs(project: Generated) -> None:
+    with timed(f"{project.name}: make bench (300 jobs, 1000 stored)"):
+        result = project.run(
+            "make", "bench", env={"BENCH_ARGS": "--jobs 300 --stored 1000"}, timeout=300
+        )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    print(result.stdout)
+    rows = {
+        line.split()[0]: line.split()
+        for line in result.stdout.splitlines()
+        if line.startswith(("apscheduler-", "project "))
+    }
+    assert set(rows) == {"apscheduler-memory", "apscheduler-sqlalchemy", "project"}
+    # Every job ran, and the project's scheduler recorded each run in the history.
+    assert rows["project"][1:3] == ["300", "300"]
+    assert "scheduler process memory (RSS) with 1000 jobs" in result.stdout
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -26,6 +26,7 @@ logger = logging.getLogger("app.scheduler.history")
 MAX_TRACEBACK_CHARS = 8000
 MAX_MESSAGE_CHARS = 2000
 _RETRY_CAP_SECONDS = 30.0
+_GATHER_SECONDS = 0.02
 
 
 def _clip(text: str | None, limit: int) -> str | None:
@@ -210,6 +211,9 @@ class HistoryRecorder:
         delay = 0.0
         while True:
             self._wake.wait(timeout=1.0)
+            # Let a burst gather: one commit per window instead of one per change keeps the
+            # writer from competing with the event loop for the interpreter.
+            time.sleep(_GATHER_SECONDS)
             self._wake.clear()
             inserts, updates = self._take_batch()
             if not inserts and not updates:

@@ -29,6 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 logger = logging.getLogger("app.scheduler.store")
 
 _RETRY_CAP_SECONDS = 30.0
+_GATHER_SECONDS = 0.02
 _DELETE = None
 
 
@@ -133,6 +134,9 @@ class WriteBehindJobStore(MemoryJobStore):  # type: ignore[misc]  # APScheduler 
         delay = 0.0
         while True:
             self._wake.wait(timeout=1.0)
+            # Let a burst gather: one commit per window instead of one per change keeps the
+            # writer from competing with the event loop for the interpreter.
+            time.sleep(_GATHER_SECONDS)
             self._wake.clear()
             with self._lock:
                 changes, self._changes = self._changes, {}
