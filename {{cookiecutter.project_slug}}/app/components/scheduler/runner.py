@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -29,6 +30,17 @@ from app.core.models import SchedulerState
 from app.core.settings import Settings
 
 logger = logging.getLogger("app.scheduler")
+
+
+def tune_for_latency() -> None:
+    """Keep garbage collection from pausing the event loop once start-up has built the jobs.
+
+    A full collection walks every live object; with thousands of stored jobs that is a pause
+    of tens of milliseconds while jobs are due (measured by `make bench`). Freezing moves what
+    start-up built out of its sight; objects allocated later are collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class RunningJobs:
@@ -160,6 +172,7 @@ class SchedulerProcess:
             remove_unregistered_jobs(scheduler, self.engine)
             running = RunningJobs(scheduler)
             scheduler.start()
+            tune_for_latency()
             self.job_count = len(scheduler.get_jobs())
             logger.info(
                 "scheduler started",
