@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+from sqlalchemy import select
 
-from app.core.settings import ENV_PREFIX
+from app.core.db import create_db_engine, session_scope
+from app.core.models import ExecutionStatus, JobExecution
+from app.core.settings import ENV_PREFIX, Settings
 from tests.conftest import free_port
 
 CLI = [sys.executable, "-m", "app.cli"]
@@ -206,7 +209,7 @@ def test_stop_waits_for_a_running_job(env: dict[str, str], start: Launcher, tmp_
 
 
 def test_stop_abandons_a_job_after_the_timeout(
-    env: dict[str, str], start: Launcher, tmp_path: Path
+    env: dict[str, str], start: Launcher, tmp_path: Path, settings: Settings
 ) -> None:
     scheduler = start("tests.slow_job_scheduler", **slow_job_env(120, tmp_path))
     wait_for((tmp_path / "slow-job-started").exists, 30, "the slow job to start")
@@ -218,3 +221,8 @@ def test_stop_abandons_a_job_after_the_timeout(
     assert '"message": "jobs still running at shutdown were abandoned", ' in log
     assert '"job_ids": ["slow"]' in log
     assert "scheduler: stopped" in cli(env, "health", "check").stdout
+    engine = create_db_engine(settings.database_url, create_file=False)
+    with session_scope(engine) as session:
+        statuses = set(session.scalars(select(JobExecution.status)))
+    engine.dispose()
+    assert statuses == {ExecutionStatus.INTERRUPTED}

@@ -23,7 +23,7 @@ from apscheduler.job import Job
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.util import datetime_to_utc_timestamp
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine, bindparam, delete, insert
 from sqlalchemy.exc import SQLAlchemyError
 
 logger = logging.getLogger("app.scheduler.store")
@@ -125,8 +125,13 @@ class WriteBehindJobStore(MemoryJobStore):  # type: ignore[misc]  # APScheduler 
             if change is not _DELETE
         ]
         with self._engine.begin() as connection:
-            # Delete then insert: an upsert that reads the same on SQLite and PostgreSQL.
-            connection.execute(delete(table).where(table.c.id.in_(list(changes))))
+            # Delete then insert: an upsert that reads the same on SQLite and PostgreSQL. One
+            # statement run for many rows: compiling an IN list of thousands of ids would hold
+            # the interpreter lock the event loop needs.
+            connection.execute(
+                delete(table).where(table.c.id == bindparam("job_id")),
+                [{"job_id": job_id} for job_id in changes],
+            )
             if rows:
                 connection.execute(insert(table), rows)
 
