@@ -12,10 +12,10 @@ import logging
 import threading
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert, update
+from sqlalchemy import Engine, bindparam, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.db import utcnow
@@ -190,7 +190,21 @@ class HistoryRecorder:
     def _write(self, inserts: list[dict[str, Any]], updates: dict[str, dict[str, Any]]) -> None:
         with self.engine.begin() as connection:
             if inserts:
-                connection.execute(insert(JobExecution), inserts)
+                # The driver's own executemany: SQLAlchemy's per-value processing of thousands
+                # of rows would hold the interpreter lock the event loop needs to fire jobs.
+                to_db = _datetime_for(connection.dialect.name)
+                marks = ", ".join(_placeholders(connection.dialect.paramstyle))
+                connection.exec_driver_sql(
+                    f"INSERT INTO {JobExecution.__tablename__} ({', '.join(_INSERT_COLUMNS)}) "
+                    f"VALUES ({marks})",
+                    [
+                        tuple(
+                            to_db(value) if isinstance(value, datetime) else value
+                            for value in (row[column] for column in _INSERT_COLUMNS)
+                        )
+                        for row in inserts
+                    ],
+                )
             if updates:
                 # Bound names must differ from column names in an executemany UPDATE.
                 statement = (
@@ -251,3 +265,36 @@ _UPDATE_FIELDS = (
     "error_message",
     "traceback",
 )
+
+
+_INSERT_COLUMNS = (
+    "id",
+    "job_id",
+    "queue",
+    "scheduled_at",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "status",
+    "attempt",
+    "trigger_kind",
+    "error_type",
+    "error_message",
+    "traceback",
+    "instance_id",
+)
+
+
+def _placeholders(paramstyle: str) -> list[str]:
+    return ["?" if paramstyle == "qmark" else "%s"] * len(_INSERT_COLUMNS)
+
+
+def _datetime_for(dialect: str) -> Any:
+    """How UTCDateTime stores a value: naive UTC, as text on SQLite (SQLAlchemy's format)."""
+
+    def naive_utc(value: datetime) -> datetime:
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    if dialect == "sqlite":
+        return lambda value: naive_utc(value).isoformat(" ", "microseconds")
+    return naive_utc
