@@ -1,23 +1,18 @@
-"""Execution history, written in batches by a background thread.
+"""Execution history, queued by the event loop and committed by a `BatchWriter` thread.
 
-Recording a run must not slow the run down or block the event loop, so calls here only queue
-a row; a writer thread commits whatever has queued in one transaction, as soon as it can (a
-group commit). A run that starts and ends between two commits is written once, final. If the
-database is down the rows wait in memory and the writer retries with backoff.
+A run that starts and ends between two commits is written once, final.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, bindparam, update
-from sqlalchemy.exc import SQLAlchemyError
 
+from app.components.scheduler.writer import BatchWriter
 from app.core.db import utcnow
 from app.core.models import ExecutionStatus, JobExecution, TriggerKind
 
@@ -25,8 +20,6 @@ logger = logging.getLogger("app.scheduler.history")
 
 MAX_TRACEBACK_CHARS = 8000
 MAX_MESSAGE_CHARS = 2000
-_RETRY_CAP_SECONDS = 30.0
-_GATHER_SECONDS = 0.02
 
 
 def _clip(text: str | None, limit: int) -> str | None:
@@ -37,21 +30,18 @@ def _clip(text: str | None, limit: int) -> str | None:
     return f"{text[:half]}\n... {len(text) - limit} characters cut ...\n{text[-half:]}"
 
 
-class HistoryRecorder:
-    """Queues execution rows and commits them from a thread of its own."""
+_Batch = tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]
+
+
+class HistoryRecorder(BatchWriter[_Batch]):
+    """Queues execution rows; a writer thread commits them."""
 
     def __init__(self, engine: Engine, instance_id: str) -> None:
+        super().__init__("history-writer", logger, "execution history")
         self.engine = engine
         self.instance_id = instance_id
-        self._lock = threading.Lock()
         self._inserts: dict[str, dict[str, Any]] = {}
         self._updates: dict[str, dict[str, Any]] = {}
-        self._wake = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
-        self._closing = False
-        self._thread: threading.Thread | None = None
-        self.healthy = True
 
     def started(
         self,
@@ -105,8 +95,7 @@ class HistoryRecorder:
                 pending.update(fields)
             else:
                 self._updates.setdefault(execution_id, {}).update(fields)
-            self._idle.clear()
-        self._wake_writer()
+            self._changed()
 
     def outcome_without_run(
         self,
@@ -137,57 +126,35 @@ class HistoryRecorder:
         )
         return execution_id
 
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything queued is committed; False if that took longer than `timeout`."""
-        self._wake_writer()
-        return self._idle.wait(timeout)
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Commit what is queued (waiting up to `timeout`), then stop the writer."""
-        flushed = self.flush(timeout)
-        self._closing = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=1)
-        if not flushed:
-            logger.error("execution history not fully written at shutdown", extra=self.pending())
-
-    def pending(self) -> dict[str, int]:
+    def pending(self) -> int:
         """How many rows wait to be written."""
         with self._lock:
-            return {"inserts": len(self._inserts), "updates": len(self._updates)}
+            return len(self._inserts) + len(self._updates)
 
     def _queue_insert(self, execution_id: str, row: dict[str, Any]) -> None:
         row["id"] = execution_id
         row["instance_id"] = self.instance_id
         with self._lock:
             self._inserts[execution_id] = row
-            self._idle.clear()
-        self._wake_writer()
+            self._changed()
 
-    def _wake_writer(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._write_forever, name="history-writer", daemon=True
-            )
-            self._thread.start()
-        self._wake.set()
+    def _take(self) -> _Batch | None:
+        if not self._inserts and not self._updates:
+            return None
+        batch = (list(self._inserts.values()), self._updates)
+        self._inserts, self._updates = {}, {}
+        return batch
 
-    def _take_batch(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-        with self._lock:
-            inserts, updates = list(self._inserts.values()), self._updates
-            self._inserts, self._updates = {}, {}
-            return inserts, updates
+    def _put_back(self, batch: _Batch) -> None:
+        inserts, updates = batch
+        for row in inserts:
+            row.update(self._updates.pop(row["id"], {}))
+            self._inserts.setdefault(row["id"], row)
+        for execution_id, fields in updates.items():
+            self._updates.setdefault(execution_id, {}).update(fields)
 
-    def _put_back(self, inserts: list[dict[str, Any]], updates: dict[str, dict[str, Any]]) -> None:
-        with self._lock:
-            for row in inserts:
-                row.update(self._updates.pop(row["id"], {}))
-                self._inserts.setdefault(row["id"], row)
-            for execution_id, fields in updates.items():
-                self._updates.setdefault(execution_id, {}).update(fields)
-
-    def _write(self, inserts: list[dict[str, Any]], updates: dict[str, dict[str, Any]]) -> None:
+    def _write(self, batch: _Batch) -> None:
+        inserts, updates = batch
         with self.engine.begin() as connection:
             if inserts:
                 # The driver's own executemany: SQLAlchemy's per-value processing of thousands
@@ -220,41 +187,6 @@ class HistoryRecorder:
                     for execution_id, fields in updates.items()
                 ]
                 connection.execute(statement, rows)
-
-    def _write_forever(self) -> None:
-        delay = 0.0
-        while True:
-            self._wake.wait(timeout=1.0)
-            # Let a burst gather: one commit per window instead of one per change keeps the
-            # writer from competing with the event loop for the interpreter.
-            time.sleep(_GATHER_SECONDS)
-            self._wake.clear()
-            inserts, updates = self._take_batch()
-            if not inserts and not updates:
-                self._idle.set()
-                if self._closing:
-                    return
-                continue
-            try:
-                self._write(inserts, updates)
-            except SQLAlchemyError as error:
-                self._put_back(inserts, updates)
-                delay = min(max(delay * 2, 0.5), _RETRY_CAP_SECONDS)
-                if self.healthy:
-                    logger.error(
-                        "cannot write execution history; keeping rows in memory and retrying",
-                        extra={"error": str(error).splitlines()[0], "retry_in_seconds": delay},
-                    )
-                self.healthy = False
-                if self._closing:
-                    return
-                time.sleep(delay)
-                self._wake.set()
-                continue
-            if not self.healthy:
-                logger.info("execution history written again after an outage")
-            self.healthy, delay = True, 0.0
-            self._wake.set()
 
 
 _UPDATE_FIELDS = (

@@ -1,0 +1,116 @@
+"""A background writer: commits what other threads queue, in batches, retrying on failure.
+
+The execution history and the job store both use it, so neither makes the event loop wait
+for the database: the loop only queues; this thread commits everything queued so far in one
+transaction (a group commit). If the database refuses, the batch goes back in the queue and
+the writer retries with backoff, logging once when the outage starts and once when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import Generic, TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+
+Batch = TypeVar("Batch")
+
+_RETRY_CAP_SECONDS = 30.0
+# Let a burst gather: one commit per window instead of one per change keeps the writer from
+# competing with the event loop for the interpreter.
+_GATHER_SECONDS = 0.02
+
+
+class BatchWriter(ABC, Generic[Batch]):
+    """Subclasses queue changes under `_lock`, call `_changed()`, and say how to write them."""
+
+    def __init__(self, name: str, logger: logging.Logger, what: str) -> None:
+        self._name = name
+        self._logger = logger
+        self._what = what
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.healthy = True
+
+    @abstractmethod
+    def _take(self) -> Batch | None:
+        """Everything queued, emptying the queue; None when nothing is. Called under `_lock`."""
+
+    @abstractmethod
+    def _write(self, batch: Batch) -> None:
+        """Commit one batch."""
+
+    @abstractmethod
+    def _put_back(self, batch: Batch) -> None:
+        """Requeue a batch that failed, under anything queued since. Called under `_lock`."""
+
+    @abstractmethod
+    def pending(self) -> int:
+        """How many changes wait to be written."""
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued is committed; False if that took longer than `timeout`."""
+        self._wake.set()
+        return self._idle.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Commit what is queued (waiting up to `timeout`), then stop the thread."""
+        flushed = self.flush(timeout)
+        self._closing = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1)
+        if not flushed:
+            self._logger.error(
+                f"{self._what} not fully written at shutdown", extra={"pending": self.pending()}
+            )
+
+    def _changed(self) -> None:
+        """Note that something was queued (call with `_lock` held) and wake the writer."""
+        self._idle.clear()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        delay = 0.0
+        while True:
+            self._wake.wait(timeout=1.0)
+            time.sleep(_GATHER_SECONDS)
+            self._wake.clear()
+            with self._lock:
+                batch = self._take()
+            if batch is None:
+                self._idle.set()
+                if self._closing:
+                    return
+                continue
+            try:
+                self._write(batch)
+            except SQLAlchemyError as error:
+                with self._lock:
+                    self._put_back(batch)
+                delay = min(max(delay * 2, 0.5), _RETRY_CAP_SECONDS)
+                if self.healthy:
+                    self._logger.error(
+                        f"cannot write the {self._what}; keeping it in memory and retrying",
+                        extra={"error": str(error).splitlines()[0], "retry_in_seconds": delay},
+                    )
+                self.healthy = False
+                if self._closing:
+                    return
+                time.sleep(delay)
+                self._wake.set()
+                continue
+            if not self.healthy:
+                self._logger.info(f"{self._what} written again after an outage")
+            self.healthy, delay = True, 0.0
+            self._wake.set()
