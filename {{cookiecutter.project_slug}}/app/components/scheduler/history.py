@@ -33,7 +33,7 @@ def _clip(text: str | None, limit: int) -> str | None:
 _Batch = tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]
 
 
-class HistoryRecorder(BatchWriter[_Batch]):
+class HistoryRecorder(BatchWriter):
     """Queues execution rows; a writer thread commits them."""
 
     def __init__(self, engine: Engine, instance_id: str) -> None:

@@ -34,7 +34,7 @@ _Change = tuple[float | None, dict[str, Any]] | None  # None: delete the job
 _Batch = dict[str, _Change]
 
 
-class _TableWriter(BatchWriter[_Batch]):
+class _TableWriter(BatchWriter):
     """Commits job changes to APScheduler's table; the last change to a job wins."""
 
     def __init__(self, engine: Engine, table: Table) -> None:
