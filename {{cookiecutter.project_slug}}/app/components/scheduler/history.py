@@ -52,25 +52,15 @@ class HistoryRecorder(BatchWriter):
         trigger_kind: TriggerKind,
     ) -> str:
         """Queue a `running` row for a run that starts now; returns its execution id."""
-        execution_id = uuid.uuid4().hex
-        self._queue_insert(
-            execution_id,
-            {
-                "job_id": job_id,
-                "queue": queue,
-                "scheduled_at": scheduled_at,
-                "started_at": utcnow(),
-                "finished_at": None,
-                "duration_ms": None,
-                "status": ExecutionStatus.RUNNING,
-                "attempt": attempt,
-                "trigger_kind": trigger_kind,
-                "error_type": None,
-                "error_message": None,
-                "traceback": None,
-            },
+        return self._queue_row(
+            job_id,
+            queue,
+            scheduled_at,
+            status=ExecutionStatus.RUNNING,
+            attempt=attempt,
+            trigger_kind=trigger_kind,
+            started_at=utcnow(),
         )
-        return execution_id
 
     def finished(
         self,
@@ -106,37 +96,54 @@ class HistoryRecorder(BatchWriter):
         reason: str,
     ) -> str:
         """Queue a run that never started (missed, skipped); returns its execution id."""
-        execution_id = uuid.uuid4().hex
-        self._queue_insert(
-            execution_id,
-            {
-                "job_id": job_id,
-                "queue": queue,
-                "scheduled_at": scheduled_at,
-                "started_at": None,
-                "finished_at": utcnow(),
-                "duration_ms": None,
-                "status": status,
-                "attempt": 1,
-                "trigger_kind": TriggerKind.SCHEDULE,
-                "error_type": None,
-                "error_message": reason,
-                "traceback": None,
-            },
+        return self._queue_row(
+            job_id,
+            queue,
+            scheduled_at,
+            status=status,
+            finished_at=utcnow(),
+            error_message=reason,
         )
-        return execution_id
 
     def pending(self) -> int:
         """How many rows wait to be written."""
         with self._lock:
             return len(self._inserts) + len(self._updates)
 
-    def _queue_insert(self, execution_id: str, row: dict[str, Any]) -> None:
-        row["id"] = execution_id
-        row["instance_id"] = self.instance_id
+    def _queue_row(
+        self,
+        job_id: str,
+        queue: str,
+        scheduled_at: datetime,
+        *,
+        status: ExecutionStatus,
+        attempt: int = 1,
+        trigger_kind: TriggerKind = TriggerKind.SCHEDULE,
+        started_at: datetime | None = None,
+        finished_at: datetime | None = None,
+        error_message: str | None = None,
+    ) -> str:
+        execution_id = uuid.uuid4().hex
+        row = {
+            "id": execution_id,
+            "job_id": job_id,
+            "queue": queue,
+            "scheduled_at": scheduled_at,
+            "started_at": started_at,
+            "finished_at": finished_at,
+            "duration_ms": None,
+            "status": status,
+            "attempt": attempt,
+            "trigger_kind": trigger_kind,
+            "error_type": None,
+            "error_message": error_message,
+            "traceback": None,
+            "instance_id": self.instance_id,
+        }
         with self._lock:
             self._inserts[execution_id] = row
             self._changed()
+        return execution_id
 
     def _take(self) -> _Batch | None:
         if not self._inserts and not self._updates:
