@@ -36,6 +36,7 @@ class SchedulerInstance(Base):
 class ExecutionStatus(StrEnum):
     """Where a run stands; every state but `running` is final."""
 
+    PENDING = "pending"  # asked for (run now, a retry) and waiting for its time
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -43,6 +44,10 @@ class ExecutionStatus(StrEnum):
     MISSED = "missed"  # its time passed beyond the misfire grace time while nothing ran it
     SKIPPED = "skipped"  # the previous run of the same job was still going
     INTERRUPTED = "interrupted"  # the scheduler stopped or died during the run
+    CANCELLED = "cancelled"  # stopped on request (the API or the CLI)
+
+
+UNFINISHED = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
 
 
 class TriggerKind(StrEnum):
@@ -73,3 +78,64 @@ class JobExecution(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     traceback: Mapped[str | None] = mapped_column(Text)
     instance_id: Mapped[str] = mapped_column(String(64))
+    # The JSON arguments a manual run was given, and the run a manual retry repeats.
+    input: Mapped[str | None] = mapped_column(Text)
+    retry_of: Mapped[str | None] = mapped_column(String(32))
+
+
+class CommandStatus(StrEnum):
+    """Where a command to the scheduler stands."""
+
+    PENDING = "pending"  # written, not yet read by a running scheduler
+    APPLIED = "applied"
+    REJECTED = "rejected"  # the scheduler could not apply it; `detail` says why
+
+
+class SchedulerCommand(Base):
+    """A change asked of the scheduler by another process; the scheduler applies and answers.
+
+    This table is the one way the API and the CLI act on the running scheduler: APScheduler 3
+    never rereads its store, so a change written there by another process would go unseen.
+    """
+
+    __tablename__ = "scheduler_commands"
+    __table_args__ = (Index("ix_scheduler_commands_status_created", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    job_id: Mapped[str | None] = mapped_column(String(191))
+    execution_id: Mapped[str | None] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text, default="{}")
+    status: Mapped[CommandStatus] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RuntimeJob(Base):
+    """A job added through the API or the CLI: a registered function, its arguments, a schedule."""
+
+    __tablename__ = "runtime_jobs"
+
+    id: Mapped[str] = mapped_column(String(191), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    function: Mapped[str] = mapped_column(String(191))
+    args: Mapped[str] = mapped_column(Text, default="{}")
+    schedule: Mapped[str] = mapped_column(Text)
+    queue: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ScheduleOverride(Base):
+    """A code-defined job's schedule as changed through the API or the CLI.
+
+    It lasts while the schedule in code stays what it was when the override was made
+    (`code_trigger`); a new schedule in code wins, and the override is dropped.
+    """
+
+    __tablename__ = "schedule_overrides"
+
+    job_id: Mapped[str] = mapped_column(String(191), primary_key=True)
+    schedule: Mapped[str] = mapped_column(Text)
+    code_trigger: Mapped[str] = mapped_column(Text)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)

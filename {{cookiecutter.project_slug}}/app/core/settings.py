@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -54,6 +54,25 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="Interface the API listens on.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
 
+    api_token: SecretStr | None = Field(
+        None,
+        description="Bearer token of the management API (/api); without it /api answers 503. "
+        "Project generation writes a random one into .env.",
+    )
+    command_poll_seconds: float = Field(
+        0.05,
+        gt=0,
+        le=5,
+        description="How often the scheduler looks for commands on SQLite (PostgreSQL "
+        "notifies it at once).",
+    )
+    command_wait_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="How long the API and the CLI wait for the scheduler to apply a change.",
+    )
+
     heartbeat_interval_seconds: float = Field(
         5.0, gt=0, description="How often the scheduler records that it is alive."
     )
@@ -92,6 +111,16 @@ class Settings(BaseSettings):
     @classmethod
     def _known_timezone(cls, value: str) -> str:
         parse_timezone(value)
+        return value
+
+    @field_validator("api_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError(
+                "must be at least 16 characters; make one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
         return value
 
     @field_validator("database_url")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
 
+from app.components.scheduler.functions import JobFunction
 from app.core.schedules import Schedule, ScheduleError, parse_timezone
 
 JOB_ID_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
@@ -99,11 +101,25 @@ class ScheduledJob:
     retry: Retry = NO_RETRY
     timeout: timedelta | None = None
     queue: Queue = Queue.DEFAULT
+    # Parameters of `func` a manual run (and a runtime job calling it) may set, as JSON.
+    inputs: tuple[str, ...] = ()
+    # Fixed arguments of every run: set for jobs added at runtime, empty for code-defined ones.
+    args: Mapping[str, Any] = field(default_factory=dict)
+    origin: str = "code"
+
+    @cached_property
+    def function(self) -> JobFunction:
+        """The function with the inputs it accepts from outside."""
+        return JobFunction(self.func, self.inputs)
 
     def validate(self) -> None:
         """Raise ScheduleError naming the field of the first problem found."""
         if not JOB_ID_PATTERN.fullmatch(self.id):
             raise ScheduleError(f"id: {self.id!r} must be lowercase letters, digits and _")
+        try:
+            self.function.check()
+        except ValueError as error:
+            raise ScheduleError(str(error)) from None
         if self.timezone is not None:
             try:
                 parse_timezone(self.timezone)

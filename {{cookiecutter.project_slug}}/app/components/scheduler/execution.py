@@ -8,8 +8,10 @@ APScheduler has no "started" event and no duration, which is why the call is wra
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import inspect
 import logging
+import threading
 import time
 import traceback
 from collections import defaultdict, deque
@@ -26,23 +28,45 @@ from apscheduler.events import (
     JobSubmissionEvent,
 )
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 
 from app.components.scheduler.alerts import FailureStreaks
 from app.components.scheduler.definition import ScheduledJob
+from app.components.scheduler.functions import ArgumentError
 from app.components.scheduler.history import HistoryRecorder
+from app.components.scheduler.store import WriteBehindJobStore
 from app.core.db import utcnow
 from app.core.errors import JobError
 from app.core.models import ExecutionStatus, JobExecution, TriggerKind
+from app.core.settings import Settings
 
 logger = logging.getLogger("app.scheduler.jobs")
 
-RETRY_MARK = "@retry-"
+RUN_MARK = "@run-"
 
 
 def base_job_id(store_id: str) -> str:
-    """The job a stored APScheduler job belongs to (retries carry a suffix)."""
-    return store_id.split(RETRY_MARK, 1)[0]
+    """The job a stored APScheduler job belongs to (planned runs carry a suffix)."""
+    return store_id.split(RUN_MARK, 1)[0]
+
+
+def planned_run_id(job_id: str, execution_id: str) -> str:
+    """The store id of a one-time run planned for `execution_id` (a retry, a manual run)."""
+    return f"{job_id}{RUN_MARK}{execution_id}"
+
+
+class JobCancelled(Exception):
+    """Raised inside a job's worker thread when its run is cancelled on request."""
+
+
+@dataclass
+class RunningRun:
+    """A run in progress: its job, and what can stop it."""
+
+    job_id: str
+    task: asyncio.Task[Any] | None = None
+    thread_id: int | None = None
+    cancel_requested: bool = False
 
 
 @dataclass
@@ -50,13 +74,15 @@ class JobRuntime:
     """What `execute` needs from the scheduler process it runs in."""
 
     scheduler: AsyncIOScheduler
-    definitions: Mapping[str, ScheduledJob]
+    definitions: dict[str, ScheduledJob]
     recorder: HistoryRecorder
     streaks: FailureStreaks
+    settings: Settings
+    store: WriteBehindJobStore
     scheduled_times: defaultdict[str, deque[datetime]] = field(
         default_factory=lambda: defaultdict(deque)
     )
-    running: dict[str, str] = field(default_factory=dict)
+    running: dict[str, RunningRun] = field(default_factory=dict)
 
     def listen(self) -> None:
         """Record what APScheduler decides without running anything: missed and skipped runs."""
@@ -109,6 +135,72 @@ class JobRuntime:
         times = self.scheduled_times.get(store_id)
         return times.popleft() if times else utcnow()
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the job store and the history have committed what is queued."""
+        return self.store.flush(timeout) and self.recorder.flush(timeout)
+
+    def plan_run(
+        self,
+        job_id: str,
+        execution_id: str,
+        run_at: datetime,
+        *,
+        attempt: int = 1,
+        trigger_kind: TriggerKind = TriggerKind.MANUAL,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Put a one-time run of `job_id` in the persistent store, outside its regular schedule.
+
+        The execution row exists already (pending); the run takes it over when it starts.
+        """
+        definition = self.definitions[job_id]
+        store_id = planned_run_id(job_id, execution_id)
+        self.scheduler.add_job(
+            execute,
+            "date",
+            run_date=run_at,
+            id=store_id,
+            name=f"{definition.name} ({trigger_kind.value})",
+            kwargs={
+                "job_id": job_id,
+                "attempt": attempt,
+                "trigger_kind": trigger_kind.value,
+                "store_id": store_id,
+                "execution_id": execution_id,
+                "arguments": dict(arguments or {}),
+            },
+            # A planned run is owed: late is better than never.
+            misfire_grace_time=None,
+            replace_existing=True,
+        )
+
+    def cancel(self, execution_id: str, job_id: str) -> str:
+        """Stop a pending or running run; returns what was done. KeyError if neither."""
+        run = self.running.get(execution_id)
+        if run is None:
+            store_id = planned_run_id(job_id, execution_id)
+            if self.scheduler.get_job(store_id) is None:
+                raise KeyError(execution_id)
+            self.scheduler.remove_job(store_id)
+            self.recorder.finished(
+                execution_id,
+                ExecutionStatus.CANCELLED,
+                0.0,
+                error=JobCancelled("cancelled before it started"),
+            )
+            return "the planned run was removed before it started"
+        run.cancel_requested = True
+        if run.thread_id is not None:
+            # Python cannot stop a thread from outside; this raises JobCancelled in it the next
+            # time it runs Python code (a blocking call in C finishes first).
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(run.thread_id), ctypes.py_object(JobCancelled)
+            )
+            return "the run was told to stop; it stops at its next Python instruction"
+        if run.task is not None:
+            run.task.cancel()
+        return "the run was cancelled"
+
     def interrupt_running(self, reason: str) -> int:
         """Mark every run still in progress as interrupted; returns how many."""
         for execution_id in list(self.running):
@@ -136,13 +228,42 @@ def current_runtime() -> JobRuntime:
     return _runtime
 
 
-async def _call(definition: ScheduledJob) -> Any:
+def _in_thread(run: RunningRun, func: Any, arguments: Mapping[str, Any]) -> Any:
+    run.thread_id = threading.get_ident()
+    try:
+        if run.cancel_requested:
+            raise JobCancelled
+        return func(**arguments)
+    finally:
+        run.thread_id = None
+
+
+async def _call(definition: ScheduledJob, run: RunningRun, arguments: Mapping[str, Any]) -> Any:
     timeout = definition.timeout.total_seconds() if definition.timeout else None
     if inspect.iscoroutinefunction(definition.func):
-        return await asyncio.wait_for(definition.func(), timeout)
-    # A blocking function runs in a worker thread. A timeout stops waiting for it, but Python
-    # cannot stop the thread itself: make such functions check their own deadlines.
-    return await asyncio.wait_for(asyncio.to_thread(definition.func), timeout)
+        run.task = asyncio.ensure_future(definition.func(**arguments))
+    else:
+        # A blocking function runs in a worker thread. A timeout stops waiting for it, but
+        # Python cannot stop the thread itself: make such functions check their own deadlines.
+        run.task = asyncio.ensure_future(
+            asyncio.to_thread(_in_thread, run, definition.func, arguments)
+        )
+    try:
+        return await asyncio.wait_for(asyncio.shield(run.task), timeout)
+    except TimeoutError:
+        run.task.cancel()
+        raise
+    except asyncio.CancelledError:
+        # The run's own task was cancelled on request, not the scheduler's wrapper around it.
+        if run.cancel_requested and not _wrapper_cancelled():
+            raise JobCancelled from None
+        run.task.cancel()
+        raise
+
+
+def _wrapper_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _summary(value: object, limit: int = 200) -> str:
@@ -151,25 +272,62 @@ def _summary(value: object, limit: int = 200) -> str:
 
 
 async def execute(
-    job_id: str, attempt: int = 1, trigger_kind: str = TriggerKind.SCHEDULE, store_id: str = ""
+    job_id: str,
+    attempt: int = 1,
+    trigger_kind: str = TriggerKind.SCHEDULE,
+    store_id: str = "",
+    execution_id: str | None = None,
+    arguments: Mapping[str, Any] | None = None,
 ) -> None:
-    """Run job `job_id` once, recording it; failures are recorded and retried, never raised."""
+    """Run job `job_id` once, recording it; failures are recorded and retried, never raised.
+
+    A planned run (a retry, a manual run) passes the id of its pending execution row and the
+    JSON arguments it was given.
+    """
     runtime = current_runtime()
     definition = runtime.definitions.get(job_id)
     if definition is None:
-        logger.error("job not defined in code; run dropped", extra={"job_id": job_id})
+        logger.error("job not defined; run dropped", extra={"job_id": job_id})
+        if execution_id:
+            runtime.recorder.finished(
+                execution_id, ExecutionStatus.FAILED, 0.0, error=LookupError("job not defined")
+            )
         return
     scheduled_at = runtime.scheduled_time(store_id or job_id)
     kind = TriggerKind(trigger_kind)
-    execution_id = runtime.recorder.started(
-        job_id, definition.queue.value, scheduled_at, attempt, kind
-    )
-    runtime.running[execution_id] = job_id
+    bad_arguments: ArgumentError | None = None
+    try:
+        call_arguments = {**definition.args, **definition.function.parse(arguments or {})}
+    except ArgumentError as error:
+        # Checked when the run was asked for; only a change of code since can get here.
+        call_arguments, bad_arguments = {}, error
+    if execution_id:
+        runtime.recorder.started_planned(execution_id)
+    else:
+        execution_id = runtime.recorder.started(
+            job_id, definition.queue.value, scheduled_at, attempt, kind
+        )
+    run = runtime.running[execution_id] = RunningRun(job_id)
     context = {"job_id": job_id, "execution_id": execution_id, "attempt": attempt}
     logger.info("job started", extra={**context, "trigger": kind.value})
     began = time.perf_counter()
     try:
-        result = await _call(definition)
+        if bad_arguments is not None:
+            raise bad_arguments
+        result = await _call(definition, run, call_arguments)
+    except JobCancelled:
+        runtime.running.pop(execution_id, None)
+        duration_ms = (time.perf_counter() - began) * 1000
+        runtime.recorder.finished(
+            execution_id,
+            ExecutionStatus.CANCELLED,
+            duration_ms,
+            error=JobCancelled("cancelled on request"),
+        )
+        logger.warning(
+            "job cancelled on request", extra={**context, "duration_ms": round(duration_ms, 1)}
+        )
+        return
     except TimeoutError as error:
         failure: BaseException = error
         status, trace = ExecutionStatus.TIMED_OUT, None
@@ -204,7 +362,7 @@ async def execute(
     if status is ExecutionStatus.TIMED_OUT:
         failure = TimeoutError(message)
     runtime.recorder.finished(execution_id, status, duration_ms, error=failure, traceback=trace)
-    retry_at = _schedule_retry(runtime, definition, attempt)
+    retry_at = _schedule_retry(runtime, definition, attempt, arguments)
     logger.error(
         f"job {'timed out' if status is ExecutionStatus.TIMED_OUT else 'failed'}: {message}",
         extra={
@@ -218,26 +376,33 @@ async def execute(
     await runtime.streaks.failed(job_id, execution_id, message)
 
 
-def _schedule_retry(runtime: JobRuntime, definition: ScheduledJob, attempt: int) -> datetime | None:
+def _schedule_retry(
+    runtime: JobRuntime,
+    definition: ScheduledJob,
+    attempt: int,
+    arguments: Mapping[str, Any] | None,
+) -> datetime | None:
     if attempt >= definition.retry.attempts:
         return None
     delay: timedelta = definition.retry.backoff.delay_before(attempt)
     run_at = utcnow() + delay
-    store_id = f"{definition.id}{RETRY_MARK}{attempt + 1}-{int(time.time() * 1000)}"
-    # A retry is a one-time job in the persistent store, so it survives a restart.
-    runtime.scheduler.add_job(
-        execute,
-        "date",
-        run_date=run_at,
-        id=store_id,
-        name=f"{definition.name} (retry {attempt + 1})",
-        kwargs={
-            "job_id": definition.id,
-            "attempt": attempt + 1,
-            "trigger_kind": TriggerKind.RETRY.value,
-            "store_id": store_id,
-        },
-        misfire_grace_time=None,
+    # A retry is a pending execution and a one-time job in the persistent store, so it shows
+    # in the history at once and survives a restart.
+    execution_id = runtime.recorder.planned(
+        definition.id,
+        definition.queue.value,
+        run_at,
+        attempt=attempt + 1,
+        trigger_kind=TriggerKind.RETRY,
+        arguments=arguments,
+    )
+    runtime.plan_run(
+        definition.id,
+        execution_id,
+        run_at,
+        attempt=attempt + 1,
+        trigger_kind=TriggerKind.RETRY,
+        arguments=arguments,
     )
     return run_at
 
@@ -256,3 +421,34 @@ def mark_interrupted(engine: Engine) -> int:
             )
         )
     return result.rowcount
+
+
+def mark_lost_planned_runs(engine: Engine, runtime: JobRuntime) -> int:
+    """Mark pending runs with no planned job in the store as interrupted; returns how many.
+
+    The store is written behind, so a crash can lose a planned run its history row announced.
+    """
+    planned = {job.id for job in runtime.scheduler.get_jobs()}
+    with engine.begin() as connection:
+        pending = connection.execute(
+            select(JobExecution.id, JobExecution.job_id).where(
+                JobExecution.status == ExecutionStatus.PENDING
+            )
+        ).all()
+        lost = [
+            execution_id
+            for execution_id, job_id in pending
+            if planned_run_id(job_id, execution_id) not in planned
+        ]
+        if lost:
+            connection.execute(
+                update(JobExecution)
+                .where(JobExecution.id.in_(lost))
+                .values(
+                    status=ExecutionStatus.INTERRUPTED,
+                    finished_at=utcnow(),
+                    error_type="Interrupted",
+                    error_message="the scheduler stopped before this planned run was stored",
+                )
+            )
+    return len(lost)

@@ -5,8 +5,10 @@ A run that starts and ends between two commits is written once, final.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,6 +64,38 @@ class HistoryRecorder(BatchWriter):
             started_at=utcnow(),
         )
 
+    def planned(
+        self,
+        job_id: str,
+        queue: str,
+        run_at: datetime,
+        *,
+        attempt: int,
+        trigger_kind: TriggerKind,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Queue a `pending` row for a run planned at `run_at`; returns its execution id."""
+        return self._queue_row(
+            job_id,
+            queue,
+            run_at,
+            status=ExecutionStatus.PENDING,
+            attempt=attempt,
+            trigger_kind=trigger_kind,
+            arguments=arguments,
+        )
+
+    def started_planned(self, execution_id: str) -> None:
+        """Queue the start of a run whose pending row exists (a retry, a manual run)."""
+        self._queue_update(
+            execution_id,
+            {
+                "status": ExecutionStatus.RUNNING,
+                "started_at": utcnow(),
+                "instance_id": self.instance_id,
+            },
+        )
+
     def finished(
         self,
         execution_id: str,
@@ -79,6 +113,9 @@ class HistoryRecorder(BatchWriter):
             "error_message": _clip(str(error), MAX_MESSAGE_CHARS) if error else None,
             "traceback": _clip(traceback, MAX_TRACEBACK_CHARS),
         }
+        self._queue_update(execution_id, fields)
+
+    def _queue_update(self, execution_id: str, fields: dict[str, Any]) -> None:
         with self._lock:
             pending = self._inserts.get(execution_id)
             if pending is not None:
@@ -122,6 +159,7 @@ class HistoryRecorder(BatchWriter):
         started_at: datetime | None = None,
         finished_at: datetime | None = None,
         error_message: str | None = None,
+        arguments: Mapping[str, Any] | None = None,
     ) -> str:
         execution_id = uuid.uuid4().hex
         row = {
@@ -139,6 +177,8 @@ class HistoryRecorder(BatchWriter):
             "error_message": error_message,
             "traceback": None,
             "instance_id": self.instance_id,
+            "input": json.dumps(arguments) if arguments else None,
+            "retry_of": None,
         }
         with self._lock:
             self._inserts[execution_id] = row
@@ -158,7 +198,8 @@ class HistoryRecorder(BatchWriter):
             row.update(self._updates.pop(row["id"], {}))
             self._inserts.setdefault(row["id"], row)
         for execution_id, fields in updates.items():
-            self._updates.setdefault(execution_id, {}).update(fields)
+            # What was queued since is newer than what failed.
+            self._updates[execution_id] = {**fields, **self._updates.get(execution_id, {})}
 
     def _write(self, batch: _Batch) -> None:
         inserts, updates = batch
@@ -179,31 +220,22 @@ class HistoryRecorder(BatchWriter):
                         for row in inserts
                     ],
                 )
-            if updates:
+            # One executemany per set of fields: a start and an end differ in what they set,
+            # and an update must not blank the fields it does not carry.
+            by_fields: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            for execution_id, fields in updates.items():
+                names = tuple(sorted(fields))
+                by_fields.setdefault(names, []).append(
+                    {"execution_id": execution_id, **{f"new_{n}": fields[n] for n in names}}
+                )
+            for names, rows in by_fields.items():
                 # Bound names must differ from column names in an executemany UPDATE.
                 statement = (
                     update(JobExecution)
                     .where(JobExecution.id == bindparam("execution_id"))
-                    .values({name: bindparam(f"new_{name}") for name in _UPDATE_FIELDS})
+                    .values({name: bindparam(f"new_{name}") for name in names})
                 )
-                rows = [
-                    {
-                        "execution_id": execution_id,
-                        **{f"new_{name}": fields.get(name) for name in _UPDATE_FIELDS},
-                    }
-                    for execution_id, fields in updates.items()
-                ]
                 connection.execute(statement, rows)
-
-
-_UPDATE_FIELDS = (
-    "finished_at",
-    "duration_ms",
-    "status",
-    "error_type",
-    "error_message",
-    "traceback",
-)
 
 
 _INSERT_COLUMNS = (
@@ -221,6 +253,8 @@ _INSERT_COLUMNS = (
     "error_message",
     "traceback",
     "instance_id",
+    "input",
+    "retry_of",
 )
 
 

@@ -3,6 +3,9 @@
 To add a job, write a plain function in `app/services/` and add one `ScheduledJob` here. The id
 is the job's identity in the persistent store; keep it stable once deployed. Every option is
 described on `ScheduledJob` in `definition.py`.
+
+The functions of these jobs are also the ones a job added at runtime (POST /api/jobs) may call,
+by name; `inputs` lists the parameters such a job, or a manual run, may set.
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ JOBS: tuple[ScheduledJob, ...] = (
         schedule=Cron("0 6 * * *"),
         retry=Retry(attempts=4, backoff=Delays([timedelta(minutes=m) for m in (1, 5, 30)])),
         timeout=timedelta(minutes=15),
+        # A manual run may ask for another day: POST /api/jobs/daily_report/run
+        # with {"input": {"day": "2026-11-23"}}.
+        inputs=("day",),
     ),
     ScheduledJob(
         id="cleanup_temp_files",

@@ -21,7 +21,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.components.scheduler.execution import current_runtime, mark_interrupted
+from app.components.scheduler.consumer import CommandConsumer
+from app.components.scheduler.control import CommandHandler
+from app.components.scheduler.execution import (
+    current_runtime,
+    mark_interrupted,
+    mark_lost_planned_runs,
+)
 from app.components.scheduler.heartbeat import Heartbeat
 from app.components.scheduler.leader import LeaderLock, leader_lock
 from app.components.scheduler.main import create_scheduler, remove_unregistered_jobs
@@ -85,6 +91,7 @@ class SchedulerProcess:
         self.lock: LeaderLock = leader_lock(engine)
         self.stop = asyncio.Event()
         self.job_count = 0
+        self.consumer: CommandConsumer | None = None
 
     async def beat(self, state: SchedulerState) -> None:
         # Database calls block, so they run in a thread and leave the event loop to the jobs.
@@ -119,10 +126,14 @@ class SchedulerProcess:
             if not await asyncio.to_thread(self.lock.holds):
                 logger.error("leader lock lost; pausing until it is held again")
                 scheduler.pause()
+                if self.consumer:
+                    self.consumer.suspend()
                 if not await self.become_leader():
                     return
                 logger.info("leader lock held again; resuming")
                 scheduler.resume()
+                if self.consumer:
+                    self.consumer.resume()
             with contextlib.suppress(SQLAlchemyError):
                 self.job_count = len(await asyncio.to_thread(scheduler.get_jobs))
             await self.beat(SchedulerState.RUNNING)
@@ -131,6 +142,8 @@ class SchedulerProcess:
     async def shut_down(self, scheduler: AsyncIOScheduler, running: RunningJobs) -> list[str]:
         """Stop starting jobs, give running ones a bounded time, then stop; returns abandoned."""
         logger.info("scheduler stopping", extra={"running_jobs": running.ids()})
+        if self.consumer:
+            await asyncio.to_thread(self.consumer.stop)
         scheduler.pause()
         abandoned = await running.wait_until_idle(self.settings.shutdown_timeout_seconds)
         if abandoned:
@@ -149,6 +162,24 @@ class SchedulerProcess:
         runtime.interrupt_running("the scheduler stopped during the run")
         await asyncio.to_thread(runtime.recorder.close, self.settings.shutdown_timeout_seconds)
         return abandoned
+
+    async def start_consuming_commands(self) -> None:
+        """Apply the commands sent while no scheduler ran, then listen for new ones."""
+        runtime = current_runtime()
+        self.consumer = CommandConsumer(
+            self.engine,
+            asyncio.get_running_loop(),
+            CommandHandler(runtime),
+            runtime.flush,
+            self.settings.command_poll_seconds,
+        )
+        applied = await asyncio.to_thread(self.consumer.drain)
+        if applied:
+            logger.info("commands sent while no scheduler ran applied", extra={"count": applied})
+        lost = await asyncio.to_thread(mark_lost_planned_runs, self.engine, runtime)
+        if lost:
+            logger.warning("planned runs lost by a previous scheduler", extra={"count": lost})
+        self.consumer.start()
 
     async def run(self) -> list[str]:
         """The whole life of the process; returns the jobs abandoned at shutdown."""
@@ -172,6 +203,7 @@ class SchedulerProcess:
             remove_unregistered_jobs(scheduler, self.engine)
             running = RunningJobs(scheduler)
             scheduler.start()
+            await self.start_consuming_commands()
             tune_for_latency()
             self.job_count = len(scheduler.get_jobs())
             logger.info(

@@ -1,0 +1,123 @@
+"""The command channel: how the API and the CLI act on the running scheduler.
+
+APScheduler 3 never rereads its store, so another process cannot change a job by writing
+there. Instead it writes a row to `scheduler_commands`; the leading scheduler reads it (woken
+by LISTEN/NOTIFY on PostgreSQL, by short polling on SQLite), applies it on its event loop,
+commits what changed, and marks the row applied or rejected. The sender waits for that answer
+while a scheduler is running; with none running the row waits, and applies when one starts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Engine, Select, exists, select, text
+from sqlalchemy.orm import Session
+
+from app.core.db import database_now, session_scope, utcnow
+from app.core.models import CommandStatus, SchedulerCommand, SchedulerInstance, SchedulerState
+
+NOTIFY_CHANNEL = "scheduler_commands"
+_POLL_SECONDS = 0.01
+
+
+class CommandKind(StrEnum):
+    """What a command asks of the scheduler."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    RESCHEDULE = "reschedule"
+    RUN = "run"
+    RETRY = "retry"
+    CANCEL = "cancel"
+    ADD = "add"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """What became of a command: applied, rejected (with why), or stored for later."""
+
+    command_id: str
+    status: CommandStatus
+    detail: str
+
+
+def scheduler_running(session: Session, stale_after_seconds: float) -> bool:
+    """Whether a scheduler that runs jobs has a fresh heartbeat."""
+    cutoff = database_now(session.connection()) - timedelta(seconds=stale_after_seconds)
+    query: Select[tuple[bool]] = select(
+        exists().where(
+            SchedulerInstance.state == SchedulerState.RUNNING,
+            SchedulerInstance.last_seen >= cutoff,
+        )
+    )
+    return bool(session.scalar(query))
+
+
+def send_command(
+    engine: Engine,
+    kind: CommandKind,
+    *,
+    job_id: str | None = None,
+    execution_id: str | None = None,
+    payload: dict[str, Any] | None = None,
+    also: Callable[[Session], None] | None = None,
+    stale_after_seconds: float,
+    wait_seconds: float,
+) -> CommandOutcome:
+    """Write a command (with `also`'s rows, in one transaction) and wait for the answer."""
+    command_id = uuid.uuid4().hex
+    with session_scope(engine) as session:
+        if also is not None:
+            also(session)
+        session.add(
+            SchedulerCommand(
+                id=command_id,
+                kind=kind.value,
+                job_id=job_id,
+                execution_id=execution_id,
+                payload=json.dumps(payload or {}),
+                status=CommandStatus.PENDING,
+                created_at=utcnow(),
+            )
+        )
+        if engine.dialect.name == "postgresql":
+            # Delivered at commit, so the scheduler never wakes before the row is visible.
+            session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        running = scheduler_running(session, stale_after_seconds)
+    if not running:
+        return CommandOutcome(
+            command_id,
+            CommandStatus.PENDING,
+            "no scheduler is running: the change is stored and applies when it starts",
+        )
+    return wait_for_answer(engine, command_id, wait_seconds)
+
+
+def wait_for_answer(engine: Engine, command_id: str, wait_seconds: float) -> CommandOutcome:
+    """Poll the command's row until the scheduler answers or `wait_seconds` pass."""
+    deadline = time.monotonic() + wait_seconds
+    query = select(SchedulerCommand.status, SchedulerCommand.detail).where(
+        SchedulerCommand.id == command_id
+    )
+    while True:
+        with engine.connect() as connection:
+            status, detail = connection.execute(query).one()
+        if status != CommandStatus.PENDING:
+            return CommandOutcome(command_id, CommandStatus(status), detail or "")
+        if time.monotonic() >= deadline:
+            return CommandOutcome(
+                command_id,
+                CommandStatus.PENDING,
+                f"the scheduler did not confirm within {wait_seconds:g} s: the change is "
+                "stored and applies when the scheduler reads it",
+            )
+        time.sleep(_POLL_SECONDS)

@@ -1,0 +1,194 @@
+"""The scheduler's side of the command channel: read commands, apply them, answer.
+
+A thread waits for commands (LISTEN/NOTIFY on PostgreSQL with a slow poll as a safety net,
+short polling on SQLite), hands each to the event loop, where every change to APScheduler
+happens, waits until the job store and the history have committed the result, and then marks
+the command applied or rejected. So when a sender reads "applied", the next read shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from app.components.scheduler.commands import NOTIFY_CHANNEL
+from app.core.db import utcnow
+from app.core.models import CommandStatus, SchedulerCommand
+
+logger = logging.getLogger("app.scheduler.commands")
+
+_BATCH = 100
+_APPLY_TIMEOUT_SECONDS = 10.0
+_LISTEN_SAFETY_POLL_SECONDS = 1.0
+_RETRY_CAP_SECONDS = 10.0
+
+
+class CommandRejected(Exception):
+    """The command cannot be applied; the message says why, for the sender."""
+
+
+Apply = Callable[[SchedulerCommand], Coroutine[Any, Any, str]]
+
+
+class _Listener:
+    """A PostgreSQL connection that LISTENs on the command channel."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self._connection.exec_driver_sql(f"LISTEN {NOTIFY_CHANNEL}")
+        self._driver: Any = self._connection.connection.driver_connection
+
+    def wait(self, timeout: float) -> None:
+        """Return on the first notification, or after `timeout` seconds."""
+        for _ in self._driver.notifies(timeout=timeout, stop_after=1):
+            pass
+
+    def close(self) -> None:
+        self._connection.invalidate()
+        self._connection.close()
+
+
+class CommandConsumer:
+    """Applies pending commands through `apply` on `loop`; `flush` commits their effects."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        loop: asyncio.AbstractEventLoop,
+        apply: Apply,
+        flush: Callable[[], bool],
+        poll_seconds: float,
+    ) -> None:
+        self._engine = engine
+        self._loop = loop
+        self._apply = apply
+        self._flush = flush
+        self._poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        # Cleared while this instance does not hold the leader lock: a standby must not apply.
+        self._active = threading.Event()
+        self._active.set()
+        self._thread: threading.Thread | None = None
+
+    def drain(self) -> int:
+        """Apply every pending command now (from a thread other than the loop's); how many."""
+        total = 0
+        while not self._stop.is_set():
+            count = self._consume_once()
+            total += count
+            if count < _BATCH:
+                return total
+        return total
+
+    def start(self) -> None:
+        """Consume in a background thread until `stop()`."""
+        self._thread = threading.Thread(target=self._run, name="command-consumer", daemon=True)
+        self._thread.start()
+
+    def suspend(self) -> None:
+        """Stop applying commands (the leader lock was lost) until `resume()`."""
+        self._active.clear()
+
+    def resume(self) -> None:
+        """Apply commands again."""
+        self._active.set()
+
+    def stop(self) -> None:
+        """Stop the thread; a command being applied is finished first."""
+        self._stop.set()
+        self._active.set()
+        if self._thread is not None:
+            self._thread.join(timeout=_APPLY_TIMEOUT_SECONDS + 2)
+
+    def _run(self) -> None:
+        listener: _Listener | None = None
+        delay = 0.0
+        while not self._stop.is_set():
+            self._active.wait()
+            try:
+                if listener is None and self._engine.dialect.name == "postgresql":
+                    listener = _Listener(self._engine)
+                if self._consume_once() == _BATCH:
+                    continue
+                if delay:
+                    logger.info("command channel readable again")
+                delay = 0.0
+            except SQLAlchemyError as error:
+                if listener is not None:
+                    listener.close()
+                    listener = None
+                if not delay:
+                    logger.error(
+                        "cannot read scheduler commands; retrying",
+                        extra={"error": str(error).splitlines()[0]},
+                    )
+                delay = min(max(delay * 2, 0.5), _RETRY_CAP_SECONDS)
+                self._stop.wait(delay)
+                continue
+            if listener is not None:
+                try:
+                    listener.wait(_LISTEN_SAFETY_POLL_SECONDS)
+                except Exception as error:  # noqa: BLE001 - a broken listener is replaced
+                    logger.warning("command listener lost", extra={"error": repr(error)})
+                    listener.close()
+                    listener = None
+            else:
+                self._stop.wait(self._poll_seconds)
+        if listener is not None:
+            listener.close()
+
+    def _consume_once(self) -> int:
+        # Detached rows, so they can be read on the loop's thread after the session closes.
+        with Session(self._engine, expire_on_commit=False) as session:
+            commands = list(
+                session.scalars(
+                    select(SchedulerCommand)
+                    .where(SchedulerCommand.status == CommandStatus.PENDING)
+                    .order_by(SchedulerCommand.created_at, SchedulerCommand.id)
+                    .limit(_BATCH)
+                )
+            )
+        return self._process(commands)
+
+    def _process(self, commands: list[SchedulerCommand]) -> int:
+        if not commands:
+            return 0
+        answers = []
+        for command in commands:
+            status, detail = self._apply_one(command)
+            answers.append({"command_id": command.id, "new_status": status, "new_detail": detail})
+        if not self._flush():
+            logger.warning("command effects not yet committed; answering anyway")
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(SchedulerCommand)
+                .where(SchedulerCommand.id == bindparam("command_id"))
+                .values(
+                    status=bindparam("new_status"),
+                    detail=bindparam("new_detail"),
+                    applied_at=utcnow(),
+                ),
+                answers,
+            )
+        return len(commands)
+
+    def _apply_one(self, command: SchedulerCommand) -> tuple[CommandStatus, str]:
+        context = {"command_id": command.id, "kind": command.kind, "job_id": command.job_id}
+        future = asyncio.run_coroutine_threadsafe(self._apply(command), self._loop)
+        try:
+            detail = future.result(timeout=_APPLY_TIMEOUT_SECONDS)
+        except CommandRejected as error:
+            logger.warning("command rejected", extra={**context, "reason": str(error)})
+            return CommandStatus.REJECTED, str(error)
+        except Exception as error:
+            logger.exception("command failed", extra=context)
+            return CommandStatus.REJECTED, f"the scheduler could not apply it: {error!r}"
+        logger.info("command applied", extra={**context, "detail": detail})
+        return CommandStatus.APPLIED, detail
