@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import sys
 from pathlib import Path
@@ -47,14 +48,26 @@ def remove(project_dir: Path, relative_paths: list[str]) -> None:
             raise FileNotFoundError(f"manifest names {relative}, which the template lacks")
 
 
+def write_env_file(project_dir: Path, env_prefix: str) -> None:
+    """A `.env` with a fresh random API token: `.gitignore` keeps it out of the repository."""
+    token = secrets.token_urlsafe(32)
+    (project_dir / ".env").write_text(
+        "# Local settings; not tracked by git. .env.example lists every setting.\n"
+        f"{env_prefix}API_TOKEN={token}\n",
+        encoding="utf-8",
+    )
+    (project_dir / ".env").chmod(0o600)
+
+
 def main() -> int:
-    """Apply the manifest to the project in the working directory."""
+    """Apply the manifest to the project in the working directory, then write its `.env`."""
     answers = json.loads(ANSWERS_JSON)
     try:
         remove(Path.cwd(), paths_to_remove(MANIFEST, answers))
     except FileNotFoundError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 1
+    write_env_file(Path.cwd(), answers["__env_prefix"])
     return 0
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response, status
 from sqlalchemy import Engine
 
+from app.components.management.schemas import CommandResult
+from app.components.management.service import Management
+from app.core.models import CommandStatus
 from app.core.settings import Settings
 
 
@@ -24,3 +27,23 @@ def request_settings(request: Request) -> Settings:
 
 EngineDep = Annotated[Engine, Depends(request_engine)]
 SettingsDep = Annotated[Settings, Depends(request_settings)]
+
+
+def request_management(engine: EngineDep, settings: SettingsDep) -> Management:
+    """Jobs and runs on the shared database."""
+    return Management(engine, settings)
+
+
+ManagementDep = Annotated[Management, Depends(request_management)]
+
+
+def command_response(
+    result: CommandResult, response: Response, applied: int = status.HTTP_200_OK
+) -> CommandResult:
+    """The status code that tells the outcome: applied, 202 stored for later, 409 rejected."""
+    response.status_code = {
+        CommandStatus.APPLIED: applied,
+        CommandStatus.PENDING: status.HTTP_202_ACCEPTED,
+        CommandStatus.REJECTED: status.HTTP_409_CONFLICT,
+    }[result.status]
+    return result

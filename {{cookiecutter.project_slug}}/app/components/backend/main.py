@@ -11,9 +11,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import PROJECT_NAME, __version__
-from app.components.backend.routers import health, jobs
+from app.components.backend.routers import executions, health, jobs
+from app.components.management.service import InvalidInput, ManagementError
 from app.core.db import create_db_engine, redacted_url
-from app.core.settings import Settings, get_settings
+from app.core.settings import ENV_PREFIX, Settings, get_settings
 
 logger = logging.getLogger("app.api")
 
@@ -27,6 +28,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The API only reads; the scheduler creates the database. Until it has, readiness says so.
         engine = create_db_engine(settings.database_url, create_file=False)
         logger.info("api started", extra={"database": redacted_url(engine.url)})
+        if settings.api_token is None:
+            logger.warning(
+                "no API token configured: the management API (/api) answers 503",
+                extra={"setting": f"{ENV_PREFIX}API_TOKEN"},
+            )
         app.state.engine = engine
         app.state.settings = settings
         yield
@@ -34,13 +40,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title=PROJECT_NAME,
-        description="Health, readiness and the scheduled jobs.",
+        description="Health and readiness (open), and management of jobs and runs under "
+        "/api (bearer token).",
         version=__version__,
         lifespan=lifespan,
     )
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(executions.router)
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)
+    app.add_exception_handler(ManagementError, _management_error)
     return app
 
 
@@ -51,3 +60,15 @@ async def _database_unavailable(request: Request, error: Exception) -> JSONRespo
     return JSONResponse(
         status_code=503, content={"detail": f"the database is unavailable: {reason}"}
     )
+
+
+async def _management_error(request: Request, error: Exception) -> JSONResponse:
+    """404, 409 and 503 with the reason; 422 in FastAPI's own shape, naming each field."""
+    assert isinstance(error, ManagementError)
+    if isinstance(error, InvalidInput):
+        detail = [
+            {"loc": ["body", *field.split(".")], "msg": problem, "type": "value_error"}
+            for field, problem in error.problems.items()
+        ]
+        return JSONResponse(status_code=422, content={"detail": detail})
+    return JSONResponse(status_code=error.status_code, content={"detail": str(error)})

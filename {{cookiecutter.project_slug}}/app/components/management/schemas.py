@@ -1,0 +1,213 @@
+"""What the management API answers and accepts; the CLI prints the same models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.components.scheduler.definition import JOB_ID_PATTERN, Queue
+from app.core.job_store import JobInfo
+from app.core.models import CommandStatus, ExecutionStatus, SchedulerState, TriggerKind
+from app.core.schedule_specs import ScheduleSpec
+
+
+class JobState(StrEnum):
+    """Where a job stands in the scheduler."""
+
+    SCHEDULED = "scheduled"
+    PAUSED = "paused"
+    # Not in the job store: no scheduler has started since it was defined, or its one run
+    # is in the past.
+    UNSCHEDULED = "unscheduled"
+    INVALID = "invalid"  # a runtime job whose definition no longer loads (see `problem`)
+
+
+class JobSummary(JobInfo):
+    """A job in a listing."""
+
+    origin: Literal["code", "runtime"]
+    state: JobState
+    queue: Queue
+    running: int = Field(description="Runs of this job in progress now.")
+
+
+class LastRun(BaseModel):
+    """The latest run of a job that has ended."""
+
+    execution_id: str
+    status: ExecutionStatus
+    scheduled_at: datetime
+    finished_at: datetime | None
+    error_message: str | None
+
+
+class JobDetail(JobSummary):
+    """One job: its definition, state, next run, last run and success rate."""
+
+    function: str
+    inputs: dict[str, str] = Field(description="Arguments a manual run may set, with types.")
+    args: dict[str, Any] = Field(description="Fixed arguments of every run (runtime jobs).")
+    timezone: str | None
+    max_instances: int
+    retry_attempts: int
+    timeout_seconds: float | None
+    schedule_overridden: bool = Field(description="The schedule was changed through the API.")
+    problem: str | None = None
+    last_run: LastRun | None
+    success_rate: float | None = Field(
+        description="Succeeded share of the last runs that ended (missed, skipped and "
+        "cancelled runs not counted); null before the first."
+    )
+    runs_counted: int
+    pending_commands: int
+
+
+class PageInfo(BaseModel):
+    """Where a page sits in the whole listing."""
+
+    total: int
+    limit: int
+    offset: int
+
+
+class JobPage(PageInfo):
+    """A page of jobs, soonest next run first."""
+
+    items: list[JobSummary]
+
+
+class ExecutionInfo(BaseModel):
+    """One run of a job."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    job_id: str
+    queue: str
+    status: ExecutionStatus
+    trigger_kind: TriggerKind
+    attempt: int
+    scheduled_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: float | None
+    error_type: str | None
+    error_message: str | None
+    instance_id: str
+    input: dict[str, Any] | None
+    retry_of: str | None
+
+
+class ExecutionDetail(ExecutionInfo):
+    """One run with its traceback."""
+
+    traceback: str | None
+
+
+class ExecutionPage(PageInfo):
+    """A page of runs, newest first."""
+
+    items: list[ExecutionInfo]
+
+
+class CommandResult(BaseModel):
+    """What became of a change: applied, stored for when a scheduler runs, or rejected."""
+
+    command_id: str
+    status: CommandStatus
+    detail: str
+    job_id: str | None = None
+    execution_id: str | None = None
+    job: JobDetail | None = Field(None, description="The job as it is after the change.")
+
+
+class InstanceInfo(BaseModel):
+    """A scheduler process, from its heartbeat."""
+
+    instance_id: str
+    hostname: str
+    pid: int
+    state: SchedulerState
+    started_at: datetime
+    last_seen: datetime
+    heartbeat_age_seconds: float
+    fresh: bool
+    job_count: int
+
+
+class QueueCounts(BaseModel):
+    """Executions of one queue label, by status, since `counts_since`."""
+
+    queue: str
+    pending: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = Field(0, description="Failed or timed out.")
+
+
+class JobCounts(BaseModel):
+    """Jobs by state."""
+
+    total: int
+    scheduled: int
+    paused: int
+    unscheduled: int
+    invalid: int
+
+
+class SchedulerStatus(BaseModel):
+    """The scheduler instances, the jobs, and the executions per queue."""
+
+    healthy: bool
+    detail: str
+    instances: list[InstanceInfo]
+    jobs: JobCounts
+    queues: list[QueueCounts]
+    counts_since: datetime
+    pending_commands: int
+
+
+class RunRequest(BaseModel):
+    """Run a job now, outside its schedule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: dict[str, Any] = Field(
+        default_factory=dict, description="Arguments for this run; see the job's `inputs`."
+    )
+
+
+class RescheduleRequest(BaseModel):
+    """A new schedule for a job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schedule: ScheduleSpec
+
+
+class AddJobRequest(BaseModel):
+    """A job added at runtime: a registered function by name, its arguments and a schedule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(
+        pattern=f"^{JOB_ID_PATTERN.pattern}$", max_length=100, examples=["nightly_report"]
+    )
+    name: str = Field(min_length=1, max_length=200)
+    function: str = Field(
+        max_length=191,
+        description="A registered job function; GET /api/functions lists them.",
+    )
+    args: dict[str, Any] = Field(default_factory=dict)
+    schedule: ScheduleSpec
+    queue: Queue = Queue.DEFAULT
+
+
+class FunctionInfo(BaseModel):
+    """A function runtime jobs may call, and the arguments it accepts."""
+
+    name: str
+    inputs: dict[str, str]
