@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
-from datetime import UTC, datetime
 from typing import Annotated
 
 import httpx
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
+from app.cli.output import EXIT_FAILED as EXIT_UNHEALTHY
+from app.cli.output import EXIT_USAGE as EXIT_MISCONFIGURED
+from app.cli.output import TokenOption, UrlOption, stderr, stdout, when
+from app.components.management.remote import RemoteManagement
+from app.components.management.service import ManagementError
 from app.core.db import create_db_engine, redacted_url
 from app.core.errors import error_text
 from app.core.health import HealthReport, check_health
@@ -20,13 +22,6 @@ from app.core.job_store import JobInfo
 from app.core.settings import SettingsError, get_settings
 
 app = typer.Typer(help="Check the database and the scheduler.", no_args_is_help=True)
-
-# Piped output has no terminal width to follow; a wide table beats one that wraps every cell.
-stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-stderr = Console(stderr=True, highlight=False)
-
-EXIT_UNHEALTHY = 1
-EXIT_MISCONFIGURED = 2
 
 
 class CheckFailed(Exception):
@@ -49,13 +44,7 @@ def _report_from_database(detailed: bool) -> HealthReport:
         engine.dispose()
 
 
-def _http_url(value: str | None) -> str | None:
-    if value is not None and not value.startswith(("http://", "https://")):
-        raise typer.BadParameter(f"{value!r} must start with http:// or https://")
-    return value
-
-
-def _report_from_api(url: str, detailed: bool, timeout: float) -> HealthReport:
+def _report_from_api(url: str, token: str | None, detailed: bool, timeout: float) -> HealthReport:
     base = url.rstrip("/")
     try:
         with httpx.Client(timeout=timeout) as client:
@@ -63,19 +52,35 @@ def _report_from_api(url: str, detailed: bool, timeout: float) -> HealthReport:
             if response.status_code not in (200, 503):
                 raise CheckFailed(f"{base}/health/ready answered {response.status_code}")
             report = HealthReport.model_validate_json(response.content)
-            if detailed and report.database.healthy:
-                jobs = client.get(f"{base}/api/jobs")
-                jobs.raise_for_status()
-                report.jobs = [JobInfo.model_validate(item) for item in jobs.json()["items"]]
     except (httpx.HTTPError, httpx.InvalidURL) as error:
         raise CheckFailed(f"cannot reach the API at {base}: {error_text(error)}") from None
-    except (ValidationError, ValueError, KeyError):
+    except (ValidationError, ValueError):
         raise CheckFailed(f"{base} did not answer with a health report") from None
+    if detailed and report.database.healthy:
+        report.jobs = _jobs_from_api(base, token, timeout)
     return report
 
 
-def _when(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
+def _jobs_from_api(base: str, token: str | None, timeout: float) -> list[JobInfo]:
+    """Every job, page by page, from the management API (which needs the token)."""
+    if token is None:
+        try:
+            configured = get_settings().api_token
+        except SettingsError as error:
+            raise CheckFailed(str(error), EXIT_MISCONFIGURED) from None
+        token = configured.get_secret_value() if configured else None
+    remote = RemoteManagement(base, token, timeout)
+    jobs: list[JobInfo] = []
+    try:
+        while True:
+            page = remote.list_jobs(limit=200, offset=len(jobs))
+            jobs.extend(JobInfo.model_validate(job.model_dump()) for job in page.items)
+            if not page.items or len(jobs) >= page.total:
+                return jobs
+    except ManagementError as error:
+        raise CheckFailed(f"cannot list the jobs: {error}") from None
+    finally:
+        remote.close()
 
 
 def _status(healthy: bool) -> str:
@@ -114,7 +119,7 @@ def _print_report(report: HealthReport, detailed: bool, source: str) -> None:
             job.id,
             job.name,
             job.trigger,
-            _when(job.next_run_time),
+            when(job.next_run_time),
             "paused" if job.paused else "scheduled",
         )
     stdout.print(jobs)
@@ -126,14 +131,8 @@ def check(
         bool, typer.Option("--detailed", help="Show each component, the heartbeat and every job.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    url: Annotated[
-        str | None,
-        typer.Option(
-            help="Ask a running API (for example http://127.0.0.1:8000) instead of the database.",
-            callback=_http_url,
-            metavar="URL",
-        ),
-    ] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
     timeout: Annotated[
         float, typer.Option(min=0.1, metavar="SECONDS", help="How long to wait for the API.")
     ] = 5.0,
@@ -145,7 +144,7 @@ def check(
     """
     try:
         if url:
-            report, source = _report_from_api(url, detailed, timeout), f"via {url}"
+            report, source = _report_from_api(url, token, detailed, timeout), f"via {url}"
         else:
             report = _report_from_database(detailed)
             source = redacted_url(get_settings().database_url)

@@ -7,15 +7,19 @@ from typing import Annotated
 import typer
 
 from app import PROJECT_NAME, __version__
-from app.cli import health
+from app.cli import executions, health, jobs, scheduler
 
 app = typer.Typer(
-    help=f"Operate {PROJECT_NAME}: check the database, the scheduler and its jobs.",
+    help=f"Operate {PROJECT_NAME}: health, jobs, runs and the scheduler. Works on the "
+    "database directly, or on a running API with --url.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 app.add_typer(health.app, name="health")
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(executions.app, name="executions")
+app.add_typer(scheduler.app, name="scheduler")
 
 
 def _print_version(value: bool) -> None:

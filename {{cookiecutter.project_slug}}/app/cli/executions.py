@@ -1,0 +1,88 @@
+"""`executions`: inspect, retry and cancel single runs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from app.cli.jobs import report
+from app.cli.output import (
+    JsonOption,
+    TokenOption,
+    UrlOption,
+    YesOption,
+    confirm,
+    handled,
+    manager,
+    print_json,
+    stdout,
+    when,
+)
+
+app = typer.Typer(help="Inspect, retry and cancel runs of jobs.", no_args_is_help=True)
+ExecutionId = Annotated[str, typer.Argument(help="The execution id.")]
+
+
+@app.command("show")
+def show(
+    execution_id: ExecutionId,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """One run, with its error and traceback."""
+    with handled(), manager(url, token) as manage:
+        run = manage.execution(execution_id)
+    if as_json:
+        print_json(run)
+        return
+    table = Table(title=f"Execution {run.id}", title_justify="left", show_header=False)
+    table.add_column("Field", style="bold")
+    table.add_column("Value")
+    rows = {
+        "Job": run.job_id,
+        "Status": run.status.value,
+        "Why": run.trigger_kind.value + (f" of {run.retry_of}" if run.retry_of else ""),
+        "Attempt": str(run.attempt),
+        "Scheduled": when(run.scheduled_at),
+        "Started": when(run.started_at),
+        "Finished": when(run.finished_at),
+        "Duration": f"{run.duration_ms:.0f} ms" if run.duration_ms is not None else "-",
+        "Input": str(run.input) if run.input else "-",
+        "Error": f"{run.error_type}: {run.error_message}" if run.error_type else "-",
+        "Queue": run.queue,
+        "Instance": run.instance_id or "-",
+    }
+    for field, value in rows.items():
+        table.add_row(field, value)
+    stdout.print(table)
+    if run.traceback:
+        stdout.print(run.traceback, markup=False, highlight=False)
+
+
+@app.command("retry")
+def retry(
+    execution_id: ExecutionId,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Run a job again with the input of a run that ended without success."""
+    with handled(), manager(url, token) as manage:
+        report(manage.retry(execution_id), as_json)
+
+
+@app.command("cancel")
+def cancel(
+    execution_id: ExecutionId,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Stop a pending or running run; it is recorded as cancelled."""
+    confirm(f"Cancel execution {execution_id}?", yes)
+    with handled(), manager(url, token) as manage:
+        report(manage.cancel(execution_id), as_json)

@@ -1,0 +1,386 @@
+"""`jobs`: list, show, run, pause, resume, reschedule, history, add and delete jobs."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from app.cli.output import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    JsonOption,
+    LimitOption,
+    Manager,
+    PageOption,
+    TokenOption,
+    UrlOption,
+    YesOption,
+    confirm,
+    fail,
+    handled,
+    manager,
+    page_footer,
+    print_json,
+    stdout,
+    when,
+)
+from app.components.management.schemas import (
+    AddJobRequest,
+    CommandResult,
+    ExecutionInfo,
+    JobDetail,
+    JobState,
+)
+from app.components.scheduler.definition import Queue
+from app.core.models import CommandStatus, ExecutionStatus
+from app.core.schedule_specs import SCHEDULE_SPEC, CronSpec, IntervalSpec, OnceSpec
+
+app = typer.Typer(help="List, inspect and change the scheduled jobs.", no_args_is_help=True)
+
+_PERIOD = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_UNITS = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_FINAL = {s for s in ExecutionStatus if s not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)}
+
+CronOption = Annotated[
+    str | None, typer.Option("--cron", help='Crontab expression, e.g. "0 6 * * *".')
+]
+EveryOption = Annotated[
+    str | None, typer.Option("--every", help="Interval: 90s, 15m, 2h or 1d.", metavar="PERIOD")
+]
+AtOption = Annotated[
+    str | None,
+    typer.Option("--at", help="One run at an ISO time with a zone.", metavar="TIME"),
+]
+ZoneOption = Annotated[
+    str | None, typer.Option("--timezone", help="IANA time zone of the schedule.")
+]
+
+
+def _schedule(
+    cron: str | None, every: str | None, at: str | None, zone: str | None
+) -> CronSpec | IntervalSpec | OnceSpec:
+    given = [name for name, value in (("--cron", cron), ("--every", every), ("--at", at)) if value]
+    if len(given) != 1:
+        fail("give exactly one of --cron, --every and --at", EXIT_USAGE)
+    spec: dict[str, Any] = {"timezone": zone}
+    if cron:
+        spec.update(kind="cron", expression=cron)
+    elif every:
+        match = _PERIOD.fullmatch(every.strip())
+        if not match:
+            fail(f"--every: {every!r} is not a period such as 90s, 15m, 2h or 1d", EXIT_USAGE)
+        spec.update(kind="interval", **{_UNITS[match.group(2)]: float(match.group(1))})
+    else:
+        spec.update(kind="once", at=at)
+    try:
+        return SCHEDULE_SPEC.validate_python(spec)
+    except ValidationError as error:
+        for issue in error.errors():
+            field = str(issue["loc"][-1]) if issue["loc"] else "schedule"
+            message = issue["msg"].removeprefix("Value error, ")
+            stdout.print(f"error: {field}: {message}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _json_object(text: str | None, option: str) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        fail(f"{option}: not valid JSON: {error}", EXIT_USAGE)
+    if not isinstance(value, dict):
+        fail(f"{option}: give a JSON object of named arguments", EXIT_USAGE)
+    return value
+
+
+def report(result: CommandResult, as_json: bool) -> None:
+    """Print what became of a change; a rejected one exits 1."""
+    if as_json:
+        print_json(result)
+    else:
+        label = {
+            CommandStatus.APPLIED: "[green]applied[/]",
+            CommandStatus.PENDING: "[yellow]stored[/]",
+            CommandStatus.REJECTED: "[red]rejected[/]",
+        }[result.status]
+        stdout.print(f"{label}: ", end="")
+        stdout.print(result.detail, markup=False, soft_wrap=True)
+        if result.execution_id:
+            stdout.print(f"execution id: {result.execution_id}", markup=False)
+    if result.status is CommandStatus.REJECTED:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("list")
+def list_jobs(
+    state: Annotated[JobState | None, typer.Option(help="Only jobs in this state.")] = None,
+    queue: Annotated[Queue | None, typer.Option(help="Only jobs with this queue label.")] = None,
+    limit: LimitOption = 20,
+    page: PageOption = 1,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Jobs, soonest next run first."""
+    with handled(), manager(url, token) as manage:
+        jobs = manage.list_jobs(state, queue, limit, (page - 1) * limit)
+    if as_json:
+        print_json(jobs)
+        return
+    table = Table(title=f"Jobs ({jobs.total})", title_justify="left")
+    for column in ("ID", "Name", "Trigger", "Next run", "State", "Queue", "Origin"):
+        table.add_column(column, no_wrap=column in ("ID", "Next run"))
+    for job in jobs.items:
+        state_text = job.state.value + (f", {job.running} running" if job.running else "")
+        table.add_row(
+            job.id,
+            job.name,
+            job.trigger,
+            when(job.next_run_time),
+            state_text,
+            job.queue.value,
+            job.origin,
+        )
+    stdout.print(table)
+    page_footer(jobs.total, limit, page, len(jobs.items), "jobs list")
+
+
+def _print_job(job: JobDetail) -> None:
+    table = Table(title=f"Job {job.id}", title_justify="left", show_header=False)
+    table.add_column("Field", style="bold")
+    table.add_column("Value")
+    rate = f"{job.success_rate:.0%} of the last {job.runs_counted}" if job.runs_counted else "-"
+    last = (
+        f"{job.last_run.status.value} at {when(job.last_run.finished_at)}"
+        f" ({job.last_run.execution_id})"
+        if job.last_run
+        else "-"
+    )
+    rows = {
+        "Name": job.name,
+        "State": job.state.value + (f" ({job.problem})" if job.problem else ""),
+        "Trigger": job.trigger + (" (changed through the API)" if job.schedule_overridden else ""),
+        "Next run": when(job.next_run_time),
+        "Last run": last,
+        "Success rate": rate,
+        "Running now": str(job.running),
+        "Function": job.function,
+        "Inputs": ", ".join(f"{k}: {v}" for k, v in job.inputs.items()) or "-",
+        "Arguments": json.dumps(job.args) if job.args else "-",
+        "Queue": job.queue.value,
+        "Origin": job.origin,
+        "Retries": str(job.retry_attempts - 1),
+        "Timeout": f"{job.timeout_seconds:g} s" if job.timeout_seconds else "-",
+        "Pending commands": str(job.pending_commands),
+    }
+    for field, value in rows.items():
+        table.add_row(field, value)
+    stdout.print(table)
+
+
+@app.command("show")
+def show(
+    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """A job's definition, state, next and last run, and success rate."""
+    with handled(), manager(url, token) as manage:
+        job = manage.job(job_id)
+    if as_json:
+        print_json(job)
+    else:
+        _print_job(job)
+
+
+def _wait_for_run(manage: Manager, execution_id: str, timeout: float) -> ExecutionInfo:
+    deadline = time.monotonic() + timeout
+    while True:
+        execution = manage.execution(execution_id)
+        if execution.status in _FINAL or time.monotonic() > deadline:
+            return execution
+        time.sleep(0.2)
+
+
+@app.command("run")
+def run(
+    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    input_json: Annotated[
+        str | None,
+        typer.Option("--input", help="Arguments as a JSON object (see the job's inputs)."),
+    ] = None,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            help="Wait up to this many seconds for the run to end; exit 1 unless it succeeded.",
+            min=0,
+            metavar="SECONDS",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Run a job now; its regular schedule is not moved. Prints the execution id."""
+    arguments = _json_object(input_json, "--input")
+    with handled(), manager(url, token) as manage:
+        result = manage.run(job_id, arguments)
+        report(result, as_json)
+        if wait is None or result.execution_id is None:
+            return
+        execution = _wait_for_run(manage, result.execution_id, wait)
+    if not as_json:
+        stdout.print(f"run {execution.status.value}", markup=False)
+    if execution.status is not ExecutionStatus.SUCCEEDED:
+        if execution.error_message:
+            stdout.print(execution.error_message, markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("pause")
+def pause(
+    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Stop a job's schedule until it is resumed."""
+    confirm(f"Pause job {job_id!r}? It will not run until resumed.", yes)
+    with handled(), manager(url, token) as manage:
+        report(manage.pause(job_id), as_json)
+
+
+@app.command("resume")
+def resume(
+    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Start a paused job's schedule again."""
+    with handled(), manager(url, token) as manage:
+        report(manage.resume(job_id), as_json)
+
+
+@app.command("reschedule")
+def reschedule(
+    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    cron: CronOption = None,
+    every: EveryOption = None,
+    zone: ZoneOption = None,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Give a job a new cron or interval schedule (until the code changes its own)."""
+    spec = _schedule(cron, every, None, zone)
+    confirm(f"Change the schedule of job {job_id!r}?", yes)
+    with handled(), manager(url, token) as manage:
+        report(manage.reschedule(job_id, spec), as_json)
+
+
+@app.command("history")
+def history(
+    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    status: Annotated[
+        ExecutionStatus | None, typer.Option(help="Only runs with this status.")
+    ] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="Runs scheduled at or after (UTC unless given).")
+    ] = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="Runs scheduled before (UTC unless given).")
+    ] = None,
+    limit: LimitOption = 20,
+    page: PageOption = 1,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """A job's runs, newest first."""
+    from datetime import UTC
+
+    since = since.replace(tzinfo=UTC) if since and since.tzinfo is None else since
+    until = until.replace(tzinfo=UTC) if until and until.tzinfo is None else until
+    with handled(), manager(url, token) as manage:
+        runs = manage.executions(job_id, status, since, until, limit, (page - 1) * limit)
+    if as_json:
+        print_json(runs)
+        return
+    table = Table(title=f"Runs of {job_id} ({runs.total})", title_justify="left")
+    for column in ("Execution", "Scheduled", "Status", "Why", "Try", "Duration", "Error"):
+        table.add_column(column, no_wrap=column != "Error")
+    for item in runs.items:
+        table.add_row(
+            item.id,
+            when(item.scheduled_at),
+            item.status.value,
+            item.trigger_kind.value,
+            str(item.attempt),
+            f"{item.duration_ms:.0f} ms" if item.duration_ms is not None else "-",
+            item.error_message or "",
+        )
+    stdout.print(table)
+    page_footer(runs.total, limit, page, len(runs.items), f"jobs history {job_id}")
+
+
+@app.command("add")
+def add(
+    job_id: Annotated[str, typer.Argument(help="Id of the new job (a-z, 0-9, _).")],
+    function: Annotated[str, typer.Option(help="A registered job function, by name.")],
+    name: Annotated[str | None, typer.Option(help="A readable name; by default the id.")] = None,
+    args_json: Annotated[
+        str | None, typer.Option("--args", help="Arguments as a JSON object.")
+    ] = None,
+    cron: CronOption = None,
+    every: EveryOption = None,
+    at: AtOption = None,
+    zone: ZoneOption = None,
+    queue: Annotated[Queue, typer.Option(help="Queue label.")] = Queue.DEFAULT,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Add a job that calls a registered function on a schedule."""
+    spec = _schedule(cron, every, at, zone)
+    try:
+        request = AddJobRequest(
+            id=job_id,
+            name=name or job_id,
+            function=function,
+            args=_json_object(args_json, "--args"),
+            schedule=spec,
+            queue=queue,
+        )
+    except ValidationError as error:
+        for issue in error.errors():
+            field = ".".join(str(part) for part in issue["loc"])
+            stdout.print(f"error: {field}: {issue['msg']}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    with handled(), manager(url, token) as manage:
+        report(manage.add(request), as_json)
+
+
+@app.command("delete")
+def delete(
+    job_id: Annotated[str, typer.Argument(help="The runtime job's id.")],
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Delete a job added at runtime (a job defined in code can only be paused)."""
+    confirm(f"Delete job {job_id!r}?", yes)
+    with handled(), manager(url, token) as manage:
+        report(manage.delete(job_id), as_json)

@@ -1,0 +1,64 @@
+"""`scheduler status`: instances and heartbeats, job counts, and runs per queue."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from app.cli.output import (
+    JsonOption,
+    TokenOption,
+    UrlOption,
+    handled,
+    manager,
+    print_json,
+    stdout,
+    when,
+)
+
+app = typer.Typer(help="The scheduler processes.", no_args_is_help=True)
+
+
+@app.command("status")
+def status(as_json: JsonOption = False, url: UrlOption = None, token: TokenOption = None) -> None:
+    """Scheduler instances and heartbeats, job counts, and runs per queue in the last day."""
+    with handled(), manager(url, token) as manage:
+        report = manage.status()
+    if as_json:
+        print_json(report)
+        return
+    verdict = "[green]healthy[/]" if report.healthy else "[red]unhealthy[/]"
+    stdout.print(f"Scheduler: {verdict}: ", end="")
+    stdout.print(report.detail, markup=False)
+    instances = Table(title="Instances", title_justify="left")
+    for column in ("Instance", "Host", "PID", "State", "Heartbeat", "Jobs"):
+        instances.add_column(column, no_wrap=True)
+    for item in report.instances:
+        age = f"{item.heartbeat_age_seconds:.1f} s ago" + ("" if item.fresh else " (stale)")
+        instances.add_row(
+            item.instance_id,
+            item.hostname,
+            str(item.pid),
+            item.state.value,
+            age,
+            str(item.job_count),
+        )
+    stdout.print(instances)
+    jobs = report.jobs
+    stdout.print(
+        f"Jobs: {jobs.total} ({jobs.scheduled} scheduled, {jobs.paused} paused, "
+        f"{jobs.unscheduled} unscheduled, {jobs.invalid} invalid); "
+        f"{report.pending_commands} command(s) waiting for a scheduler"
+    )
+    queues = Table(title=f"Runs per queue since {when(report.counts_since)}", title_justify="left")
+    for column in ("Queue", "Pending", "Running", "Succeeded", "Failed"):
+        queues.add_column(column, justify="left" if column == "Queue" else "right")
+    for queue in report.queues:
+        queues.add_row(
+            queue.queue,
+            str(queue.pending),
+            str(queue.running),
+            str(queue.succeeded),
+            str(queue.failed),
+        )
+    stdout.print(queues)
