@@ -107,6 +107,7 @@ async def raw_burst(scenario: str, jobs: int, database: Path) -> dict[str, Any]:
 async def project_burst(jobs: int, database: Path) -> dict[str, Any]:
     from sqlalchemy import func, select
 
+    from app.components.scheduler import jobs as job_list
     from app.components.scheduler import main
     from app.components.scheduler.definition import ScheduledJob
     from app.components.scheduler.execution import current_runtime, execute
@@ -121,7 +122,7 @@ async def project_burst(jobs: int, database: Path) -> dict[str, Any]:
     init_db(engine)
     # One registered function; the burst is N one-off runs of it, as retries and manual runs are.
     bench_job = ScheduledJob(id="bench", name="Bench", func=noop, schedule=Interval(days=1))
-    setattr(main, "JOBS", (bench_job,))  # noqa: B010 - main does not export JOBS
+    job_list.JOBS = (bench_job,)
     scheduler = main.create_scheduler(settings, engine)
     scheduler.start(paused=True)
     start = time.time() + 2.0
@@ -167,6 +168,7 @@ async def project_burst(jobs: int, database: Path) -> dict[str, Any]:
 async def project_idle(stored: int, database: Path) -> dict[str, Any]:
     from sqlalchemy import select
 
+    from app.components.scheduler import jobs as job_list
     from app.components.scheduler import main
     from app.components.scheduler.definition import ScheduledJob
     from app.components.scheduler.execution import current_runtime, execute
@@ -182,7 +184,7 @@ async def project_idle(stored: int, database: Path) -> dict[str, Any]:
     probe = ScheduledJob(
         id="probe", name="Probe", func=noop, schedule=Interval(seconds=IDLE_PERIOD_SECONDS)
     )
-    setattr(main, "JOBS", (probe,))  # noqa: B010 - main does not export JOBS
+    job_list.JOBS = (probe,)
     scheduler = main.create_scheduler(settings, engine)
     scheduler.start(paused=True)
     far = datetime.now(UTC) + timedelta(days=30)

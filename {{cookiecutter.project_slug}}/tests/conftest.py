@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -34,6 +37,9 @@ def _postgres_schema_url(base_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+TEST_TOKEN = "test-token-" + "x" * 24
+
+
 @pytest.fixture
 def database_url(tmp_path: Path) -> Iterator[str]:
     """A database no other test uses."""
@@ -53,6 +59,7 @@ def test_env(tmp_path: Path, database_url: str) -> dict[str, str]:
         f"{ENV_PREFIX}HEARTBEAT_INTERVAL_SECONDS": "0.5",
         f"{ENV_PREFIX}HEARTBEAT_STALE_AFTER_SECONDS": "3",
         f"{ENV_PREFIX}LOG_FORMAT": "json",
+        f"{ENV_PREFIX}API_TOKEN": TEST_TOKEN,
     }
 
 
@@ -91,6 +98,43 @@ def fresh_engine(settings: Settings) -> Iterator[Engine]:
     engine = create_db_engine(settings.database_url)
     yield engine
     engine.dispose()
+
+
+class Launcher(Protocol):
+    """Starts `python -m module` with the test's environment; stopped after the test."""
+
+    def __call__(self, module: str, **extra_env: str) -> subprocess.Popen[str]: ...
+
+
+@pytest.fixture
+def env(test_env: dict[str, str]) -> dict[str, str]:
+    """The environment of processes a test starts: this test's settings, a free API port."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    return {**clean, **test_env, f"{ENV_PREFIX}API_PORT": str(free_port())}
+
+
+@pytest.fixture
+def start(env: dict[str, str], tmp_path: Path) -> Iterator[Launcher]:
+    """Launch processes whose output goes to `<module>.log` in the test's folder."""
+    started: list[subprocess.Popen[str]] = []
+
+    def launch(module: str, **extra_env: str) -> subprocess.Popen[str]:
+        log = (tmp_path / f"{module}.log").open("a")
+        process = subprocess.Popen(
+            [sys.executable, "-m", module],
+            env={**env, **extra_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield launch
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def free_port() -> int:

@@ -8,53 +8,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
 
-import pytest
 from sqlalchemy import select
 
 from app.core.db import create_db_engine, session_scope
 from app.core.models import ExecutionStatus, JobExecution
 from app.core.settings import ENV_PREFIX, Settings
-from tests.conftest import free_port
+from tests.conftest import Launcher
+from tests.helpers import wait_for
 
 CLI = [sys.executable, "-m", "app.cli"]
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-class Launcher(Protocol):
-    def __call__(self, module: str, **extra_env: str) -> subprocess.Popen[str]: ...
-
-
-@pytest.fixture
-def env(test_env: dict[str, str]) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    return {**clean, **test_env, f"{ENV_PREFIX}API_PORT": str(free_port())}
-
-
-@pytest.fixture
-def start(env: dict[str, str], tmp_path: Path) -> Iterator[Launcher]:
-    started: list[subprocess.Popen[str]] = []
-
-    def launch(module: str, **extra_env: str) -> subprocess.Popen[str]:
-        log = (tmp_path / f"{module}.log").open("a")
-        process = subprocess.Popen(
-            [sys.executable, "-m", module],
-            env={**env, **extra_env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        started.append(process)
-        return process
-
-    yield launch
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -66,14 +31,6 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def api_url(env: dict[str, str]) -> str:

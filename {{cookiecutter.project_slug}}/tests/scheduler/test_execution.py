@@ -13,6 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, select
 
+from app.components.scheduler import jobs as job_list
 from app.components.scheduler import main
 from app.components.scheduler.alerts import FailureAlert
 from app.components.scheduler.definition import (
@@ -27,7 +28,7 @@ from app.components.scheduler.history import HistoryRecorder
 from app.components.scheduler.main import create_scheduler
 from app.core.db import session_scope, utcnow
 from app.core.errors import JobError
-from app.core.models import ExecutionStatus, JobExecution, TriggerKind
+from app.core.models import UNFINISHED, ExecutionStatus, JobExecution, TriggerKind
 from app.core.schedules import Interval, Once
 from app.core.settings import Settings
 from tests.helpers import stop
@@ -83,7 +84,7 @@ async def run_until(
     Stopping the scheduler afterwards interrupts any run still going, as it should.
     """
     calls.clear()
-    monkeypatch.setattr(main, "JOBS", jobs)
+    monkeypatch.setattr(job_list, "JOBS", jobs)
     scheduler = create_scheduler(settings, engine)
     scheduler.start()
     deadline = time.monotonic() + timeout
@@ -99,7 +100,7 @@ async def run_until(
 
 
 def finished(count: int) -> Callable[[list[JobExecution]], bool]:
-    return lambda rows: sum(r.status != ExecutionStatus.RUNNING for r in rows) >= count
+    return lambda rows: sum(r.status not in UNFINISHED for r in rows) >= count
 
 
 async def test_a_run_is_recorded_from_start_to_end(
@@ -275,7 +276,7 @@ async def test_missed_run_is_recorded(
         schedule=Interval(hours=1),
         misfire_grace_time=timedelta(seconds=1),
     )
-    monkeypatch.setattr(main, "JOBS", (job,))
+    monkeypatch.setattr(job_list, "JOBS", (job,))
     scheduler = create_scheduler(settings, engine)
     # As if the scheduler had been down when the run fell due, a minute ago.
     scheduler.modify_job("late", next_run_time=utcnow() - timedelta(minutes=1))

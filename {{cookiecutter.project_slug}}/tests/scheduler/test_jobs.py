@@ -11,7 +11,7 @@ import pytest
 from apscheduler.events import EVENT_JOB_EXECUTED
 from sqlalchemy import Engine
 
-from app.components.scheduler import main
+from app.components.scheduler import jobs as job_list
 from app.components.scheduler.definition import Delays, Retry, ScheduledJob
 from app.components.scheduler.jobs import JOBS
 from app.components.scheduler.main import (
@@ -96,7 +96,7 @@ async def test_changed_schedule_replaces_the_stored_job(
         func=cleanup_old_records,
         schedule=Interval(minutes=5),
     )
-    monkeypatch.setattr(main, "JOBS", (changed,))
+    monkeypatch.setattr(job_list, "JOBS", (changed,))
     second = create_scheduler(settings, engine)
     second.start(paused=True)
     try:
@@ -126,7 +126,7 @@ def test_invalid_schedule_names_the_job_and_the_field(
     message: str,
 ) -> None:
     broken = ScheduledJob(id="broken", name="Broken", func=cleanup_old_records, schedule=schedule)
-    monkeypatch.setattr(main, "JOBS", (broken,))
+    monkeypatch.setattr(job_list, "JOBS", (broken,))
     with pytest.raises(JobDefinitionError) as caught:
         create_scheduler(settings, engine)
     assert str(caught.value).startswith("job 'broken': ")
@@ -142,12 +142,12 @@ async def test_jobs_removed_from_code_are_removed_from_the_store(
     obsolete = ScheduledJob(
         id="obsolete", name="Obsolete", func=cleanup_old_records, schedule=Interval(hours=1)
     )
-    monkeypatch.setattr(main, "JOBS", (*JOBS, obsolete))
+    monkeypatch.setattr(job_list, "JOBS", (*JOBS, obsolete))
     first = create_scheduler(settings, engine)
     first.start(paused=True)
     await stop(first)
 
-    monkeypatch.setattr(main, "JOBS", JOBS)
+    monkeypatch.setattr(job_list, "JOBS", JOBS)
     caplog.set_level(logging.INFO)
     second = create_scheduler(settings, engine)
     assert "obsolete" in {job.id for job in read_stored_jobs(engine)}
@@ -159,7 +159,7 @@ async def test_jobs_removed_from_code_are_removed_from_the_store(
         await stop(second)
     assert ids == {job.id for job in JOBS}
     [record] = [r for r in caplog.records if getattr(r, "job_id", None) == "obsolete"]
-    assert record.getMessage() == "job removed from the store: not defined in code"
+    assert record.getMessage() == "job removed from the store: no longer defined"
 
 
 ran = asyncio.Event()
@@ -180,7 +180,7 @@ async def test_one_time_job_runs_once_across_restarts(
         func=record_run,
         schedule=Once(at=utcnow() + timedelta(milliseconds=200)),
     )
-    monkeypatch.setattr(main, "JOBS", (once,))
+    monkeypatch.setattr(job_list, "JOBS", (once,))
     first = create_scheduler(settings, engine)
     finished = asyncio.Event()
     first.add_listener(lambda _event: finished.set(), EVENT_JOB_EXECUTED)
@@ -209,7 +209,7 @@ async def test_past_one_time_job_is_not_scheduled(
         func=record_run,
         schedule=Once(at=utcnow() - timedelta(minutes=5)),
     )
-    monkeypatch.setattr(main, "JOBS", (past,))
+    monkeypatch.setattr(job_list, "JOBS", (past,))
     caplog.set_level(logging.INFO)
     scheduler = create_scheduler(settings, engine)
     assert scheduler.get_jobs() == []
@@ -242,7 +242,7 @@ def test_invalid_options_name_the_job_and_the_field(
         "schedule": Interval(hours=1),
         **changes,
     }
-    monkeypatch.setattr(main, "JOBS", (ScheduledJob(**fields),))  # type: ignore[arg-type]
+    monkeypatch.setattr(job_list, "JOBS", (ScheduledJob(**fields),))  # type: ignore[arg-type]
     with pytest.raises(JobDefinitionError, match=re.escape(message)):
         create_scheduler(settings, engine)
 
@@ -251,7 +251,7 @@ def test_duplicate_ids_are_refused(
     settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     twice = ScheduledJob(id="twice", name="Twice", func=record_run, schedule=Interval(hours=1))
-    monkeypatch.setattr(main, "JOBS", (twice, twice))
+    monkeypatch.setattr(job_list, "JOBS", (twice, twice))
     with pytest.raises(JobDefinitionError, match="job 'twice': id: 'twice' is used twice"):
         create_scheduler(settings, engine)
 
@@ -269,13 +269,13 @@ def test_options_reach_apscheduler(
         coalesce=False,
         misfire_grace_time=timedelta(minutes=5),
     )
-    monkeypatch.setattr(main, "JOBS", (job,))
+    monkeypatch.setattr(job_list, "JOBS", (job,))
     [registered] = create_scheduler(settings, engine).get_jobs()
     assert describe_trigger(registered.trigger) == 'cron "0 9 * * *" (Asia/Tokyo)'
     assert (registered.max_instances, registered.coalesce) == (3, False)
     assert registered.misfire_grace_time == 300
     default = ScheduledJob(id="plain", name="Plain", func=record_run, schedule=Interval(hours=1))
-    monkeypatch.setattr(main, "JOBS", (default,))
+    monkeypatch.setattr(job_list, "JOBS", (default,))
     [plain] = create_scheduler(settings, engine).get_jobs()
     assert plain.misfire_grace_time == settings.misfire_grace_time_seconds
     assert (plain.max_instances, plain.coalesce) == (1, True)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from app.components.scheduler import main
+from app.components.scheduler import jobs as job_list
 from app.components.scheduler.definition import ScheduledJob
 from app.components.scheduler.execution import current_runtime
 from app.components.scheduler.main import create_scheduler
@@ -57,7 +57,7 @@ async def test_jobs_keep_running_through_an_outage_and_history_catches_up(
 ) -> None:
     ticks.clear()
     job = ScheduledJob(id="tick", name="Tick", func=tick, schedule=Interval(seconds=0.25))
-    monkeypatch.setattr(main, "JOBS", (job,))
+    monkeypatch.setattr(job_list, "JOBS", (job,))
     scheduler = create_scheduler(settings, engine)
     scheduler.start()
     runtime = current_runtime()
