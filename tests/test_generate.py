@@ -179,3 +179,19 @@ def test_invalid_answers_fail_in_the_hook(
     assert f"ERROR: {message}" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_env_file_holds_a_fresh_token_that_git_ignores(
+    variant: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    _, project = variant
+    prefix = project.name.upper().replace("-", "_")
+    env = (project / ".env").read_text()
+    [token] = re.findall(rf"^{prefix}_API_TOKEN=(\S+)$", env, re.MULTILINE)
+    assert len(token) >= 32
+    assert (project / ".env").stat().st_mode & 0o077 == 0
+    assert ".env" in (project / ".gitignore").read_text().splitlines()
+    # No tracked file carries a token: the example leaves it empty.
+    assert f"# {prefix}_API_TOKEN=\n" in (project / ".env.example").read_text()
+    other = generate(tmp_path, project_name=option(variant[0], "project_name"))
+    assert token not in (other / ".env").read_text()

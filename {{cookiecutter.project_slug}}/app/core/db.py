@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, create_engine, event, text
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -95,6 +96,21 @@ def database_now(connection: Connection) -> datetime:
         server_time: datetime = connection.execute(text("SELECT now()")).scalar_one()
         return server_time.astimezone(UTC)
     return utcnow()
+
+
+_tables_seen: weakref.WeakKeyDictionary[Engine, set[str]] = weakref.WeakKeyDictionary()
+
+
+def tables_exist(engine: Engine, *names: str) -> bool:
+    """Whether every table in `names` exists; a table once seen is not looked up again.
+
+    Readers ask on every request, and on PostgreSQL each look-up is a catalog query.
+    """
+    seen = _tables_seen.setdefault(engine, set())
+    missing = set(names) - seen
+    if missing:
+        seen.update(missing & set(inspect(engine).get_table_names()))
+    return set(names) <= seen
 
 
 def init_db(engine: Engine) -> None:

@@ -13,8 +13,9 @@ from datetime import datetime
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from pydantic import BaseModel
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, select
 
+from app.core.db import tables_exist
 from app.core.schedules import describe_trigger
 
 logger = logging.getLogger(__name__)
@@ -48,14 +49,19 @@ class JobInfo(BaseModel):
     paused: bool
 
 
-def read_stored_jobs(engine: Engine) -> list[StoredJob]:
-    """Every stored job, soonest first, paused last; empty before the first scheduler start."""
-    if not inspect(engine).has_table(JOBS_TABLE):
+def read_stored_jobs(engine: Engine, job_id: str | None = None) -> list[StoredJob]:
+    """Every stored job (or only `job_id`), soonest first, paused last.
+
+    Empty before the first scheduler start.
+    """
+    if not tables_exist(engine, JOBS_TABLE):
         return []
     table = create_job_store(engine).jobs_t
     query = select(table.c.id, table.c.job_state).order_by(
         table.c.next_run_time.is_(None), table.c.next_run_time, table.c.id
     )
+    if job_id is not None:
+        query = query.where(table.c.id == job_id)
     jobs = []
     with engine.connect() as connection:
         for job_id, job_state in connection.execute(query):

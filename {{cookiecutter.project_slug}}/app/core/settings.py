@@ -60,7 +60,7 @@ class Settings(BaseSettings):
         "Project generation writes a random one into .env.",
     )
     command_poll_seconds: float = Field(
-        0.05,
+        0.025,
         gt=0,
         le=5,
         description="How often the scheduler looks for commands on SQLite (PostgreSQL "

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from app.components.management.schemas import (
@@ -43,7 +43,7 @@ from app.components.scheduler.commands import CommandKind, send_command
 from app.components.scheduler.definition import Queue, ScheduledJob
 from app.components.scheduler.execution import RUN_MARK
 from app.components.scheduler.functions import ArgumentError
-from app.core.db import database_now, session_scope, utcnow
+from app.core.db import database_now, session_scope, tables_exist, utcnow
 from app.core.health import check_health
 from app.core.job_store import StoredJob, read_stored_jobs
 from app.core.models import (
@@ -141,7 +141,7 @@ class Management:
 
     def job(self, job_id: str) -> JobDetail:
         """One job in full; NotFound for an unknown id."""
-        catalog, stored = self._catalog(), self._stored()
+        catalog, stored = self._catalog(), self._stored(job_id)
         definition = catalog.jobs.get(job_id)
         if definition is None and job_id not in catalog.invalid:
             raise NotFound(f"no job {job_id!r}")
@@ -396,13 +396,14 @@ class Management:
     # Internals
 
     def _has_tables(self) -> bool:
-        return inspect(self.engine).has_table(JobExecution.__tablename__)
+        return tables_exist(self.engine, JobExecution.__tablename__)
 
     def _catalog(self) -> Catalog:
         return load_catalog(self.engine, self.settings.timezone)
 
-    def _stored(self) -> dict[str, StoredJob]:
-        return {job.id: job for job in read_stored_jobs(self.engine) if RUN_MARK not in job.id}
+    def _stored(self, job_id: str | None = None) -> dict[str, StoredJob]:
+        jobs = read_stored_jobs(self.engine, job_id)
+        return {job.id: job for job in jobs if RUN_MARK not in job.id}
 
     def _summaries(self) -> list[JobSummary]:
         catalog, stored = self._catalog(), self._stored()

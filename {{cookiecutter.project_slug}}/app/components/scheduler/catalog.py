@@ -10,12 +10,12 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, select
 
 from app.components.scheduler import jobs as job_list
 from app.components.scheduler.definition import Queue, ScheduledJob
 from app.components.scheduler.functions import ArgumentError, JobFunction
-from app.core.db import session_scope
+from app.core.db import session_scope, tables_exist
 from app.core.models import RuntimeJob, ScheduleOverride
 from app.core.schedule_specs import CronSpec, IntervalSpec, OnceSpec, parse_spec
 from app.core.schedules import ScheduleError, describe_trigger
@@ -81,8 +81,7 @@ class Catalog:
 def load_catalog(engine: Engine, default_zone: str) -> Catalog:
     """The code's jobs with their schedule overrides, and the runtime jobs."""
     catalog = Catalog(jobs={job.id: job for job in code_jobs()})
-    tables = set(inspect(engine).get_table_names())
-    if not {RuntimeJob.__tablename__, ScheduleOverride.__tablename__} <= tables:
+    if not tables_exist(engine, RuntimeJob.__tablename__, ScheduleOverride.__tablename__):
         return catalog
     with session_scope(engine) as session:
         overrides = session.scalars(select(ScheduleOverride)).all()

@@ -38,6 +38,8 @@ class BatchWriter(ABC):
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
+        # Set by `flush`: someone waits, so commit at once instead of gathering a burst.
+        self._urgent = threading.Event()
         self._closing = False
         self._thread: threading.Thread | None = None
         self.healthy = True
@@ -60,6 +62,7 @@ class BatchWriter(ABC):
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued is committed; False if that took longer than `timeout`."""
+        self._urgent.set()
         self._wake.set()
         return self._idle.wait(timeout)
 
@@ -85,14 +88,20 @@ class BatchWriter(ABC):
 
     def _run(self) -> None:
         delay = 0.0
+        just_wrote = False
         while True:
             self._wake.wait(timeout=1.0)
-            time.sleep(_GATHER_SECONDS)
+            # Right after a commit, what queued meanwhile has gathered already.
+            if not (just_wrote or self._urgent.is_set()):
+                time.sleep(_GATHER_SECONDS)
+            just_wrote = False
             self._wake.clear()
             with self._lock:
                 batch = self._take()
+                if batch is None:
+                    self._urgent.clear()
+                    self._idle.set()
             if batch is None:
-                self._idle.set()
                 if self._closing:
                     return
                 continue
@@ -116,4 +125,5 @@ class BatchWriter(ABC):
             if not self.healthy:
                 self._logger.info(f"{self._what} written again after an outage")
             self.healthy, delay = True, 0.0
+            just_wrote = True
             self._wake.set()
