@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,9 +152,13 @@ def test_own_tests_pass(project: Generated) -> None:
 
 
 def test_benchmark_runs(project: Generated) -> None:
-    with timed(f"{project.name}: make bench (300 jobs, 1000 stored)"):
+    commands = "--rounds 50" + (f" --database-url {POSTGRES_URL}" if project.postgres else "")
+    with timed(f"{project.name}: make bench (300 jobs, 1000 stored; 50 commands)"):
         result = project.run(
-            "make", "bench", env={"BENCH_ARGS": "--jobs 300 --stored 1000"}, timeout=300
+            "make",
+            "bench",
+            env={"BENCH_ARGS": "--jobs 300 --stored 1000", "COMMAND_BENCH_ARGS": commands},
+            timeout=300,
         )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     print(result.stdout)
@@ -164,6 +171,32 @@ def test_benchmark_runs(project: Generated) -> None:
     # Every job ran, and the project's scheduler recorded each run in the history.
     assert rows["project"][1:3] == ["300", "300"]
     assert "scheduler process memory (RSS) with 1000 jobs" in result.stdout
+    database = "postgresql" if project.postgres else "sqlite"
+    assert f"Commands: 50 pause/resume changes through the API ({database})" in result.stdout
+    assert "next GET showed the change: 50 of 50" in result.stdout
+
+
+@contextmanager
+def make_run(project: Generated, env: dict[str, str], log_path: Path) -> Iterator[None]:
+    """`make run` in a session of its own; Ctrl-C to the whole group when done."""
+    with log_path.open("w") as log:
+        make = subprocess.Popen(
+            ["make", "run"],
+            cwd=project.path,
+            env={**project.env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield
+        finally:
+            os.killpg(make.pid, signal.SIGINT)
+            try:
+                make.wait(timeout=20)
+            finally:
+                if make.poll() is None:
+                    os.killpg(make.pid, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -216,17 +249,8 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
 def test_make_run_is_healthy_and_notices_a_dead_scheduler(
     project: Generated, run_env: dict[str, str], tmp_path: Path
 ) -> None:
-    log = (tmp_path / "make-run.log").open("w")
     # A session of its own, so the test can send Ctrl-C to the whole group as a terminal does.
-    make = subprocess.Popen(
-        ["make", "run"],
-        cwd=project.path,
-        env={**project.env, **run_env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+    with make_run(project, run_env, tmp_path / "make-run.log"):
         seconds = wait_for(lambda: health_check(project, run_env).returncode == 0, 90, "healthy")
         record_time(f"{project.name}: make run, start to healthy", seconds)
 
@@ -243,13 +267,6 @@ def test_make_run_is_healthy_and_notices_a_dead_scheduler(
         unhealthy = health_check(project, run_env, "--detailed")
         assert unhealthy.returncode == 1
         assert "stale after 4 s" in unhealthy.stdout
-    finally:
-        os.killpg(make.pid, signal.SIGINT)
-        try:
-            make.wait(timeout=20)
-        finally:
-            if make.poll() is None:
-                os.killpg(make.pid, signal.SIGKILL)
     output = (tmp_path / "make-run.log").read_text()
     assert "Traceback" not in output
     # Ctrl-C stopped everything the project started.
@@ -257,3 +274,45 @@ def test_make_run_is_healthy_and_notices_a_dead_scheduler(
         ["pgrep", "-af", str(project.path / ".venv")], capture_output=True, text=True, check=False
     )
     assert leftovers.stdout == ""
+
+
+def test_fuzzing_the_management_api_finds_no_server_error(
+    project: Generated, run_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Schemathesis, with the token from the generated .env, against `make run`."""
+    token = (project.path / ".env").read_text().split("API_TOKEN=", 1)[1].split()[0]
+    url = f"http://127.0.0.1:{run_env[f'{project.prefix}API_PORT']}"
+    with make_run(project, run_env, tmp_path / "make-run.log"):
+        wait_for(lambda: health_check(project, run_env).returncode == 0, 90, "healthy")
+        with timed(f"{project.name}: schemathesis on the management API"):
+            fuzz = subprocess.run(
+                [
+                    str(Path(sys.executable).with_name("schemathesis")),
+                    "run",
+                    f"{url}/openapi.json",
+                    "--checks",
+                    "not_a_server_error",
+                    "--header",
+                    f"Authorization: Bearer {token}",
+                    "--max-examples",
+                    "25",
+                    "--seed",
+                    "20261124",
+                    "--request-timeout",
+                    "30",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+                env={**os.environ, "NO_COLOR": "1"},
+            )
+        assert fuzz.returncode == 0, fuzz.stdout[-6000:] + fuzz.stderr[-2000:]
+        print(fuzz.stdout[-1500:])
+        summary = re.search(r"(\d+) generated, (\d+) passed", fuzz.stdout)
+        assert summary is not None, fuzz.stdout[-3000:]
+        assert summary.group(1) == summary.group(2)
+        assert int(summary.group(1)) > 300
+    log = (tmp_path / "make-run.log").read_text()
+    assert "Traceback" not in log
+    assert token not in log

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -28,6 +28,7 @@ from app.cli.output import (
     manager,
     page_footer,
     print_json,
+    stderr,
     stdout,
     when,
 )
@@ -85,7 +86,7 @@ def _schedule(
         for issue in error.errors():
             field = str(issue["loc"][-1]) if issue["loc"] else "schedule"
             message = issue["msg"].removeprefix("Value error, ")
-            stdout.print(f"error: {field}: {message}", markup=False, soft_wrap=True)
+            stderr.print(f"error: {field}: {message}", markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
 
 
@@ -309,8 +310,6 @@ def history(
     token: TokenOption = None,
 ) -> None:
     """A job's runs, newest first."""
-    from datetime import UTC
-
     since = since.replace(tzinfo=UTC) if since and since.tzinfo is None else since
     until = until.replace(tzinfo=UTC) if until and until.tzinfo is None else until
     with handled(), manager(url, token) as manage:
@@ -366,7 +365,7 @@ def add(
     except ValidationError as error:
         for issue in error.errors():
             field = ".".join(str(part) for part in issue["loc"])
-            stdout.print(f"error: {field}: {issue['msg']}", markup=False, soft_wrap=True)
+            stderr.print(f"error: {field}: {issue['msg']}", markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_USAGE) from None
     with handled(), manager(url, token) as manage:
         report(manage.add(request), as_json)

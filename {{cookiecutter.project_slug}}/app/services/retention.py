@@ -1,4 +1,4 @@
-"""Record retention: delete execution history and heartbeats the service no longer needs."""
+"""Record retention: delete history, heartbeats and answered commands no longer needed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, func
 
 from app.core.db import get_engine, utcnow
-from app.core.models import ExecutionStatus, JobExecution, SchedulerInstance
+from app.core.models import (
+    UNFINISHED,
+    CommandStatus,
+    JobExecution,
+    SchedulerCommand,
+    SchedulerInstance,
+)
 from app.core.settings import get_settings
 
 
@@ -18,14 +24,16 @@ class RetentionResult:
 
     executions: int
     heartbeats: int
+    commands: int
 
 
 def cleanup_old_records(
     engine: Engine | None = None, retention: timedelta | None = None, now: datetime | None = None
 ) -> RetentionResult:
-    """Delete finished executions and heartbeats older than `retention`.
+    """Delete finished executions, heartbeats and answered commands older than `retention`.
 
-    A run still in progress is kept whatever its age: it is the record of what is happening.
+    A run pending or in progress is kept whatever its age: it is the record of what is
+    happening, and so is a command no scheduler has read yet.
     """
     engine = engine or get_engine()
     retention = retention or timedelta(days=get_settings().record_retention_days)
@@ -33,11 +41,21 @@ def cleanup_old_records(
     with engine.begin() as connection:
         executions = connection.execute(
             delete(JobExecution).where(
-                JobExecution.status != ExecutionStatus.RUNNING,
+                JobExecution.status.not_in(UNFINISHED),
                 func.coalesce(JobExecution.finished_at, JobExecution.scheduled_at) < cutoff,
             )
         )
         heartbeats = connection.execute(
             delete(SchedulerInstance).where(SchedulerInstance.last_seen < cutoff)
         )
-    return RetentionResult(executions=executions.rowcount, heartbeats=heartbeats.rowcount)
+        commands = connection.execute(
+            delete(SchedulerCommand).where(
+                SchedulerCommand.status != CommandStatus.PENDING,
+                SchedulerCommand.created_at < cutoff,
+            )
+        )
+    return RetentionResult(
+        executions=executions.rowcount,
+        heartbeats=heartbeats.rowcount,
+        commands=commands.rowcount,
+    )

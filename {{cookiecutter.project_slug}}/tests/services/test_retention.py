@@ -1,4 +1,4 @@
-"""Old heartbeat rows are deleted; recent ones stay."""
+"""Old heartbeats, finished runs and answered commands are deleted; the rest stays."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from sqlalchemy import Engine, select, update
 from app.components.scheduler.history import HistoryRecorder
 from app.core.db import session_scope, utcnow
 from app.core.models import (
+    CommandStatus,
     ExecutionStatus,
     JobExecution,
+    SchedulerCommand,
     SchedulerInstance,
     SchedulerState,
     TriggerKind,
@@ -43,6 +45,9 @@ def test_deletes_old_finished_executions_but_never_a_running_one(engine: Engine)
         "job", "default", long_ago, ExecutionStatus.MISSED, "missed"
     )
     old_running = recorder.started("job", "default", long_ago, 1, TriggerKind.SCHEDULE)
+    old_pending = recorder.planned(
+        "job", "default", long_ago, attempt=2, trigger_kind=TriggerKind.RETRY
+    )
     recent_done = recorder.outcome_without_run(
         "job", "default", utcnow(), ExecutionStatus.SKIPPED, "skipped"
     )
@@ -57,5 +62,29 @@ def test_deletes_old_finished_executions_but_never_a_running_one(engine: Engine)
     with session_scope(engine) as session:
         remaining = set(session.scalars(select(JobExecution.id)))
     assert result.executions == 1
-    assert remaining == {old_running, recent_done}
+    assert remaining == {old_running, old_pending, recent_done}
     recorder.close()
+
+
+def test_deletes_old_answered_commands_but_never_a_waiting_one(engine: Engine) -> None:
+    long_ago = utcnow() - timedelta(days=40)
+    with session_scope(engine) as session:
+        for command_id, status, created_at in [
+            ("old_applied", CommandStatus.APPLIED, long_ago),
+            ("old_waiting", CommandStatus.PENDING, long_ago),
+            ("new_applied", CommandStatus.APPLIED, utcnow()),
+        ]:
+            session.add(
+                SchedulerCommand(
+                    id=command_id,
+                    kind="pause",
+                    job_id="job",
+                    payload="{}",
+                    status=status,
+                    created_at=created_at,
+                )
+            )
+    assert cleanup_old_records(engine, retention=timedelta(days=30)).commands == 1
+    with session_scope(engine) as session:
+        remaining = set(session.scalars(select(SchedulerCommand.id)))
+    assert remaining == {"old_waiting", "new_applied"}

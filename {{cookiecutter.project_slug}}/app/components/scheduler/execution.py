@@ -37,7 +37,13 @@ from app.components.scheduler.history import HistoryRecorder
 from app.components.scheduler.store import WriteBehindJobStore
 from app.core.db import utcnow
 from app.core.errors import JobError
-from app.core.models import ExecutionStatus, JobExecution, TriggerKind
+from app.core.models import (
+    CommandStatus,
+    ExecutionStatus,
+    JobExecution,
+    SchedulerCommand,
+    TriggerKind,
+)
 from app.core.settings import Settings
 
 logger = logging.getLogger("app.scheduler.jobs")
@@ -430,9 +436,15 @@ def mark_lost_planned_runs(engine: Engine, runtime: JobRuntime) -> int:
     """
     planned = {job.id for job in runtime.scheduler.get_jobs()}
     with engine.begin() as connection:
+        # A run asked for while this scheduler started has its command still waiting.
+        awaited = select(SchedulerCommand.execution_id).where(
+            SchedulerCommand.status == CommandStatus.PENDING,
+            SchedulerCommand.execution_id.is_not(None),
+        )
         pending = connection.execute(
             select(JobExecution.id, JobExecution.job_id).where(
-                JobExecution.status == ExecutionStatus.PENDING
+                JobExecution.status == ExecutionStatus.PENDING,
+                JobExecution.id.not_in(awaited),
             )
         ).all()
         lost = [
