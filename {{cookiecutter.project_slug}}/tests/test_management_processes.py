@@ -257,3 +257,16 @@ def test_cli_refuses_a_wrong_token(api: Api, scheduler: subprocess.Popen[str]) -
     code, output = cli("jobs", "list", "--url", api.url, "--token", "wrong-token-0123456789")
     assert code == 1
     assert output.strip() == "error: the token is not valid"
+
+
+def test_run_now_respects_max_instances(api: Api, scheduler: subprocess.Popen[str]) -> None:
+    body = api.applied("POST", "/api/jobs/wait_async/run", json={"input": {"seconds": 60}})
+    first = body["execution_id"]
+    wait_for(lambda: api.execution(first)["status"] == "running", 10, "the first run to start")
+    second = api.http.post("/api/jobs/wait_async/run", json={"input": {"seconds": 0.1}})
+    assert second.status_code == 409
+    assert second.json()["status"] == "rejected"
+    assert "max_instances" in second.json()["detail"]
+    skipped = api.execution(second.json()["execution_id"])
+    assert skipped["status"] == "skipped"
+    api.applied("POST", f"/api/executions/{first}/cancel")

@@ -15,7 +15,7 @@ from apscheduler.job import Job
 from app.components.scheduler.catalog import runtime_definition, with_schedule
 from app.components.scheduler.commands import CommandKind
 from app.components.scheduler.consumer import CommandRejected
-from app.components.scheduler.execution import JobRuntime, planned_run_id
+from app.components.scheduler.execution import SKIP_REASON, JobRuntime, planned_run_id
 from app.components.scheduler.main import register_job
 from app.core.db import utcnow
 from app.core.models import ExecutionStatus, SchedulerCommand, TriggerKind
@@ -91,6 +91,15 @@ class CommandHandler:
                 error=LookupError(f"the scheduler has no job {job_id!r}"),
             )
             raise CommandRejected(f"the scheduler has no job {job_id!r}")
+        if self.runtime.at_capacity(job_id):
+            limit = self.runtime.definitions[job_id].max_instances
+            self.runtime.recorder.finished(
+                execution_id, ExecutionStatus.SKIPPED, 0.0, reason=SKIP_REASON
+            )
+            raise CommandRejected(
+                f"job {job_id!r} is running {limit} time(s) already, its max_instances: "
+                "try again when a run ends"
+            )
         self.runtime.plan_run(
             job_id,
             execution_id,

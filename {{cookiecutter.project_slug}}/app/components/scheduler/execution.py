@@ -49,6 +49,7 @@ from app.core.settings import Settings
 logger = logging.getLogger("app.scheduler.jobs")
 
 RUN_MARK = "@run-"
+SKIP_REASON = "the previous run was still going (max_instances reached)"
 
 
 def base_job_id(store_id: str) -> str:
@@ -108,7 +109,7 @@ class JobRuntime:
                 self._queue(job_id),
                 scheduled_at,
                 ExecutionStatus.SKIPPED,
-                "the previous run was still going (max_instances reached)",
+                SKIP_REASON,
             )
             logger.warning(
                 "job run skipped: previous run still going",
@@ -144,6 +145,16 @@ class JobRuntime:
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until the job store and the history have committed what is queued."""
         return self.store.flush(timeout) and self.recorder.flush(timeout)
+
+    def at_capacity(self, job_id: str) -> bool:
+        """Whether `job_id` runs as many times at once as its `max_instances` allows.
+
+        APScheduler counts only the runs of one stored job; a manual run or a retry is a
+        stored job of its own, so the limit is enforced here across all of them.
+        """
+        definition = self.definitions[job_id]
+        active = sum(1 for run in self.running.values() if run.job_id == job_id)
+        return active >= definition.max_instances
 
     def plan_run(
         self,
@@ -307,6 +318,19 @@ async def execute(
     except ArgumentError as error:
         # Checked when the run was asked for; only a change of code since can get here.
         call_arguments, bad_arguments = {}, error
+    if runtime.at_capacity(job_id):
+        reason = SKIP_REASON
+        if execution_id:
+            runtime.recorder.finished(execution_id, ExecutionStatus.SKIPPED, 0.0, reason=reason)
+        else:
+            execution_id = runtime.recorder.outcome_without_run(
+                job_id, definition.queue.value, scheduled_at, ExecutionStatus.SKIPPED, reason
+            )
+        logger.warning(
+            "job run skipped: previous run still going",
+            extra={"job_id": job_id, "execution_id": execution_id},
+        )
+        return
     if execution_id:
         runtime.recorder.started_planned(execution_id)
     else:

@@ -103,14 +103,16 @@ class HistoryRecorder(BatchWriter):
         duration_ms: float,
         error: BaseException | None = None,
         traceback: str | None = None,
+        reason: str | None = None,
     ) -> None:
-        """Queue the end of a run."""
+        """Queue the end of a run; `reason` explains an outcome that is not an error."""
+        message = str(error) if error else reason
         fields = {
             "finished_at": utcnow(),
             "duration_ms": round(duration_ms, 3),
             "status": status,
             "error_type": type(error).__name__ if error else None,
-            "error_message": _clip(str(error), MAX_MESSAGE_CHARS) if error else None,
+            "error_message": _clip(message, MAX_MESSAGE_CHARS) if message else None,
             "traceback": _clip(traceback, MAX_TRACEBACK_CHARS),
         }
         self._queue_update(execution_id, fields)
