@@ -4,8 +4,8 @@ Each scenario runs in a fresh process on a fresh SQLite file, so one cannot warm
 next. Burst: N one-off jobs fall due within one second; lateness is each run's start minus its
 due time. The project's scheduler (write-behind store, history recorded) is measured beside raw
 APScheduler with its MemoryJobStore (the floor) and with its stock SQLAlchemyJobStore. Then,
-for the project's scheduler only: firing lateness while 10,000 jobs sit in the store, and the
-process's memory with those jobs loaded.
+for the project's scheduler only: firing lateness while 10,000 jobs sit in the store and the
+command consumer polls for commands, and the process's memory with those jobs loaded.
 """
 
 from __future__ import annotations
@@ -121,7 +121,10 @@ async def project_burst(jobs: int, database: Path) -> dict[str, Any]:
     engine = create_db_engine(settings.database_url)
     init_db(engine)
     # One registered function; the burst is N one-off runs of it, as retries and manual runs are.
-    bench_job = ScheduledJob(id="bench", name="Bench", func=noop, schedule=Interval(days=1))
+    # Every one-off run belongs to this job; they may overlap, as separate jobs would.
+    bench_job = ScheduledJob(
+        id="bench", name="Bench", func=noop, schedule=Interval(days=1), max_instances=jobs
+    )
     job_list.JOBS = (bench_job,)
     scheduler = main.create_scheduler(settings, engine)
     scheduler.start(paused=True)
@@ -170,6 +173,8 @@ async def project_idle(stored: int, database: Path) -> dict[str, Any]:
 
     from app.components.scheduler import jobs as job_list
     from app.components.scheduler import main
+    from app.components.scheduler.consumer import CommandConsumer
+    from app.components.scheduler.control import CommandHandler
     from app.components.scheduler.definition import ScheduledJob
     from app.components.scheduler.execution import current_runtime, execute
     from app.components.scheduler.runner import tune_for_latency
@@ -182,7 +187,11 @@ async def project_idle(stored: int, database: Path) -> dict[str, Any]:
     engine = create_db_engine(settings.database_url)
     init_db(engine)
     probe = ScheduledJob(
-        id="probe", name="Probe", func=noop, schedule=Interval(seconds=IDLE_PERIOD_SECONDS)
+        id="probe",
+        name="Probe",
+        func=noop,
+        schedule=Interval(seconds=IDLE_PERIOD_SECONDS),
+        max_instances=10,
     )
     job_list.JOBS = (probe,)
     scheduler = main.create_scheduler(settings, engine)
@@ -197,10 +206,21 @@ async def project_idle(stored: int, database: Path) -> dict[str, Any]:
             kwargs={"job_id": "probe", "store_id": f"idle-{i}"},
         )
     await asyncio.to_thread(scheduler._lookup_jobstore("default").flush, 60)
+    # The command consumer polls the database meanwhile, as in the real process.
+    runtime = current_runtime()
+    consumer = CommandConsumer(
+        engine,
+        asyncio.get_running_loop(),
+        CommandHandler(runtime),
+        runtime.flush,
+        settings.command_poll_seconds,
+    )
+    consumer.start()
     tune_for_latency()
     memory = rss_mb()
     scheduler.resume()
     await asyncio.sleep(IDLE_SECONDS)
+    await asyncio.to_thread(consumer.stop)
     scheduler.shutdown(wait=False)
     await asyncio.sleep(0.1)
     current_runtime().recorder.flush()

@@ -40,10 +40,14 @@ def test_list_shows_a_table_and_pages(registered: list[str]) -> None:
         assert job_id in output
     assert f"Jobs ({len(registered)})" in output
 
-    code, output = invoke("jobs", "list", "--limit", "1", "--page", "2")
+    code, output = invoke("jobs", "list", "--limit", "1")
     assert code == 0
-    assert f"Showing 2-2 of {len(registered)} (page 2 of {len(registered)})" in output
-    assert "next: jobs list --page 3" in output
+    assert f"Showing 1-1 of {len(registered)} (page 1 of {len(registered)})" in output
+    assert "next: jobs list --page 2" in output
+    code, output = invoke("jobs", "list", "--limit", "1", "--page", str(len(registered)))
+    assert code == 0
+    assert "Showing" in output
+    assert "next:" not in output
     code, output = invoke("jobs", "list", "--limit", "1", "--page", "99")
     assert f"Page 99 is past the end: {len(registered)} in" in output
 

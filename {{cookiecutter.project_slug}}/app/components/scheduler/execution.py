@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import traceback
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -90,6 +90,8 @@ class JobRuntime:
         default_factory=lambda: defaultdict(deque)
     )
     running: dict[str, RunningRun] = field(default_factory=dict)
+    # Runs in progress per job id, kept beside `running` so the limit check stays O(1).
+    active: Counter[str] = field(default_factory=Counter)
 
     def listen(self) -> None:
         """Record what APScheduler decides without running anything: missed and skipped runs."""
@@ -152,9 +154,19 @@ class JobRuntime:
         APScheduler counts only the runs of one stored job; a manual run or a retry is a
         stored job of its own, so the limit is enforced here across all of them.
         """
-        definition = self.definitions[job_id]
-        active = sum(1 for run in self.running.values() if run.job_id == job_id)
-        return active >= definition.max_instances
+        return self.active[job_id] >= self.definitions[job_id].max_instances
+
+    def begin_run(self, execution_id: str, job_id: str) -> RunningRun:
+        """Count a run as in progress."""
+        run = self.running[execution_id] = RunningRun(job_id)
+        self.active[job_id] += 1
+        return run
+
+    def end_run(self, execution_id: str) -> None:
+        """Count a run as over."""
+        run = self.running.pop(execution_id, None)
+        if run is not None:
+            self.active[run.job_id] -= 1
 
     def plan_run(
         self,
@@ -226,6 +238,7 @@ class JobRuntime:
             )
         count = len(self.running)
         self.running.clear()
+        self.active.clear()
         return count
 
 
@@ -337,7 +350,7 @@ async def execute(
         execution_id = runtime.recorder.started(
             job_id, definition.queue.value, scheduled_at, attempt, kind
         )
-    run = runtime.running[execution_id] = RunningRun(job_id)
+    run = runtime.begin_run(execution_id, job_id)
     context = {"job_id": job_id, "execution_id": execution_id, "attempt": attempt}
     logger.info("job started", extra={**context, "trigger": kind.value})
     began = time.perf_counter()
@@ -346,7 +359,7 @@ async def execute(
             raise bad_arguments
         result = await _call(definition, run, call_arguments)
     except JobCancelled:
-        runtime.running.pop(execution_id, None)
+        runtime.end_run(execution_id)
         duration_ms = (time.perf_counter() - began) * 1000
         runtime.recorder.finished(
             execution_id,
@@ -363,7 +376,7 @@ async def execute(
         status, trace = ExecutionStatus.TIMED_OUT, None
         message = f"timed out after {definition.timeout}"
     except asyncio.CancelledError:
-        runtime.running.pop(execution_id, None)
+        runtime.end_run(execution_id)
         runtime.recorder.finished(
             execution_id,
             ExecutionStatus.INTERRUPTED,
@@ -378,7 +391,7 @@ async def execute(
         message = str(error) or type(error).__name__
     else:
         duration_ms = (time.perf_counter() - began) * 1000
-        runtime.running.pop(execution_id, None)
+        runtime.end_run(execution_id)
         runtime.recorder.finished(execution_id, ExecutionStatus.SUCCEEDED, duration_ms)
         runtime.streaks.succeeded(job_id)
         logger.info(
@@ -388,7 +401,7 @@ async def execute(
         return
 
     duration_ms = (time.perf_counter() - began) * 1000
-    runtime.running.pop(execution_id, None)
+    runtime.end_run(execution_id)
     if status is ExecutionStatus.TIMED_OUT:
         failure = TimeoutError(message)
     runtime.recorder.finished(execution_id, status, duration_ms, error=failure, traceback=trace)
