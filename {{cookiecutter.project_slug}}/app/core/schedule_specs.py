@@ -96,6 +96,8 @@ class OnceSpec(_Spec):
 
 
 ScheduleSpec = Annotated[CronSpec | IntervalSpec | OnceSpec, Field(discriminator="kind")]
+# What a reschedule accepts: a job keeps recurring.
+RecurringSpec = Annotated[CronSpec | IntervalSpec, Field(discriminator="kind")]
 SCHEDULE_SPEC: TypeAdapter[CronSpec | IntervalSpec | OnceSpec] = TypeAdapter(ScheduleSpec)
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.components.scheduler.definition import JOB_ID_PATTERN, Queue
 from app.core.job_store import JobInfo
 from app.core.models import CommandStatus, ExecutionStatus, SchedulerState, TriggerKind
-from app.core.schedule_specs import ScheduleSpec
+from app.core.schedule_specs import RecurringSpec, ScheduleSpec
 
 
 class JobState(StrEnum):
@@ -181,11 +181,11 @@ class RunRequest(BaseModel):
 
 
 class RescheduleRequest(BaseModel):
-    """A new schedule for a job."""
+    """A new cron or interval schedule for a job."""
 
     model_config = ConfigDict(extra="forbid")
 
-    schedule: ScheduleSpec
+    schedule: RecurringSpec
 
 
 class AddJobRequest(BaseModel):

@@ -44,6 +44,8 @@ class CommandHandler:
             return self._run(job_id, command.execution_id or "", payload)
         if kind is CommandKind.CANCEL:
             return self._cancel(job_id, command.execution_id or "")
+        if kind is CommandKind.DELETE:
+            return self._delete(job_id)
         job = self._job(job_id)
         if kind is CommandKind.PAUSE:
             if job.next_run_time is None:
@@ -57,8 +59,6 @@ class CommandHandler:
             return f"resumed: next run {_when(resumed)}"
         if kind is CommandKind.RESCHEDULE:
             return self._reschedule(job, payload)
-        if kind is CommandKind.DELETE:
-            return self._delete(job_id)
         raise CommandRejected(f"unknown command {command.kind!r}")
 
     def _job(self, job_id: str) -> Job:
@@ -138,7 +138,10 @@ class CommandHandler:
         return f"added: next run {_when(self._job(job_id))}"
 
     def _delete(self, job_id: str) -> str:
-        definition = self.runtime.definitions[job_id]
+        definition = self.runtime.definitions.get(job_id)
+        if definition is None:
+            # A runtime job whose definition no longer loaded was never scheduled.
+            return "deleted; it was not scheduled"
         if definition.origin == "code":
             raise CommandRejected(f"job {job_id!r} is defined in code: pause it instead")
         for job in self.scheduler.get_jobs():
