@@ -19,8 +19,10 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from app.components.scheduler.main import create_scheduler
 from app.core.db import create_db_engine, get_engine, init_db
 from app.core.settings import ENV_PREFIX, Settings, get_settings
+from tests.helpers import stop
 
 
 def _postgres_schema_url(base_url: str) -> Iterator[str]:
@@ -90,6 +92,16 @@ def engine(settings: Settings) -> Engine:
     engine = get_engine()
     init_db(engine)
     return engine
+
+
+@pytest.fixture
+async def registered(settings: Settings, engine: Engine) -> list[str]:
+    """The code's job ids, stored as a scheduler that ran once leaves them."""
+    scheduler = create_scheduler(settings, engine)
+    scheduler.start(paused=True)
+    ids = sorted(job.id for job in scheduler.get_jobs())
+    await stop(scheduler)
+    return ids
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from app.components.backend.main import create_app
-from app.components.scheduler.main import create_scheduler
 from app.core.db import session_scope, utcnow
 from app.core.models import (
     CommandStatus,
@@ -28,7 +27,6 @@ from app.core.models import (
 )
 from app.core.settings import ENV_PREFIX, Settings
 from tests.conftest import TEST_TOKEN
-from tests.helpers import stop
 
 AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 
@@ -37,16 +35,6 @@ AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
 def client(settings: Settings, engine: Engine) -> Iterator[TestClient]:
     with TestClient(create_app(settings), headers=AUTH) as test_client:
         yield test_client
-
-
-@pytest.fixture
-async def registered(settings: Settings, engine: Engine) -> list[str]:
-    """The code's jobs in the store, as a scheduler that ran once left them."""
-    scheduler = create_scheduler(settings, engine)
-    scheduler.start(paused=True)
-    ids = [job.id for job in scheduler.get_jobs()]
-    await stop(scheduler)
-    return ids
 
 
 def management_routes(settings: Settings) -> list[tuple[str, str]]:

@@ -10,27 +10,15 @@ import json
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from app.cli.main import app
-from app.components.scheduler.main import create_scheduler
-from app.core.settings import ENV_PREFIX, Settings, get_settings
-from tests.helpers import stop
+from app.core.settings import ENV_PREFIX, get_settings
 
 
 def invoke(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
     return result.exit_code, result.output
-
-
-@pytest.fixture
-async def registered(settings: Settings, engine: Engine) -> list[str]:
-    scheduler = create_scheduler(settings, engine)
-    scheduler.start(paused=True)
-    ids = sorted(job.id for job in scheduler.get_jobs())
-    await stop(scheduler)
-    return ids
 
 
 def test_list_shows_a_table_and_pages(registered: list[str]) -> None:

@@ -26,7 +26,8 @@ logger = logging.getLogger("app.scheduler.commands")
 
 _BATCH = 100
 _APPLY_TIMEOUT_SECONDS = 10.0
-_LISTEN_SAFETY_POLL_SECONDS = 1.0
+# Also bounds how long a stop waits for the listener on PostgreSQL.
+_LISTEN_SAFETY_POLL_SECONDS = 0.5
 _RETRY_CAP_SECONDS = 10.0
 
 
