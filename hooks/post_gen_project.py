@@ -48,14 +48,18 @@ def remove(project_dir: Path, relative_paths: list[str]) -> None:
             raise FileNotFoundError(f"manifest names {relative}, which the template lacks")
 
 
-def write_env_file(project_dir: Path, env_prefix: str) -> None:
-    """A `.env` with a fresh random API token: `.gitignore` keeps it out of the repository."""
-    token = secrets.token_urlsafe(32)
-    (project_dir / ".env").write_text(
-        "# Local settings; not tracked by git. .env.example lists every setting.\n"
-        f"{env_prefix}API_TOKEN={token}\n",
-        encoding="utf-8",
-    )
+def write_env_file(project_dir: Path, env_prefix: str, compose_postgres: bool) -> None:
+    """A `.env` with fresh random secrets: `.gitignore` keeps it out of the repository."""
+    lines = [
+        "# Local settings; not tracked by git. .env.example lists every setting.",
+        f"{env_prefix}API_TOKEN={secrets.token_urlsafe(32)}",
+    ]
+    if compose_postgres:
+        lines += [
+            "# Password of the compose file's PostgreSQL (its containers use it, make run does not).",
+            f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}",
+        ]
+    (project_dir / ".env").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (project_dir / ".env").chmod(0o600)
 
 
@@ -67,7 +71,8 @@ def main() -> int:
     except FileNotFoundError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         return 1
-    write_env_file(Path.cwd(), answers["__env_prefix"])
+    compose_postgres = answers["database"] == "postgresql" and answers["use_docker"] == "yes"
+    write_env_file(Path.cwd(), answers["__env_prefix"], compose_postgres)
     return 0
 
 

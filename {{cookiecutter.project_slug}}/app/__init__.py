@@ -3,5 +3,7 @@
 from importlib.metadata import version
 
 PROJECT_NAME = {{ cookiecutter.project_name | tojson }}
+# The distribution's name, which is also the command-line tool's.
+COMMAND = "{{ cookiecutter.project_slug }}"
 # pyproject.toml holds the version; the installed metadata carries it here.
-__version__ = version("{{ cookiecutter.project_slug }}")
+__version__ = version(COMMAND)

@@ -112,14 +112,15 @@ async def project_burst(jobs: int, database: Path) -> dict[str, Any]:
     from app.components.scheduler.definition import ScheduledJob
     from app.components.scheduler.execution import current_runtime, execute
     from app.components.scheduler.runner import tune_for_latency
-    from app.core.db import create_db_engine, init_db, session_scope
+    from app.core.db import create_db_engine, session_scope
+    from app.core.migrations import upgrade
     from app.core.models import ExecutionStatus, JobExecution
     from app.core.schedules import Interval
     from app.core.settings import Settings
 
     settings = Settings(database_url=f"sqlite:///{database}", _env_file=None)
     engine = create_db_engine(settings.database_url)
-    init_db(engine)
+    upgrade(engine)
     # One registered function; the burst is N one-off runs of it, as retries and manual runs are.
     # Every one-off run belongs to this job; they may overlap, as separate jobs would.
     bench_job = ScheduledJob(
@@ -178,14 +179,15 @@ async def project_idle(stored: int, database: Path) -> dict[str, Any]:
     from app.components.scheduler.definition import ScheduledJob
     from app.components.scheduler.execution import current_runtime, execute
     from app.components.scheduler.runner import tune_for_latency
-    from app.core.db import create_db_engine, init_db, session_scope
+    from app.core.db import create_db_engine, session_scope
+    from app.core.migrations import upgrade
     from app.core.models import JobExecution
     from app.core.schedules import Interval
     from app.core.settings import Settings
 
     settings = Settings(database_url=f"sqlite:///{database}", _env_file=None)
     engine = create_db_engine(settings.database_url)
-    init_db(engine)
+    upgrade(engine)
     probe = ScheduledJob(
         id="probe",
         name="Probe",

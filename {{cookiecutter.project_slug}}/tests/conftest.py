@@ -1,7 +1,8 @@
 """Fixtures: every test gets its own database and data directory.
 
-Tests use a fresh SQLite file by default. Set TEST_DATABASE_URL to a PostgreSQL URL to run
-them against a server instead: each test then gets a schema of its own, dropped afterwards.
+The database comes from `test_database_url` in pyproject.toml, or the TEST_DATABASE_URL
+environment variable, which wins. Empty means a fresh SQLite file per test; a PostgreSQL URL
+means a schema of its own per test on that server, dropped afterwards.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from app.components.scheduler.main import create_scheduler
-from app.core.db import create_db_engine, get_engine, init_db
+from app.core.db import create_db_engine, get_engine
+from app.core.migrations import upgrade
 from app.core.settings import ENV_PREFIX, Settings, get_settings
 from tests.helpers import stop
 
@@ -42,10 +44,18 @@ def _postgres_schema_url(base_url: str) -> Iterator[str]:
 TEST_TOKEN = "test-token-" + "x" * 24
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "test_database_url",
+        "PostgreSQL server for the tests (a schema per test); empty: a SQLite file per test",
+        default="",
+    )
+
+
 @pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database no other test uses."""
-    base_url = os.environ.get("TEST_DATABASE_URL")
+    base_url = os.environ.get("TEST_DATABASE_URL") or request.config.getini("test_database_url")
     if base_url:
         yield from _postgres_schema_url(base_url)
     else:
@@ -88,9 +98,9 @@ def settings(
 
 @pytest.fixture
 def engine(settings: Settings) -> Engine:
-    """The process-wide engine, with the project's tables created."""
+    """The process-wide engine, with the schema migrated to head."""
     engine = get_engine()
-    init_db(engine)
+    upgrade(engine)
     return engine
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import Annotated
 
 import httpx
@@ -17,7 +18,7 @@ from app.components.management.remote import RemoteManagement
 from app.components.management.service import ManagementError
 from app.core.db import create_db_engine, redacted_url
 from app.core.errors import error_text
-from app.core.health import HealthReport, check_health
+from app.core.health import HealthReport, check_health, check_host_scheduler
 from app.core.job_store import JobInfo
 from app.core.settings import SettingsError, get_settings
 
@@ -159,3 +160,27 @@ def check(
     else:
         _print_report(report, detailed, source)
     raise typer.Exit(0 if report.healthy else 1)
+
+
+@app.command("scheduler", short_help="Exit 0 when this host's scheduler is alive, 1 when not.")
+def scheduler() -> None:
+    """Exit 0 when the scheduler process on this host has a fresh heartbeat, else 1.
+
+    Running or on standby both count: this is the scheduler container's health check, which
+    judges each replica by its own heartbeat (readiness judges the service as a whole).
+    """
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        stderr.print(f"error: {error}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_MISCONFIGURED) from None
+    engine = create_db_engine(settings.database_url, create_file=False)
+    try:
+        healthy, detail = check_host_scheduler(
+            engine, settings.heartbeat_stale_after_seconds, socket.gethostname()
+        )
+    finally:
+        engine.dispose()
+    stdout.print(f"{_status(healthy)}: ", end="")
+    stdout.print(detail, markup=False, soft_wrap=True)
+    raise typer.Exit(0 if healthy else EXIT_UNHEALTHY)

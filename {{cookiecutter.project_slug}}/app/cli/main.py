@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from app import PROJECT_NAME, __version__
-from app.cli import executions, health, jobs, scheduler
+from app.cli import db, executions, health, jobs, scheduler
 
 app = typer.Typer(
     help=f"Operate {PROJECT_NAME}: health, jobs, runs and the scheduler. Works on the "
@@ -20,6 +20,7 @@ app.add_typer(health.app, name="health")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(executions.app, name="executions")
 app.add_typer(scheduler.app, name="scheduler")
+app.add_typer(db.app, name="db")
 
 
 def _print_version(value: bool) -> None:

@@ -113,14 +113,6 @@ def tables_exist(engine: Engine, *names: str) -> bool:
     return set(names) <= seen
 
 
-def init_db(engine: Engine) -> None:
-    """Create the project's tables that do not exist yet."""
-    # Importing the models registers their tables on Base.metadata.
-    from app.core import models  # noqa: F401
-
-    Base.metadata.create_all(engine)
-
-
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
     """The process-wide engine for the configured database."""

@@ -16,13 +16,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.db import database_now, session_scope, sqlite_path, utcnow
 from app.core.job_store import JobInfo, read_jobs
+from app.core.migrations import schema_problem
 from app.core.models import SchedulerInstance, SchedulerState
 
 _INSTANCES_CONSIDERED = 20
 
 
 class DatabaseHealth(BaseModel):
-    """Whether the shared database answers."""
+    """Whether the shared database answers, with the schema this code needs."""
 
     healthy: bool
     detail: str
@@ -136,6 +137,7 @@ def check_health(
             raise FileNotFoundError(missing)
         with session_scope(engine) as session:
             now = checked_at = database_now(session.connection())
+            problem = schema_problem(session.connection())
             instances: Sequence[SchedulerInstance] = []
             # A database no scheduler has started against yet has no heartbeat table.
             if inspect(session.connection()).has_table(SchedulerInstance.__tablename__):
@@ -145,7 +147,9 @@ def check_health(
                     .order_by(SchedulerInstance.last_seen.desc())
                     .limit(_INSTANCES_CONSIDERED)
                 ).all()
-        database = DatabaseHealth(healthy=True, detail="reachable")
+        database = DatabaseHealth(
+            healthy=problem is None, detail=f"reachable, but {problem}" if problem else "reachable"
+        )
         scheduler = _scheduler_health(instances, stale_after_seconds, now)
         if include_jobs:
             jobs = read_jobs(engine)
@@ -162,3 +166,39 @@ def check_health(
         scheduler=scheduler,
         jobs=jobs,
     )
+
+
+def check_host_scheduler(
+    engine: Engine, stale_after_seconds: float, hostname: str
+) -> tuple[bool, str]:
+    """Whether the newest scheduler process on `hostname` is alive, by its own heartbeat.
+
+    A container's health check asks this: each replica is judged by itself, so a healthy
+    standby is not marked unhealthy because another replica leads.
+    """
+    try:
+        with session_scope(engine) as session:
+            now = database_now(session.connection())
+            if not inspect(session.connection()).has_table(SchedulerInstance.__tablename__):
+                return False, "no scheduler has reported a heartbeat yet"
+            latest = session.scalars(
+                select(SchedulerInstance)
+                .where(SchedulerInstance.hostname == hostname)
+                .order_by(SchedulerInstance.last_seen.desc())
+                .limit(1)
+            ).one_or_none()
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        return False, f"database unreachable: {reason}"
+    if latest is None:
+        return False, f"no scheduler on {hostname} has reported a heartbeat yet"
+    age = _age(latest, now)
+    where = f"instance {latest.instance_id} (pid {latest.pid})"
+    if latest.state == SchedulerState.STOPPED:
+        return False, f"{where} stopped {age:.0f} s ago"
+    if age > stale_after_seconds:
+        return (
+            False,
+            f"{where}: last heartbeat {age:.1f} s ago (stale after {stale_after_seconds:g} s)",
+        )
+    return True, f"{where} {latest.state}, heartbeat {age:.1f} s ago"

@@ -76,3 +76,5 @@ def configure_logging(
     # Its executor logs every run and each cancellation with a traceback; the project's job
     # wrapper logs each start and outcome once, with the execution id.
     logging.getLogger("apscheduler.executors").setLevel(logging.CRITICAL)
+    # Alembic describes its set-up at every start; the scheduler logs the upgrade it made.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

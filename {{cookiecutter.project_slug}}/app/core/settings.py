@@ -45,6 +45,11 @@ class Settings(BaseSettings):
         "{{ cookiecutter.__database_url }}",
         description="SQLAlchemy URL of the database shared by the API, the scheduler and the CLI.",
     )
+    migrate_on_start: bool = Field(
+        True,
+        description="The scheduler applies database migrations when it starts; turn off to "
+        "run `db upgrade` as a release step instead.",
+    )
     timezone: str = Field(
         "{{ cookiecutter.timezone }}",
         description="IANA time zone in which cron schedules are read unless a job names its own.",

@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.components.scheduler.main import JobDefinitionError
 from app.components.scheduler.runner import run_scheduler
+from app.core.migrations import SchemaError
 from app.entrypoints._startup import start_process
 
 
@@ -20,6 +21,9 @@ def main() -> None:
     except JobDefinitionError as error:
         logging.getLogger("app.scheduler").error(f"cannot start: {error}")
         raise SystemExit(2) from None
+    except SchemaError as error:
+        logging.getLogger("app.scheduler").error(f"cannot start: {error}")
+        raise SystemExit(1) from None
     except SQLAlchemyError as error:
         reason = str(error).splitlines()[0]
         logging.getLogger("app.scheduler").error(f"cannot start: database error: {reason}")

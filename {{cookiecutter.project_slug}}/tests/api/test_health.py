@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from app.components.backend.main import create_app
 from app.core.models import SchedulerState
@@ -98,3 +98,22 @@ def test_latest_instance_decides(client: TestClient, engine: Engine) -> None:
     write_heartbeat(engine, state=SchedulerState.STOPPED, age_seconds=60)
     write_heartbeat(engine)
     assert client.get("/health/ready").status_code == 200
+
+
+def test_a_schema_behind_the_code_is_not_ready(client: TestClient, engine: Engine) -> None:
+    write_heartbeat(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+    body = client.get("/health/ready").json()
+    assert body["database"]["healthy"] is False
+    assert "revision f00d, which this code does not know" in body["database"]["detail"]
+
+
+def test_database_without_a_schema_says_who_creates_it(
+    settings: Settings, fresh_engine: Engine
+) -> None:
+    fresh_engine.connect().close()
+    with TestClient(create_app(settings)) as client:
+        body = client.get("/health/ready").json()
+    assert body["database"]["healthy"] is False
+    assert "the scheduler creates it when it starts" in body["database"]["detail"]

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tomllib
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from typer.testing import CliRunner
 
 from app import PROJECT_NAME, __version__
 from app.cli.main import app
 from app.components.backend.main import create_app
 from app.components.scheduler.main import create_scheduler
+from app.core.db import session_scope
+from app.core.models import SchedulerInstance, SchedulerState
 from app.core.settings import ENV_PREFIX, Settings, get_settings
 from tests.conftest import free_port
 from tests.helpers import serve, stop, write_heartbeat
@@ -143,3 +146,39 @@ def test_malformed_url_is_an_error_not_a_traceback() -> None:
     code, output = invoke("health", "check", "--url", "http://[::1")
     assert code == 1
     assert "cannot reach the API at http://[::1" in output
+
+
+def test_host_scheduler_check_judges_this_hosts_own_heartbeat(engine: Engine) -> None:
+    code, output = invoke("health", "scheduler")
+    assert code == 1
+    assert f"no scheduler on {socket.gethostname()} has reported a heartbeat yet" in output
+
+    write_heartbeat(engine, SchedulerState.RUNNING, age_seconds=60)
+    code, output = invoke("health", "scheduler")
+    assert code == 1
+    assert "stale after" in output
+
+    # A standby replica is alive: its container is healthy though another one leads.
+    standby = write_heartbeat(engine, SchedulerState.STANDBY)
+    code, output = invoke("health", "scheduler")
+    assert code == 0, output
+    assert f"instance {standby.instance_id}" in output
+    assert "standby" in output
+
+    write_heartbeat(engine, SchedulerState.STOPPED)
+    code, output = invoke("health", "scheduler")
+    assert code == 1
+    assert "stopped" in output
+
+
+def test_host_scheduler_check_ignores_other_hosts(engine: Engine) -> None:
+    heartbeat = write_heartbeat(engine, SchedulerState.RUNNING)
+    with session_scope(engine) as session:
+        session.execute(
+            update(SchedulerInstance)
+            .where(SchedulerInstance.instance_id == heartbeat.instance_id)
+            .values(hostname="another-host")
+        )
+    code, output = invoke("health", "scheduler")
+    assert code == 1
+    assert f"no scheduler on {socket.gethostname()}" in output

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import OperationalError
 
-from app.core.db import create_db_engine, init_db, session_scope, sqlite_path
+from app.core.db import create_db_engine, session_scope, sqlite_path
 from app.core.models import SchedulerInstance, SchedulerState
 
 
@@ -40,7 +40,6 @@ def test_sqlite_path_only_for_sqlite_files() -> None:
 
 def test_times_round_trip_as_aware_utc(engine: Engine) -> None:
     paris_noon = datetime(2026, 7, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
-    init_db(engine)
     with session_scope(engine) as session:
         session.add(
             SchedulerInstance(

@@ -31,7 +31,8 @@ from app.components.scheduler.execution import (
 from app.components.scheduler.heartbeat import Heartbeat
 from app.components.scheduler.leader import LeaderLock, leader_lock
 from app.components.scheduler.main import create_scheduler, remove_unregistered_jobs
-from app.core.db import get_engine, init_db, redacted_url
+from app.core.db import get_engine, redacted_url
+from app.core.migrations import require_current_schema, upgrade
 from app.core.models import SchedulerState
 from app.core.settings import Settings
 
@@ -223,10 +224,20 @@ class SchedulerProcess:
         return abandoned
 
 
+def prepare_schema(engine: Engine, settings: Settings) -> None:
+    """Migrate the database to this code's schema, or check that it is there already."""
+    if not settings.migrate_on_start:
+        require_current_schema(engine)
+        return
+    before, after = upgrade(engine)
+    if before != after:
+        logger.info("database schema upgraded", extra={"from": before, "to": after})
+
+
 async def run_scheduler(settings: Settings) -> None:
     """Run the scheduler process until a stop signal; it exits within the shutdown timeout."""
     engine = get_engine()
-    init_db(engine)
+    prepare_schema(engine, settings)
     abandoned = await SchedulerProcess(settings, engine).run()
     engine.dispose()
     if abandoned:

@@ -1,0 +1,74 @@
+"""`db`: the schema's revision, and migrations applied by hand (see app/core/migrations.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from sqlalchemy import Engine
+
+from app.cli.output import EXIT_USAGE, fail, handled, stdout
+from app.core.db import create_db_engine, redacted_url
+from app.core.migrations import (
+    SchemaError,
+    current_revision,
+    head_revision,
+    schema_problem,
+    stamp,
+    upgrade,
+)
+from app.core.settings import SettingsError, get_settings
+
+app = typer.Typer(help="The database schema and its migrations.", no_args_is_help=True)
+
+RevisionArgument = Annotated[str, typer.Argument(help="A revision id, or head.")]
+
+
+@contextmanager
+def _engine(create_file: bool) -> Iterator[Engine]:
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        fail(str(error), EXIT_USAGE)
+    engine = create_db_engine(settings.database_url, create_file=create_file)
+    try:
+        with handled():
+            yield engine
+    except SchemaError as error:
+        fail(str(error))
+    finally:
+        engine.dispose()
+
+
+@app.command("upgrade")
+def upgrade_command(revision: RevisionArgument = "head") -> None:
+    """Apply the migrations up to REVISION (creates the SQLite file if needed)."""
+    with _engine(create_file=True) as engine:
+        before, after = upgrade(engine, revision)
+    if before == after:
+        stdout.print(f"Already at {after}: nothing to do.", markup=False)
+    else:
+        stdout.print(f"Upgraded {redacted_url(engine.url)}: {before} -> {after}.", markup=False)
+
+
+@app.command("current")
+def current_command() -> None:
+    """Show the database's revision and whether it is the one this code needs."""
+    with _engine(create_file=False) as engine, engine.connect() as connection:
+        current = current_revision(connection)
+        problem = schema_problem(connection)
+    stdout.print(f"Database: {redacted_url(engine.url)}", markup=False)
+    stdout.print(f"Revision: {current or 'none'} (this code needs {head_revision()})")
+    if problem:
+        fail(problem)
+    stdout.print("Up to date.")
+
+
+@app.command("stamp")
+def stamp_command(revision: RevisionArgument) -> None:
+    """Record REVISION as applied without running it (a database made before migrations)."""
+    with _engine(create_file=False) as engine:
+        stamp(engine, revision)
+    stdout.print(f"Recorded {revision} as applied.", markup=False)

@@ -1,0 +1,153 @@
+"""The database schema belongs to Alembic: one chain of revisions in `app/migrations`.
+
+The scheduler applies them when it starts (MIGRATE_ON_START, on by default), so a new version
+needs no extra step; with it off, the scheduler refuses a database that is behind and the
+operator runs `db upgrade` as a release step. On PostgreSQL an advisory lock serializes
+upgrades, so replicas starting together migrate once.
+
+Alembic is imported inside the functions: it costs about 0.4 s, and most commands (the
+container's health check among them, every few seconds) never touch the schema.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from sqlalchemy import Connection, Engine, MetaData, inspect, text
+
+from app import COMMAND
+from app.core.db import Base
+from app.core.job_store import JOBS_TABLE
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
+# Any constant shared by every process of the project; it names the lock, nothing more.
+_UPGRADE_LOCK_KEY = 0x5C4ED01E
+
+
+class SchemaError(Exception):
+    """The database's schema is not the one this code needs; the message says what to do."""
+
+
+def target_metadata() -> list[MetaData]:
+    """Every table the migrations manage: the project's models and APScheduler's job store."""
+    # Importing the models registers their tables on Base.metadata.
+    from app.core import models  # noqa: F401
+
+    # APScheduler defines its table itself; reading it from the store keeps one definition.
+    job_store = SQLAlchemyJobStore(url="sqlite://", tablename=JOBS_TABLE)
+    return [Base.metadata, job_store.jobs_t.metadata]
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration, without an ini file, so it works from the installed package."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str:
+    """The revision this code's models match."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise SchemaError(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    """The revision the database is at; None before the first migration."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def lock_for_upgrade(connection: Connection) -> None:
+    """Wait for any other process's upgrade; the lock ends with the transaction."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK_KEY})
+
+
+def _refuse_unversioned_tables(connection: Connection) -> None:
+    if current_revision(connection) is not None:
+        return
+    existing = set(inspect(connection).get_table_names())
+    known = {table for metadata in target_metadata() for table in metadata.tables}
+    if existing & known:
+        raise SchemaError(
+            "the database has this project's tables but no migration record, so it was created "
+            "before migrations were added. If its tables match this version, record that with "
+            f"`{COMMAND} db stamp head`; otherwise start from an empty database."
+        )
+
+
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Bring the schema to `revision`; returns the revisions before and after."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    with engine.begin() as connection:
+        lock_for_upgrade(connection)
+        _refuse_unversioned_tables(connection)
+        before = current_revision(connection)
+        try:
+            command.upgrade(alembic_config(connection), revision)
+        except CommandError as error:
+            raise SchemaError(f"cannot upgrade from {before} to {revision}: {error}") from None
+        return before, current_revision(connection)
+
+
+def stamp(engine: Engine, revision: str) -> None:
+    """Record `revision` as applied without running it (for databases made before migrations)."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    with engine.begin() as connection:
+        lock_for_upgrade(connection)
+        try:
+            command.stamp(alembic_config(connection), revision)
+        except CommandError as error:
+            raise SchemaError(f"cannot stamp {revision}: {error}") from None
+
+
+def schema_problem(connection: Connection) -> str | None:
+    """Why the schema does not fit this code, or None when it is at head."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    current, head = current_revision(connection), head_revision()
+    if current == head:
+        return None
+    if current is None:
+        return (
+            "the database has no schema yet: the scheduler creates it when it starts, "
+            f"or run `{COMMAND} db upgrade`"
+        )
+    try:
+        ScriptDirectory.from_config(alembic_config()).get_revision(current)
+    except CommandError:
+        return (
+            f"the database is at revision {current}, which this code does not know: "
+            "newer code has migrated it"
+        )
+    return (
+        f"the database is at revision {current}, this code needs {head}: run `{COMMAND} db upgrade`"
+    )
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Raise SchemaError unless the database is at head."""
+    with engine.connect() as connection:
+        problem = schema_problem(connection)
+    if problem:
+        raise SchemaError(problem)

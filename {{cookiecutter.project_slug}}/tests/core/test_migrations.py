@@ -1,0 +1,167 @@
+"""The schema comes from the migrations, and the migrations match the models.
+
+Every test here starts from an empty database (SQLite, or a PostgreSQL schema of its own).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, MetaData, inspect, text
+from typer.testing import CliRunner
+
+from app import COMMAND
+from app.cli.main import app
+from app.core.migrations import (
+    SchemaError,
+    alembic_config,
+    current_revision,
+    head_revision,
+    schema_problem,
+    target_metadata,
+    upgrade,
+)
+from app.core.settings import ENV_PREFIX
+
+PROJECT_TABLES = {table for metadata in target_metadata() for table in metadata.tables}
+
+
+def table_names(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def differences(engine: Engine) -> list[Any]:
+    """What `alembic check` would report: the models against the migrated database."""
+    models = MetaData()
+    for metadata in target_metadata():
+        for table in metadata.tables.values():
+            table.to_metadata(models)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, models))
+
+
+def test_upgrade_creates_every_table_the_models_define(fresh_engine: Engine) -> None:
+    assert table_names(fresh_engine) == set()
+    assert upgrade(fresh_engine) == (None, head_revision())
+    assert table_names(fresh_engine) == PROJECT_TABLES
+    assert differences(fresh_engine) == []
+
+
+def test_models_with_a_change_the_migrations_lack_are_caught(fresh_engine: Engine) -> None:
+    # The check above must be able to fail: drop an index the models declare.
+    upgrade(fresh_engine)
+    with fresh_engine.begin() as connection:
+        connection.execute(text("DROP INDEX ix_job_executions_status"))
+    found = differences(fresh_engine)
+    assert [difference[0] for difference in found] == ["add_index"]
+
+
+def test_upgrade_twice_changes_nothing(fresh_engine: Engine) -> None:
+    upgrade(fresh_engine)
+    assert upgrade(fresh_engine) == (head_revision(), head_revision())
+
+
+def test_downgrade_to_base_then_up_again(fresh_engine: Engine) -> None:
+    upgrade(fresh_engine)
+    with fresh_engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "base")
+    assert table_names(fresh_engine) == set()
+    upgrade(fresh_engine)
+    assert table_names(fresh_engine) == PROJECT_TABLES
+
+
+def test_tables_made_without_migrations_are_refused_until_stamped(fresh_engine: Engine) -> None:
+    for metadata in target_metadata():
+        metadata.create_all(fresh_engine)
+    with pytest.raises(SchemaError, match=r"no migration record.*db stamp head"):
+        upgrade(fresh_engine)
+
+    code, output = invoke("db", "stamp", "head")
+    assert code == 0, output
+    assert upgrade(fresh_engine) == (head_revision(), head_revision())
+
+
+def test_schema_problem_names_what_to_do(fresh_engine: Engine) -> None:
+    with fresh_engine.connect() as connection:
+        assert "no schema yet" in str(schema_problem(connection))
+    upgrade(fresh_engine)
+    with fresh_engine.begin() as connection:
+        assert schema_problem(connection) is None
+        connection.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+    with fresh_engine.connect() as connection:
+        assert "f00d, which this code does not know" in str(schema_problem(connection))
+
+
+def test_concurrent_upgrades_apply_the_migrations_once(fresh_engine: Engine) -> None:
+    if fresh_engine.dialect.name != "postgresql":
+        pytest.skip("only PostgreSQL serializes upgrades (an advisory lock); see migrations.py")
+    results: list[tuple[str | None, str | None]] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(upgrade(fresh_engine))
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    head = head_revision()
+    assert sorted(results, key=str) == sorted([(None, head)] + [(head, head)] * 3, key=str)
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def test_cli_reports_and_applies_the_schema(fresh_engine: Engine) -> None:
+    assert table_names(fresh_engine) == set()
+    code, output = invoke("db", "current")
+    assert code == 1
+    assert "Revision: none" in output
+    assert f"run `{COMMAND} db upgrade`" in output
+
+    code, output = invoke("db", "upgrade")
+    assert code == 0, output
+    assert f"None -> {head_revision()}" in output
+    code, output = invoke("db", "current")
+    assert code == 0
+    assert "Up to date." in output
+    code, output = invoke("db", "upgrade")
+    assert "nothing to do" in output
+
+    code, output = invoke("db", "upgrade", "nonesuch")
+    assert code == 1
+    assert "cannot upgrade" in output
+    assert "Traceback" not in output
+
+
+def test_scheduler_without_migrate_on_start_refuses_an_old_schema(
+    env: dict[str, str], fresh_engine: Engine
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app.entrypoints.scheduler"],
+        env={**env, f"{ENV_PREFIX}MIGRATE_ON_START": "false"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "cannot start: the database has no schema yet" in result.stderr
+    assert "Traceback" not in result.stderr
+    with fresh_engine.connect() as connection:
+        assert current_revision(connection) is None
