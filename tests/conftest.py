@@ -15,6 +15,7 @@ TEMPLATE = Path(__file__).resolve().parents[1]
 DEFAULTS: dict[str, Any] = json.loads((TEMPLATE / "cookiecutter.json").read_text())
 
 TIMINGS: list[tuple[str, float]] = []
+FIGURES: list[tuple[str, str]] = []
 
 
 def generate(output_dir: Path, **answers: str) -> Path:
@@ -31,6 +32,11 @@ def record_time(label: str, seconds: float) -> None:
     TIMINGS.append((label, seconds))
 
 
+def record_figure(label: str, value: str) -> None:
+    """Keep a measured figure that is not a time (a size, a count); printed at the end."""
+    FIGURES.append((label, value))
+
+
 @contextmanager
 def timed(label: str) -> Iterator[None]:
     """Record how long the block took."""
@@ -44,3 +50,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("measured times")
         for label, seconds in TIMINGS:
             terminalreporter.write_line(f"{seconds:8.1f} s  {label}")
+    if FIGURES:
+        terminalreporter.section("measured figures")
+        for label, value in FIGURES:
+            terminalreporter.write_line(f"{value:>12}  {label}")

@@ -151,6 +151,45 @@ def test_own_tests_pass(project: Generated) -> None:
     assert " skipped" not in result.stdout
 
 
+def empty_postgres_database(base_url: str) -> tuple[str, Callable[[], None]]:
+    """A new, empty database on the test server: its URL, and a function that drops it."""
+    name = f"template_{uuid.uuid4().hex[:10]}"
+    server = base_url.rsplit("/", 1)[0]
+    psql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1"]
+    subprocess.run([*psql, "-c", f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+
+    def drop() -> None:
+        subprocess.run(
+            [*psql, "-c", f'DROP DATABASE "{name}" WITH (FORCE)'], check=True, capture_output=True
+        )
+
+    return f"{server}/{name}", drop
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_migrations_build_the_schema_the_models_describe(
+    project: Generated, database: str, tmp_path: Path
+) -> None:
+    """`alembic upgrade head` on an empty database, then `alembic check`: nothing pending."""
+    if database == "postgresql":
+        url, drop = empty_postgres_database(POSTGRES_URL)
+    else:
+        url, drop = f"sqlite:///{tmp_path / 'empty.db'}", lambda: None
+    env = {f"{project.prefix}DATABASE_URL": url}
+    try:
+        upgrade = project.run("uv", "run", "--frozen", "alembic", "upgrade", "head", env=env)
+        assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+        assert "Running upgrade  -> 0001" in upgrade.stderr
+        check = project.run("uv", "run", "--frozen", "alembic", "check", env=env)
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "No new upgrade operations detected." in check.stdout + check.stderr
+        current = project.run("uv", "run", "--frozen", project.slug, "db", "current", env=env)
+        assert current.returncode == 0, current.stdout + current.stderr
+        assert "Up to date." in current.stdout
+    finally:
+        drop()
+
+
 def test_benchmark_runs(project: Generated) -> None:
     commands = "--rounds 50" + (f" --database-url {POSTGRES_URL}" if project.postgres else "")
     with timed(f"{project.name}: make bench (300 jobs, 1000 stored; 50 commands)"):

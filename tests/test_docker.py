@@ -1,0 +1,236 @@
+"""Slow tier: the generated Dockerfile and compose file, built and run on this machine's engine.
+
+For each database option: build the images, start the dev profile and wait until every service
+is healthy, read `health check --detailed` inside the API container, run the test profile,
+stop the scheduler with SIGTERM and time its clean shutdown, start the prod profile from the
+runtime image, then remove everything with `down -v`.
+
+Machines without a registry cannot pull the official postgres image, so the compose file's
+POSTGRES_IMAGE points at a stand-in built from Debian's PostgreSQL (tests/docker/postgres).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEMPLATE, generate, record_figure, record_time, timed
+
+pytestmark = pytest.mark.slow
+
+POSTGRES_STAND_IN = "scheduler-template/postgres:test"
+STOP_GRACE_SECONDS = 10
+VARIANTS: dict[str, dict[str, str]] = {
+    "postgresql": {"database": "postgresql"},
+    "sqlite": {"project_name": "Docker Lite"},
+}
+
+
+def docker(
+    *args: str, timeout: float = 600, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def require_engine() -> None:
+    if shutil.which("docker") is None:
+        pytest.fail("the docker command is missing: these tests need a Docker engine")
+    info = docker("info", "--format", "{{.ServerVersion}}", timeout=60)
+    if info.returncode != 0:
+        pytest.fail(f"no Docker engine answers: {info.stderr.strip()}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Stack:
+    """A generated project and the compose command line that drives it."""
+
+    name: str
+    path: Path
+    env: dict[str, str]
+    postgres: bool
+
+    @property
+    def slug(self) -> str:
+        return self.path.name
+
+    def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return docker("compose", *args, cwd=self.path, env=self.env, timeout=timeout)
+
+    def container(self, profile: str, service: str) -> str:
+        result = self.compose("--profile", profile, "ps", "-q", service)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    def state(self, container: str) -> dict[str, object]:
+        result = docker("inspect", "--format", "{{json .State}}", container)
+        assert result.returncode == 0, result.stderr
+        state: dict[str, object] = json.loads(result.stdout)
+        return state
+
+    def down(self) -> None:
+        self.compose("--profile", "dev", "--profile", "prod", "--profile", "test", "down", "-v")
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    require_engine()
+    answers = VARIANTS[request.param]
+    path = generate(tmp_path_factory.mktemp(f"docker-{request.param}"), **answers)
+    env = {
+        **os.environ,
+        # A project name of its own, so a run never touches another run's containers.
+        "COMPOSE_PROJECT_NAME": f"tpl{uuid.uuid4().hex[:8]}",
+        "API_PUBLISHED_PORT": str(free_port()),
+    }
+    postgres = answers.get("database") == "postgresql"
+    if postgres:
+        with timed("docker: build the postgres stand-in image"):
+            built = docker(
+                "build",
+                "-q",
+                "-t",
+                POSTGRES_STAND_IN,
+                str(TEMPLATE / "tests" / "docker" / "postgres"),
+            )
+        assert built.returncode == 0, built.stderr
+        env["POSTGRES_IMAGE"] = POSTGRES_STAND_IN
+    stack = Stack(request.param, path, env, postgres)
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+def test_images_build_small_and_run_as_a_user(stack: Stack) -> None:
+    with timed(f"docker {stack.name}: build the dev and runtime images"):
+        result = stack.compose("--profile", "dev", "--profile", "prod", "build")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    inspected = docker(
+        "image", "inspect", "--format", "{{.Size}} {{.Config.User}}", f"{stack.slug}:latest"
+    )
+    size, user = inspected.stdout.split()
+    base = docker("image", "inspect", "--format", "{{.Size}}", "python:3.11-slim").stdout
+    added_mb = (int(size) - int(base)) / 1e6
+    record_figure(
+        f"docker {stack.name}: runtime image (python:3.11-slim is {int(base) / 1e6:.0f} MB)",
+        f"{int(size) / 1e6:.0f} MB",
+    )
+    assert user == "app"
+    # The dependencies and the app only: no uv, no build cache, no dev tools.
+    assert added_mb < 150, f"the runtime image adds {added_mb:.0f} MB to its base"
+    tools = docker(
+        "run", "--rm", f"{stack.slug}:latest", "sh", "-c", "command -v uv pytest mypy; echo done"
+    )
+    assert tools.stdout.strip() == "done", tools.stdout
+
+
+def test_dev_profile_starts_healthy_and_shows_the_jobs(stack: Stack) -> None:
+    with timed(f"docker {stack.name}: dev profile up --wait"):
+        up = stack.compose("--profile", "dev", "up", "-d", "--wait", timeout=300)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    services = ["api", "scheduler"] + (["postgres"] if stack.postgres else [])
+    for service in services:
+        health = stack.state(stack.container("dev", service))["Health"]
+        assert isinstance(health, dict)
+        assert health["Status"] == "healthy", (service, health)
+
+    detailed = stack.compose(
+        "--profile", "dev", "exec", "-T", "api", stack.slug, "health", "check", "--detailed"
+    )
+    assert detailed.returncode == 0, detailed.stdout + detailed.stderr
+    assert "scheduler │ healthy" in detailed.stdout
+    jobs = {
+        "system_maintenance",
+        "cleanup_old_records",
+        "daily_report",
+        "cleanup_temp_files",
+        "sync_external_data",
+    }
+    for job_id in jobs:
+        assert job_id in detailed.stdout
+    # The API answers on the published port, on loopback only.
+    port = stack.env["API_PUBLISHED_PORT"]
+    ready = subprocess.run(
+        ["curl", "-sf", f"http://127.0.0.1:{port}/health/ready"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert json.loads(ready.stdout)["status"] == "healthy"
+
+
+def test_test_profile_passes(stack: Stack) -> None:
+    with timed(f"docker {stack.name}: the test profile (the project's suite in a container)"):
+        result = stack.compose("--profile", "test", "run", "--rm", "tests", timeout=900)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
+    assert " failed" not in result.stdout
+
+
+def test_sigterm_stops_the_scheduler_cleanly_within_the_grace_period(stack: Stack) -> None:
+    container = stack.container("dev", "scheduler")
+    started = time.monotonic()
+    stop = stack.compose("--profile", "dev", "stop", "-t", str(STOP_GRACE_SECONDS), "scheduler")
+    seconds = time.monotonic() - started
+    assert stop.returncode == 0, stop.stderr
+    record_time(f"docker {stack.name}: scheduler stop (SIGTERM to exit)", seconds)
+    state = stack.state(container)
+    # 137 would mean the engine gave up waiting and killed it.
+    assert state["ExitCode"] == 0, state
+    assert seconds < STOP_GRACE_SECONDS
+    logs = docker("logs", container).stdout + docker("logs", container).stderr
+    assert '"message": "scheduler stopped"' in logs
+    assert "Traceback" not in logs
+    stack.compose("--profile", "dev", "down")
+
+
+def test_prod_profile_runs_from_the_runtime_image(stack: Stack) -> None:
+    with timed(f"docker {stack.name}: prod profile up --wait"):
+        up = stack.compose("--profile", "prod", "up", "-d", "--wait", timeout=300)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    for service in ("api-prod", "scheduler-prod"):
+        container = stack.container("prod", service)
+        health = stack.state(container)["Health"]
+        assert isinstance(health, dict)
+        assert health["Status"] == "healthy", (service, health)
+        inspected = docker(
+            "inspect",
+            "--format",
+            "{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.Memory}}",
+            container,
+        )
+        policy, memory = inspected.stdout.split()
+        assert policy == "unless-stopped"
+        assert int(memory) > 0
+    status = stack.compose(
+        "--profile", "prod", "exec", "-T", "api-prod", stack.slug, "scheduler", "status"
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "healthy" in status.stdout
