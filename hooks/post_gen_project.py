@@ -56,7 +56,7 @@ def write_env_file(project_dir: Path, env_prefix: str, compose_postgres: bool) -
     ]
     if compose_postgres:
         lines += [
-            "# Password of the compose file's PostgreSQL (its containers use it, make run does not).",
+            "# The compose file's PostgreSQL password (for its containers, not for make run).",
             f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}",
         ]
     (project_dir / ".env").write_text("\n".join(lines) + "\n", encoding="utf-8")
