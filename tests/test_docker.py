@@ -1,9 +1,10 @@
 """Slow tier: the generated Dockerfile and compose file, built and run on this machine's engine.
 
-For each database option: build the images, start the dev profile and wait until every service
-is healthy, read `health check --detailed` inside the API container, run the test profile,
-stop the scheduler with SIGTERM and time its clean shutdown, start the prod profile from the
-runtime image, then remove everything with `down -v`.
+For each database option, through the project's Makefile targets where it has one: build the
+images; start the scheduler alone (it brings what it needs), then the whole dev profile, and
+wait until every service is healthy; read `health check --detailed` inside the API container
+and the logs; run the test profile; stop the scheduler with SIGTERM and time its clean
+shutdown; start the prod profile from the runtime image; then remove everything (`down -v`).
 
 Machines without a registry cannot pull the official postgres image, so the compose file's
 POSTGRES_IMAGE points at a stand-in built from Debian's PostgreSQL (tests/docker/postgres).
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -78,6 +80,18 @@ class Stack:
     def slug(self) -> str:
         return self.path.name
 
+    def make(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """A Makefile target, as a user runs it; compose reads this stack's variables."""
+        return subprocess.run(
+            ["make", *args],
+            cwd=self.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
     def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return docker("compose", *args, cwd=self.path, env=self.env, timeout=timeout)
 
@@ -130,7 +144,7 @@ def stack(
 
 def test_images_build_small_and_run_as_a_user(stack: Stack) -> None:
     with timed(f"docker {stack.name}: build the dev and runtime images"):
-        result = stack.compose("--profile", "dev", "--profile", "prod", "build")
+        result = stack.make("docker-build")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     inspected = docker(
         "image", "inspect", "--format", "{{.Size}} {{.Config.User}}", f"{stack.slug}:latest"
@@ -151,9 +165,21 @@ def test_images_build_small_and_run_as_a_user(stack: Stack) -> None:
     assert tools.stdout.strip() == "done", tools.stdout
 
 
+def test_scheduler_alone_starts_with_what_it_needs(stack: Stack) -> None:
+    with timed(f"docker {stack.name}: up --wait scheduler"):
+        up = stack.compose("--profile", "dev", "up", "-d", "--wait", "scheduler", timeout=300)
+    assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+    health = stack.state(stack.container("dev", "scheduler"))["Health"]
+    assert isinstance(health, dict)
+    assert health["Status"] == "healthy", health
+    assert stack.container("dev", "api") == ""
+    if stack.postgres:
+        assert stack.container("dev", "postgres") != ""
+
+
 def test_dev_profile_starts_healthy_and_shows_the_jobs(stack: Stack) -> None:
     with timed(f"docker {stack.name}: dev profile up --wait"):
-        up = stack.compose("--profile", "dev", "up", "-d", "--wait", timeout=300)
+        up = stack.make("docker-up", timeout=300)
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
     services = ["api", "scheduler"] + (["postgres"] if stack.postgres else [])
     for service in services:
@@ -184,11 +210,34 @@ def test_dev_profile_starts_healthy_and_shows_the_jobs(stack: Stack) -> None:
         check=False,
     )
     assert json.loads(ready.stdout)["status"] == "healthy"
+    published = docker("port", stack.container("dev", "api"), "8000").stdout.split()
+    assert published == [f"127.0.0.1:{port}"]
+
+
+def test_logs_show_the_migration_and_the_start(stack: Stack) -> None:
+    # `make docker-logs` follows until interrupted, as it does in a terminal.
+    follow = subprocess.Popen(
+        ["make", "docker-logs"],
+        cwd=stack.path,
+        env=stack.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = follow.communicate(timeout=8)
+    except subprocess.TimeoutExpired:
+        os.killpg(follow.pid, signal.SIGINT)
+        output, _ = follow.communicate(timeout=20)
+    assert '"message": "database schema upgraded"' in output
+    assert '"message": "scheduler started"' in output
+    assert "Traceback" not in output
 
 
 def test_test_profile_passes(stack: Stack) -> None:
     with timed(f"docker {stack.name}: the test profile (the project's suite in a container)"):
-        result = stack.compose("--profile", "test", "run", "--rm", "tests", timeout=900)
+        result = stack.make("docker-test", timeout=900)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
     assert " failed" not in result.stdout
@@ -208,12 +257,14 @@ def test_sigterm_stops_the_scheduler_cleanly_within_the_grace_period(stack: Stac
     logs = docker("logs", container).stdout + docker("logs", container).stderr
     assert '"message": "scheduler stopped"' in logs
     assert "Traceback" not in logs
-    stack.compose("--profile", "dev", "down")
+    down = stack.make("docker-down")
+    assert down.returncode == 0, down.stderr
+    assert stack.container("dev", "api") == ""
 
 
 def test_prod_profile_runs_from_the_runtime_image(stack: Stack) -> None:
     with timed(f"docker {stack.name}: prod profile up --wait"):
-        up = stack.compose("--profile", "prod", "up", "-d", "--wait", timeout=300)
+        up = stack.make("docker-up", "PROFILE=prod", timeout=300)
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
     for service in ("api-prod", "scheduler-prod"):
         container = stack.container("prod", service)
