@@ -1,5 +1,5 @@
 .DEFAULT_GOAL := help
-.PHONY: help demo test test-fast lint refresh require-uv
+.PHONY: help demo test test-fast lint docs docs-serve refresh require-uv
 
 UV ?= uv
 DEMO_DIR ?= build/demo
@@ -25,6 +25,12 @@ lint: require-uv ## Lint and typecheck the template's own code (hooks, tests, sc
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy
+
+docs: require-uv ## Build the template's documentation site into site/ (fails on any warning)
+	NO_MKDOCS_2_WARNING=1 $(UV) run --frozen mkdocs build --strict
+
+docs-serve: require-uv ## Serve the template's documentation at http://127.0.0.1:8001
+	NO_MKDOCS_2_WARNING=1 $(UV) run --frozen mkdocs serve --dev-addr 127.0.0.1:8001
 
 refresh: require-uv ## Regenerate the project template's uv.lock and .env.example
 	$(UV) run --frozen python scripts/refresh_generated_files.py

@@ -1,10 +1,13 @@
-"""Removes the files the chosen options do not need, as the manifest says."""
+"""Finishes a generated project: removes the files the chosen options do not need (the
+manifest), writes `.env` with fresh secrets, and records the answers in `.cruft.json`."""
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,6 +66,58 @@ def write_env_file(project_dir: Path, env_prefix: str, compose_postgres: bool) -
     (project_dir / ".env").chmod(0o600)
 
 
+def template_commit(repo_dir: str) -> str | None:
+    """The template's git commit, or None when it is not a git checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "-C", repo_dir, "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def template_location(given: str) -> str:
+    """The template as given, made absolute when it is a local folder.
+
+    Hooks run inside the new project, so a relative path is resolved from the folder
+    cookiecutter was started in (the shell's PWD).
+    """
+    path = Path(given).expanduser()
+    if "://" in given or given.startswith("git@") or path.is_absolute():
+        return given
+    started_in = Path(os.environ.get("PWD", "."))
+    candidate = (started_in / path).resolve()
+    return str(candidate) if candidate.is_dir() else given
+
+
+def write_cruft_state(project_dir: Path, answers: dict[str, Any]) -> None:
+    """The answers and the template's commit, in cruft's format, so `cruft update` works.
+
+    `cruft create` writes this file itself (after this hook); a plain `cookiecutter` run gets
+    the same record here.
+    """
+    template = template_location(str(answers.get("_template", "")))
+    repo_dir = answers.get("_repo_dir", "")
+    commit = template_commit(template_location(repo_dir) if repo_dir else template)
+    context = {
+        name: value
+        for name, value in answers.items()
+        if not name.startswith("_") or name.startswith("__") or name == "_template"
+    }
+    state = {
+        "template": template,
+        "commit": commit,
+        "checkout": answers.get("_checkout"),
+        "context": {"cookiecutter": {**context, "_template": template, "_commit": commit}},
+        "directory": None,
+    }
+    (project_dir / ".cruft.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+
+
 def main() -> int:
     """Apply the manifest to the project in the working directory, then write its `.env`."""
     answers = json.loads(ANSWERS_JSON)
@@ -73,6 +128,7 @@ def main() -> int:
         return 1
     compose_postgres = answers["database"] == "postgresql" and answers["use_docker"] == "yes"
     write_env_file(Path.cwd(), answers["__env_prefix"], compose_postgres)
+    write_cruft_state(Path.cwd(), answers)
     return 0
 
 

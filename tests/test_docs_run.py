@@ -1,0 +1,128 @@
+"""Slow tier: the commands and code in both documentation sites run as written.
+
+Blocks marked `service` start in the background (`make run`, `make demo`) and the check waits
+until the service is healthy; blocks marked `run` then run in page order, shell blocks in
+bash with `set -euo pipefail`, Python blocks in the project's environment. The API listens on
+a free port, written into the commands in place of 8000. Blocks marked `docker` and `update`
+are run by tests/test_docker.py and tests/test_template_update.py.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEMPLATE, generate, timed
+from tests.doc_blocks import Block, blocks, nav_pages
+
+pytestmark = pytest.mark.slow
+
+DEMO_SLUG = "my-scheduler-service"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def environment(port: int) -> dict[str, str]:
+    """This run's environment without its virtualenv, the API on `port`."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT"}
+    }
+    return {**env, "COLUMNS": "200", "NO_MKDOCS_2_WARNING": "1"} | {
+        f"{DEMO_SLUG.upper().replace('-', '_')}_API_PORT": str(port)
+    }
+
+
+@contextmanager
+def service(block: Block, cwd: Path, env: dict[str, str], ready: list[str]) -> Iterator[None]:
+    """Start the block in a session of its own; stop it with Ctrl-C as a terminal would."""
+    log = (Path(tempfile.mkdtemp()) / f"service-{block.page.stem}-{block.line}.log").open("w")
+    process = subprocess.Popen(
+        ["bash", "-c", block.code],
+        cwd=cwd,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while subprocess.run(ready, cwd=cwd, env=env, capture_output=True).returncode != 0:
+            assert process.poll() is None, f"{block.where} exited: {Path(log.name).read_text()}"
+            assert time.monotonic() < deadline, f"{block.where} never became healthy"
+            time.sleep(1)
+        yield
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            log.close()
+
+
+def run_block(block: Block, cwd: Path, env: dict[str, str], port: int) -> None:
+    code = block.code.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    if block.language in {"python", "py"}:
+        command = ["uv", "run", "--frozen", "python", "-"]
+    else:
+        command = ["bash", "-euo", "pipefail", "-s"]
+    with timed(f"docs: {block.where}"):
+        result = subprocess.run(
+            command, input=code, cwd=cwd, env=env, capture_output=True, text=True, timeout=900
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{block.where} failed:\n{code}\n{output[-4000:]}"
+    assert "Traceback" not in output, f"{block.where}:\n{output[-4000:]}"
+
+
+def run_pages(root: Path, cwd: Path, ready: list[str]) -> int:
+    """Run every `service` and `run` block of the site at `root`; returns how many ran."""
+    port = free_port()
+    env = environment(port)
+    ran = 0
+    page_blocks = [b for page in nav_pages(root) for b in blocks(page) if b.kind]
+    [start] = [b for b in page_blocks if b.kind == "service"]
+    with service(start, cwd, env, ready):
+        for block in page_blocks:
+            if block.kind == "run":
+                run_block(block, cwd, env, port)
+                ran += 1
+    return ran
+
+
+def test_generated_project_docs_run_as_written(tmp_path_factory: pytest.TempPathFactory) -> None:
+    project = generate(tmp_path_factory.mktemp("docs-run"))
+    ready = ["uv", "run", "--frozen", project.name, "health", "check"]
+    ran = run_pages(project, project, ready)
+    assert ran >= 8
+
+
+def test_template_docs_run_as_written() -> None:
+    made = [TEMPLATE / "build" / name for name in ("example", "options-example")]
+    for path in made:
+        shutil.rmtree(path, ignore_errors=True)
+    demo = TEMPLATE / "build" / "demo" / DEMO_SLUG
+    ready = ["bash", "-c", f"cd {demo} && uv run --frozen {DEMO_SLUG} health check"]
+    try:
+        ran = run_pages(TEMPLATE, TEMPLATE, ready)
+    finally:
+        for path in made:
+            shutil.rmtree(path, ignore_errors=True)
+    assert ran >= 3
+    assert (demo / ".cruft.json").exists()

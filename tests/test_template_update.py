@@ -1,0 +1,86 @@
+"""Slow tier: a project generated from an older commit of this template takes the current
+template with the commands its docs give (docs/updating.md), and passes its own tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEMPLATE, timed
+from tests.doc_blocks import blocks
+
+pytestmark = pytest.mark.slow
+
+# Issue 4's landing: before the migrations, the Docker profiles and the docs sites.
+OLDER_COMMIT = "efaa18263c06728b438a5eab9401a1be1158c111"
+UPDATING_PAGE = TEMPLATE / "{{cookiecutter.project_slug}}" / "docs" / "updating.md"
+
+
+def run(*command: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT"}
+    }
+    return subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def git(*args: str, cwd: Path) -> str:
+    result = run("git", "-c", "user.name=Test", "-c", "user.email=test@example.com", *args, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_a_project_from_an_older_template_updates_and_passes_its_tests(tmp_path: Path) -> None:
+    known = run("git", "cat-file", "-e", f"{OLDER_COMMIT}^{{commit}}", cwd=TEMPLATE)
+    assert known.returncode == 0, f"{OLDER_COMMIT} is not in this clone's history (shallow?)"
+    cruft = str(Path(sys.executable).with_name("cruft"))
+    with timed("update: cruft create at the older commit"):
+        created = run(
+            cruft,
+            "create",
+            str(TEMPLATE),
+            "--checkout",
+            OLDER_COMMIT,
+            "--no-input",
+            "--output-dir",
+            str(tmp_path),
+            cwd=tmp_path,
+        )
+    assert created.returncode == 0, created.stdout + created.stderr
+    project = tmp_path / "my-scheduler-service"
+    assert not (project / "alembic.ini").exists()  # truly the older template
+    git("init", "-q", cwd=project)
+    git("add", "-A", cwd=project)
+    git("commit", "-qm", "generated", cwd=project)
+
+    # The page's one-time step for projects generated before `[tool.cruft] skip` existed.
+    state_file = project / ".cruft.json"
+    state = json.loads(state_file.read_text())
+    state["skip"] = [".env"]
+    state_file.write_text(json.dumps(state, indent=2) + "\n")
+    git("commit", "-qam", "skip .env in template updates", cwd=project)
+
+    [update] = [block for block in blocks(UPDATING_PAGE) if block.kind == "update"]
+    for command in update.commands():
+        with timed(f"update: {command}"):
+            result = run("bash", "-c", command, cwd=project)
+        assert result.returncode == 0, f"{command}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+
+    assert list(project.rglob("*.rej")) == []
+    head = git("rev-parse", "HEAD", cwd=TEMPLATE)
+    assert json.loads(state_file.read_text())["commit"] == head
+    assert (project / "alembic.ini").exists()
+    assert (project / "docs" / "updating.md").exists()
+
+    synced = run("uv", "sync", "--locked", cwd=project)
+    assert synced.returncode == 0, synced.stderr
+    with timed("update: the updated project's own tests"):
+        tests = run("uv", "run", "--frozen", "pytest", "-q", "-p", "no:cacheprovider", cwd=project)
+    assert tests.returncode == 0, tests.stdout[-5000:] + tests.stderr[-2000:]
+    assert " passed" in tests.stdout
