@@ -21,12 +21,13 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import TEMPLATE, generate, record_figure, record_time, timed
+from tests.doc_blocks import blocks
 
 pytestmark = pytest.mark.slow
 
@@ -75,6 +76,7 @@ class Stack:
     path: Path
     env: dict[str, str]
     postgres: bool
+    ran: list[str] = field(default_factory=list)
 
     @property
     def slug(self) -> str:
@@ -82,6 +84,7 @@ class Stack:
 
     def make(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """A Makefile target, as a user runs it; compose reads this stack's variables."""
+        self.ran.append(" ".join(["make", *args]))
         return subprocess.run(
             ["make", *args],
             cwd=self.path,
@@ -93,6 +96,7 @@ class Stack:
         )
 
     def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        self.ran.append(" ".join(["docker", "compose", *args]))
         return docker("compose", *args, cwd=self.path, env=self.env, timeout=timeout)
 
     def container(self, profile: str, service: str) -> str:
@@ -216,6 +220,7 @@ def test_dev_profile_starts_healthy_and_shows_the_jobs(stack: Stack) -> None:
 
 def test_logs_show_the_migration_and_the_start(stack: Stack) -> None:
     # `make docker-logs` follows until interrupted, as it does in a terminal.
+    stack.ran.append("make docker-logs")
     follow = subprocess.Popen(
         ["make", "docker-logs"],
         cwd=stack.path,
@@ -285,3 +290,13 @@ def test_prod_profile_runs_from_the_runtime_image(stack: Stack) -> None:
     )
     assert status.returncode == 0, status.stdout + status.stderr
     assert "healthy" in status.stdout
+
+    down = stack.make("docker-down", "PROFILE=prod", "ARGS=-v")
+    assert down.returncode == 0, down.stderr
+
+
+def test_the_deployment_page_shows_only_what_these_tests_ran(stack: Stack) -> None:
+    page = stack.path / "docs" / "deployment.md"
+    documented = [c for b in blocks(page) if b.kind == "docker" for c in b.commands()]
+    assert documented, "the deployment page shows no Docker commands"
+    assert [command for command in documented if command not in stack.ran] == []

@@ -9,7 +9,9 @@ are run by tests/test_docker.py and tests/test_template_update.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -37,19 +39,28 @@ def free_port() -> int:
         return port
 
 
-def environment(port: int) -> dict[str, str]:
-    """This run's environment without its virtualenv, the API on `port`."""
+def environment(port: int, slugs: list[str]) -> dict[str, str]:
+    """This run's environment without its virtualenv; each project's API on `port`."""
     env = {
         k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT"}
     }
-    return {**env, "COLUMNS": "200", "NO_MKDOCS_2_WARNING": "1"} | {
-        f"{DEMO_SLUG.upper().replace('-', '_')}_API_PORT": str(port)
-    }
+    ports = {f"{slug.upper().replace('-', '_')}_API_PORT": str(port) for slug in slugs}
+    return {**env, "COLUMNS": "200", "NO_MKDOCS_2_WARNING": "1", **ports}
+
+
+def service_project(block: Block, root: Path) -> Path:
+    """The project a service block runs: `make demo`'s, `make -C DIR run`'s, or `root`."""
+    if "make demo" in block.code:
+        return root / "build" / "demo" / DEMO_SLUG
+    match = re.search(r"make -C (\S+) run", block.code)
+    return root / match[1] if match else root
 
 
 @contextmanager
-def service(block: Block, cwd: Path, env: dict[str, str], ready: list[str]) -> Iterator[None]:
-    """Start the block in a session of its own; stop it with Ctrl-C as a terminal would."""
+def service(block: Block, cwd: Path, env: dict[str, str], project: Path) -> Iterator[None]:
+    """Start the block in a session of its own, wait until `project` is healthy; stop it with
+    Ctrl-C as a terminal would."""
+    ready = ["uv", "run", "--frozen", project.name, "health", "check"]
     log = (Path(tempfile.mkdtemp()) / f"service-{block.page.stem}-{block.line}.log").open("w")
     process = subprocess.Popen(
         ["bash", "-c", block.code],
@@ -61,7 +72,9 @@ def service(block: Block, cwd: Path, env: dict[str, str], ready: list[str]) -> I
     )
     try:
         deadline = time.monotonic() + 180
-        while subprocess.run(ready, cwd=cwd, env=env, capture_output=True).returncode != 0:
+        while not project.exists() or (
+            subprocess.run(ready, cwd=project, env=env, capture_output=True).returncode != 0
+        ):
             assert process.poll() is None, f"{block.where} exited: {Path(log.name).read_text()}"
             assert time.monotonic() < deadline, f"{block.where} never became healthy"
             time.sleep(1)
@@ -91,38 +104,36 @@ def run_block(block: Block, cwd: Path, env: dict[str, str], port: int) -> None:
     assert "Traceback" not in output, f"{block.where}:\n{output[-4000:]}"
 
 
-def run_pages(root: Path, cwd: Path, ready: list[str]) -> int:
-    """Run every `service` and `run` block of the site at `root`; returns how many ran."""
+def run_pages(root: Path, slugs: list[str]) -> int:
+    """Run the `service` and `run` blocks of the site at `root` in order; returns how many
+    `run` blocks ran. Each service runs until the next one starts, or to the end."""
     port = free_port()
-    env = environment(port)
+    env = environment(port, slugs)
     ran = 0
-    page_blocks = [b for page in nav_pages(root) for b in blocks(page) if b.kind]
-    [start] = [b for b in page_blocks if b.kind == "service"]
-    with service(start, cwd, env, ready):
-        for block in page_blocks:
-            if block.kind == "run":
-                run_block(block, cwd, env, port)
+    with contextlib.ExitStack() as running:
+        for block in (b for page in nav_pages(root) for b in blocks(page)):
+            if block.kind == "service":
+                running.close()
+                running.enter_context(service(block, root, env, service_project(block, root)))
+            elif block.kind == "run":
+                run_block(block, root, env, port)
                 ran += 1
     return ran
 
 
 def test_generated_project_docs_run_as_written(tmp_path_factory: pytest.TempPathFactory) -> None:
     project = generate(tmp_path_factory.mktemp("docs-run"))
-    ready = ["uv", "run", "--frozen", project.name, "health", "check"]
-    ran = run_pages(project, project, ready)
-    assert ran >= 8
+    assert run_pages(project, [project.name]) >= 8
 
 
 def test_template_docs_run_as_written() -> None:
     made = [TEMPLATE / "build" / name for name in ("example", "options-example")]
     for path in made:
         shutil.rmtree(path, ignore_errors=True)
-    demo = TEMPLATE / "build" / "demo" / DEMO_SLUG
-    ready = ["bash", "-c", f"cd {demo} && uv run --frozen {DEMO_SLUG} health check"]
     try:
-        ran = run_pages(TEMPLATE, TEMPLATE, ready)
+        ran = run_pages(TEMPLATE, [DEMO_SLUG, "acme-billing"])
+        assert (TEMPLATE / "build" / "example" / "acme-billing" / ".cruft.json").exists()
     finally:
         for path in made:
             shutil.rmtree(path, ignore_errors=True)
     assert ran >= 3
-    assert (demo / ".cruft.json").exists()
