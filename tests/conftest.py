@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +29,24 @@ def generate(output_dir: Path, **answers: str) -> Path:
             str(TEMPLATE), no_input=True, extra_context=answers, output_dir=str(output_dir)
         )
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def interrupt_session(process: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """Ctrl-C to the process's whole session, as a terminal sends it; SIGKILL if it lingers."""
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def record_time(label: str, seconds: float) -> None:

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEMPLATE, generate, record_figure, record_time, timed
+from tests.conftest import TEMPLATE, free_port, generate, record_figure, record_time, timed
 from tests.doc_blocks import blocks
 
 pytestmark = pytest.mark.slow
@@ -59,13 +58,6 @@ def require_engine() -> None:
     info = docker("info", "--format", "{{.ServerVersion}}", timeout=60)
     if info.returncode != 0:
         pytest.fail(f"no Docker engine answers: {info.stderr.strip()}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -13,8 +13,6 @@ import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,19 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEMPLATE, generate, timed
+from tests.conftest import TEMPLATE, free_port, generate, interrupt_session, timed
 from tests.doc_blocks import Block, blocks, nav_pages
 
 pytestmark = pytest.mark.slow
 
 DEMO_SLUG = "my-scheduler-service"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def environment(port: int, slugs: list[str]) -> dict[str, str]:
@@ -80,13 +71,8 @@ def service(block: Block, cwd: Path, env: dict[str, str], project: Path) -> Iter
             time.sleep(1)
         yield
     finally:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-            log.close()
+        interrupt_session(process)
+        log.close()
 
 
 def run_block(block: Block, cwd: Path, env: dict[str, str], port: int) -> None:

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import generate, record_time, timed
+from tests.conftest import free_port, generate, interrupt_session, record_time, timed
 
 pytestmark = pytest.mark.slow
 
@@ -230,19 +229,7 @@ def make_run(project: Generated, env: dict[str, str], log_path: Path) -> Iterato
         try:
             yield
         finally:
-            os.killpg(make.pid, signal.SIGINT)
-            try:
-                make.wait(timeout=20)
-            finally:
-                if make.poll() is None:
-                    os.killpg(make.pid, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+            interrupt_session(make, timeout=20)
 
 
 @pytest.fixture
