@@ -2,8 +2,8 @@
 
 The scheduler applies them when it starts (MIGRATE_ON_START, on by default), so a new version
 needs no extra step; with it off, the scheduler refuses a database that is behind and the
-operator runs `db upgrade` as a release step. On PostgreSQL an advisory lock serializes
-upgrades, so replicas starting together migrate once.
+operator runs `db upgrade` as a release step. Upgrades are serialized (an advisory lock on
+PostgreSQL, a file lock beside a SQLite file), so replicas starting together migrate once.
 
 Alembic is imported inside the functions: it costs about 0.4 s, and most commands (the
 container's health check among them, every few seconds) never touch the schema.
@@ -11,6 +11,9 @@ container's health check among them, every few seconds) never touch the schema.
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +22,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from sqlalchemy import Connection, Engine, MetaData, inspect, text
 
 from app import COMMAND
-from app.core.db import Base
+from app.core.db import Base, sqlite_path
 from app.core.job_store import JOBS_TABLE
 
 if TYPE_CHECKING:
@@ -78,6 +81,20 @@ def lock_for_upgrade(connection: Connection) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK_KEY})
 
 
+@contextmanager
+def _sqlite_upgrade_lock(engine: Engine) -> Iterator[None]:
+    """On SQLite, wait for any other process's upgrade: a lock on a file beside the database."""
+    path = sqlite_path(engine.url)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.migrate-lock", "a") as handle:
+        # Released when the file closes, also when the process dies.
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def _refuse_unversioned_tables(connection: Connection) -> None:
     if current_revision(connection) is not None:
         return
@@ -96,7 +113,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
     from alembic import command
     from alembic.util import CommandError
 
-    with engine.begin() as connection:
+    with _sqlite_upgrade_lock(engine), engine.begin() as connection:
         lock_for_upgrade(connection)
         _refuse_unversioned_tables(connection)
         before = current_revision(connection)
@@ -112,7 +129,7 @@ def stamp(engine: Engine, revision: str) -> None:
     from alembic import command
     from alembic.util import CommandError
 
-    with engine.begin() as connection:
+    with _sqlite_upgrade_lock(engine), engine.begin() as connection:
         lock_for_upgrade(connection)
         try:
             command.stamp(alembic_config(connection), revision)
