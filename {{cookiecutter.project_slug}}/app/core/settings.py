@@ -87,7 +87,8 @@ class Settings(BaseSettings):
     misfire_grace_time_seconds: int = Field(
         3600,
         ge=1,
-        description="How late a run may still start after downtime; later runs are skipped.",
+        description="How late a run may still start after downtime; later ones are recorded as "
+        "missed and not run.",
     )
 
     shutdown_timeout_seconds: float = Field(
