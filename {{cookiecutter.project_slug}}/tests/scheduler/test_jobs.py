@@ -178,7 +178,7 @@ async def test_one_time_job_runs_once_across_restarts(
         id="once",
         name="Once",
         func=record_run,
-        schedule=Once(at=utcnow() + timedelta(milliseconds=200)),
+        schedule=Once(at=utcnow() + timedelta(milliseconds=500)),
     )
     monkeypatch.setattr(job_list, "JOBS", (once,))
     first = create_scheduler(settings, engine)
