@@ -18,8 +18,8 @@ demo: require-uv ## Generate a demo project in build/demo and run it (API and sc
 test: require-uv ## Run every template test: the fast tier and the slow tier (generates, builds, runs)
 	$(UV) run --frozen pytest
 
-test-fast: require-uv ## Run only the fast tier
-	$(UV) run --frozen pytest -m "not slow"
+test-fast: require-uv ## Run only the fast tier, spread over the cores
+	$(UV) run --frozen pytest -m "not slow" -n auto
 
 lint: require-uv ## Lint and typecheck the template's own code (hooks, tests, scripts)
 	$(UV) run --frozen ruff check .

@@ -2,7 +2,8 @@
 
 Kinds: `run` (the docs tests run it), `service` (started in the background; the blocks after it
 run against it), `docker` (the Docker tests run these exact commands), `update` (the template
-update test runs it), `ci` (the command `.ci/run` runs). Shell and Python blocks must carry a
+update test runs it), `ci` (the command `.ci/run` runs), `check` (the generated-project test
+runs it in every variant: the generated README's `make check`). Shell and Python blocks must carry a
 mark; `text` and other blocks show output or files and are not run.
 """
 
@@ -12,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-KINDS = {"run", "service", "docker", "update", "ci"}
+KINDS = {"run", "service", "docker", "update", "ci", "check"}
 CODE_LANGUAGES = {"sh", "bash", "shell", "console", "python", "py"}
 FENCE = re.compile(
     r"^(?P<indent> *)```(?P<lang>[\w-]*)[^\n]*\n(?P<code>.*?)^(?P=indent)```", re.M | re.S

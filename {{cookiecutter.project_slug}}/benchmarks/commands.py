@@ -27,7 +27,7 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from app.core.settings import ENV_PREFIX
+from app import ENV_PREFIX
 
 TARGET_P99_MS = 250.0
 JOB_ID = "cleanup_old_records"

@@ -113,8 +113,9 @@ async def project_burst(jobs: int, database: Path) -> dict[str, Any]:
     from app.components.scheduler.execution import current_runtime, execute
     from app.components.scheduler.runner import tune_for_latency
     from app.core.db import create_db_engine, session_scope
+    from app.core.enums import ExecutionStatus
     from app.core.migrations import upgrade
-    from app.core.models import ExecutionStatus, JobExecution
+    from app.core.models import JobExecution
     from app.core.schedules import Interval
     from app.core.settings import Settings
 

@@ -20,10 +20,11 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from app import ENV_PREFIX
 from app.components.scheduler.main import create_scheduler
 from app.core.db import create_db_engine, get_engine
 from app.core.migrations import upgrade
-from app.core.settings import ENV_PREFIX, Settings, get_settings
+from app.core.settings import Settings, get_settings
 from tests.helpers import stop
 
 

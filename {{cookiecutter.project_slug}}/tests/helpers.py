@@ -17,7 +17,8 @@ from sqlalchemy import Engine, update
 
 from app.components.scheduler.heartbeat import Heartbeat
 from app.core.db import session_scope, utcnow
-from app.core.models import SchedulerInstance, SchedulerState
+from app.core.enums import SchedulerState
+from app.core.models import SchedulerInstance
 
 
 def write_heartbeat(

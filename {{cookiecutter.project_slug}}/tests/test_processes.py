@@ -1,4 +1,8 @@
-"""The real processes: scheduler and API started as `make run` starts them, checked via the CLI."""
+"""The real processes: scheduler and API started as `make run` starts them.
+
+The tests wait on the database through `check_health`, in this process, as the CLI and the
+API would read it; the CLI itself is started only where the CLI is what is tested.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,16 @@ import sys
 import time
 from pathlib import Path
 
-from sqlalchemy import select
+import httpx
+import pytest
+from sqlalchemy import Engine, select
 
-from app.core.db import create_db_engine, session_scope
-from app.core.models import ExecutionStatus, JobExecution
-from app.core.settings import ENV_PREFIX, Settings
+from app import ENV_PREFIX
+from app.core.db import session_scope
+from app.core.enums import ExecutionStatus
+from app.core.health import HealthReport, check_health
+from app.core.models import JobExecution
+from app.core.settings import Settings
 from tests.conftest import Launcher
 from tests.helpers import wait_for
 
@@ -37,23 +46,53 @@ def api_url(env: dict[str, str]) -> str:
     return f"http://127.0.0.1:{env[f'{ENV_PREFIX}API_PORT']}"
 
 
-def scheduler_pid(env: dict[str, str]) -> int:
-    report = json.loads(cli(env, "health", "check", "--json").stdout)
-    pid: int = report["scheduler"]["pid"]
-    return pid
+class Health:
+    """The service's health as another process reads it from the shared database."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.stale_after = settings.heartbeat_stale_after_seconds
+
+    def report(self) -> HealthReport:
+        return check_health(self.engine, self.stale_after)
+
+    def healthy(self) -> bool:
+        return self.report().healthy
+
+    def unhealthy(self) -> bool:
+        return not self.report().healthy
+
+    def leader_pid(self) -> int | None:
+        return self.report().scheduler.pid
 
 
-def test_scheduler_and_api_processes(env: dict[str, str], start: Launcher, tmp_path: Path) -> None:
+@pytest.fixture
+def health(fresh_engine: Engine, settings: Settings) -> Health:
+    return Health(fresh_engine, settings)
+
+
+def api_ready(env: dict[str, str], healthy: bool = True) -> bool:
+    """Whether the API process answers readiness with 200 (`healthy`) or 503."""
+    try:
+        response = httpx.get(f"{api_url(env)}/health/ready", timeout=5)
+    except httpx.TransportError:
+        return False
+    return response.status_code == (200 if healthy else 503)
+
+
+def test_scheduler_and_api_processes(
+    env: dict[str, str], start: Launcher, health: Health, tmp_path: Path
+) -> None:
     scheduler = start("app.entrypoints.scheduler")
     api = start("app.entrypoints.api")
-    wait_for(lambda: cli(env, "health", "check").returncode == 0, 30, "a healthy check")
-    wait_for(
-        lambda: cli(env, "health", "check", "--url", api_url(env)).returncode == 0, 30, "the API"
-    )
+    wait_for(health.healthy, 30, "a healthy scheduler")
+    wait_for(lambda: api_ready(env), 30, "the API")
 
+    # The CLI against both processes: the database directly, and the API over HTTP.
     detailed = cli(env, "health", "check", "--detailed")
     remote = cli(env, "health", "check", "--detailed", "--json", "--url", api_url(env))
     assert detailed.returncode == 0, detailed.stdout + detailed.stderr
+    assert remote.returncode == 0, remote.stdout + remote.stderr
     jobs = json.loads(remote.stdout)["jobs"]
     assert jobs
     for job in jobs:
@@ -75,71 +114,67 @@ def test_scheduler_and_api_processes(env: dict[str, str], start: Launcher, tmp_p
 
 
 def test_ctrl_c_stops_the_scheduler_cleanly(
-    env: dict[str, str], start: Launcher, tmp_path: Path
+    start: Launcher, health: Health, tmp_path: Path
 ) -> None:
     scheduler = start("app.entrypoints.scheduler")
-    wait_for(lambda: cli(env, "health", "check").returncode == 0, 30, "a healthy check")
+    wait_for(health.healthy, 30, "a healthy scheduler")
     scheduler.send_signal(signal.SIGINT)
     assert scheduler.wait(timeout=10) == 0
     assert "Traceback" not in (tmp_path / "app.entrypoints.scheduler.log").read_text()
-    assert "scheduler: stopped" in cli(env, "health", "check").stdout
+    assert health.report().scheduler.detail.startswith("stopped")
 
 
-def test_killed_scheduler_turns_stale(env: dict[str, str], start: Launcher) -> None:
+def test_killed_scheduler_turns_stale(start: Launcher, health: Health) -> None:
     scheduler = start("app.entrypoints.scheduler")
-    wait_for(lambda: cli(env, "health", "check").returncode == 0, 30, "a healthy check")
+    wait_for(health.healthy, 30, "a healthy scheduler")
     scheduler.kill()
     scheduler.wait()
-    wait_for(lambda: cli(env, "health", "check").returncode == 1, 10, "the heartbeat to go stale")
-    assert "stale after 3 s" in cli(env, "health", "check").stdout
+    wait_for(health.unhealthy, 10, "the heartbeat to go stale")
+    assert "stale after 3 s" in health.report().scheduler.detail
 
 
-def test_local_runner_starts_both_and_stops_both(env: dict[str, str], start: Launcher) -> None:
+def test_local_runner_starts_both_and_stops_both(
+    env: dict[str, str], start: Launcher, health: Health
+) -> None:
     local = start("app.entrypoints.local")
-    url = api_url(env)
-    wait_for(
-        lambda: cli(env, "health", "check", "--url", url).returncode == 0, 30, "both processes"
-    )
-    pid = scheduler_pid(env)
+    wait_for(lambda: api_ready(env), 30, "both processes")
+    pid = health.leader_pid()
+    assert pid is not None
 
     # Stopping the scheduler leaves the API up, reporting the scheduler as down.
     os.kill(pid, signal.SIGTERM)
-    wait_for(
-        lambda: cli(env, "health", "check", "--url", url).returncode == 1,
-        10,
-        "an unhealthy API check",
-    )
+    wait_for(lambda: api_ready(env, healthy=False), 10, "the API to report the scheduler down")
     assert local.poll() is None
 
     local.send_signal(signal.SIGINT)
     assert local.wait(timeout=15) == 0
-    assert cli(env, "health", "check", "--url", url, "--timeout", "1").returncode == 1
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{api_url(env)}/health/ready", timeout=1)
 
 
 def test_second_scheduler_waits_on_standby_and_takes_over(
-    env: dict[str, str], start: Launcher, tmp_path: Path
+    start: Launcher, health: Health, tmp_path: Path
 ) -> None:
     first = start("app.entrypoints.scheduler")
-    wait_for(lambda: cli(env, "health", "check").returncode == 0, 30, "the first scheduler")
+    wait_for(health.healthy, 30, "the first scheduler")
     second = start("app.entrypoints.scheduler")
     wait_for(
-        lambda: (
-            json.loads(cli(env, "health", "check", "--json").stdout)["scheduler"][
-                "standby_instances"
-            ]
-            == 1
-        ),
+        lambda: health.report().scheduler.standby_instances == 1,
         30,
         "the second scheduler on standby",
     )
-    report = json.loads(cli(env, "health", "check", "--json").stdout)
-    assert report["status"] == "healthy"
-    assert report["scheduler"]["pid"] == first.pid
+    report = health.report()
+    assert report.healthy
+    assert report.scheduler.pid == first.pid
 
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=10) == 0
-    wait_for(lambda: scheduler_pid(env) == second.pid, 30, "the standby to take over")
-    assert cli(env, "health", "check").returncode == 0
+
+    def second_leads() -> bool:
+        report = health.report()
+        return report.healthy and report.scheduler.pid == second.pid
+
+    wait_for(second_leads, 30, "the standby to take over")
     second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=10) == 0
     log = (tmp_path / "app.entrypoints.scheduler.log").read_text()
@@ -155,7 +190,7 @@ def slow_job_env(seconds: float, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def test_stop_waits_for_a_running_job(env: dict[str, str], start: Launcher, tmp_path: Path) -> None:
+def test_stop_waits_for_a_running_job(start: Launcher, tmp_path: Path) -> None:
     scheduler = start("tests.slow_job_scheduler", **slow_job_env(1.5, tmp_path))
     wait_for((tmp_path / "slow-job-started").exists, 30, "the slow job to start")
     scheduler.send_signal(signal.SIGTERM)
@@ -166,7 +201,7 @@ def test_stop_waits_for_a_running_job(env: dict[str, str], start: Launcher, tmp_
 
 
 def test_stop_abandons_a_job_after_the_timeout(
-    env: dict[str, str], start: Launcher, tmp_path: Path, settings: Settings
+    start: Launcher, health: Health, tmp_path: Path
 ) -> None:
     scheduler = start("tests.slow_job_scheduler", **slow_job_env(120, tmp_path))
     wait_for((tmp_path / "slow-job-started").exists, 30, "the slow job to start")
@@ -177,9 +212,7 @@ def test_stop_abandons_a_job_after_the_timeout(
     log = (tmp_path / "tests.slow_job_scheduler.log").read_text()
     assert '"message": "jobs still running at shutdown were abandoned", ' in log
     assert '"job_ids": ["slow"]' in log
-    assert "scheduler: stopped" in cli(env, "health", "check").stdout
-    engine = create_db_engine(settings.database_url, create_file=False)
-    with session_scope(engine) as session:
+    assert health.report().scheduler.detail.startswith("stopped")
+    with session_scope(health.engine) as session:
         statuses = set(session.scalars(select(JobExecution.status)))
-    engine.dispose()
     assert statuses == {ExecutionStatus.INTERRUPTED}

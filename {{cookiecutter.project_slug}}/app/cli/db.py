@@ -4,22 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy import Engine
 
-from app.cli.output import EXIT_USAGE, fail, handled, stdout
-from app.core.db import create_db_engine, redacted_url
-from app.core.migrations import (
-    SchemaError,
-    current_revision,
-    head_revision,
-    schema_problem,
-    stamp,
-    upgrade,
-)
-from app.core.settings import SettingsError, get_settings
+from app.cli.output import database, fail, load_settings, stdout
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer(help="The database schema and its migrations.", no_args_is_help=True)
 
@@ -28,23 +20,21 @@ RevisionArgument = Annotated[str, typer.Argument(help="A revision id, or head.")
 
 @contextmanager
 def _engine(create_file: bool) -> Iterator[Engine]:
-    try:
-        settings = get_settings()
-    except SettingsError as error:
-        fail(str(error), EXIT_USAGE)
-    engine = create_db_engine(settings.database_url, create_file=create_file)
-    try:
-        with handled():
+    from app.core.migrations import SchemaError
+
+    with database(load_settings().database_url, create_file) as engine:
+        try:
             yield engine
-    except SchemaError as error:
-        fail(str(error))
-    finally:
-        engine.dispose()
+        except SchemaError as error:
+            fail(str(error))
 
 
 @app.command("upgrade")
 def upgrade_command(revision: RevisionArgument = "head") -> None:
     """Apply the migrations up to REVISION (creates the SQLite file if needed)."""
+    from app.core.db import redacted_url
+    from app.core.migrations import upgrade
+
     with _engine(create_file=True) as engine:
         before, after = upgrade(engine, revision)
     if before == after:
@@ -56,6 +46,9 @@ def upgrade_command(revision: RevisionArgument = "head") -> None:
 @app.command("current")
 def current_command() -> None:
     """Show the database's revision and whether it is the one this code needs."""
+    from app.core.db import redacted_url
+    from app.core.migrations import current_revision, head_revision, schema_problem
+
     with _engine(create_file=False) as engine, engine.connect() as connection:
         current = current_revision(connection)
         problem = schema_problem(connection)
@@ -69,6 +62,8 @@ def current_command() -> None:
 @app.command("stamp")
 def stamp_command(revision: RevisionArgument) -> None:
     """Record REVISION as applied without running it (a database made before migrations)."""
+    from app.core.migrations import stamp
+
     with _engine(create_file=False) as engine:
         stamp(engine, revision)
     stdout.print(f"Recorded {revision} as applied.", markup=False)

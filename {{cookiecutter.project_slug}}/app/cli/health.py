@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from app.cli.output import EXIT_FAILED as EXIT_UNHEALTHY
 from app.cli.output import EXIT_USAGE as EXIT_MISCONFIGURED
-from app.cli.output import TokenOption, UrlOption, stderr, stdout, when
-from app.components.management.remote import RemoteManagement
-from app.components.management.service import ManagementError
-from app.core.db import create_db_engine, redacted_url
-from app.core.errors import error_text
-from app.core.health import HealthReport, check_health, check_host_scheduler
-from app.core.job_store import JobInfo
-from app.core.settings import SettingsError, get_settings
+from app.cli.output import TokenOption, UrlOption, load_settings, stderr, stdout, when
+
+if TYPE_CHECKING:
+    from app.core.health import HealthReport
+    from app.core.job_store import JobInfo
+    from app.core.settings import Settings
 
 app = typer.Typer(help="Check the database and the scheduler.", no_args_is_help=True)
 
@@ -33,11 +29,19 @@ class CheckFailed(Exception):
         self.exit_code = exit_code
 
 
-def _report_from_database(detailed: bool) -> HealthReport:
+def _settings() -> Settings:
+    from app.core.settings import SettingsError, get_settings
+
     try:
-        settings = get_settings()
+        return get_settings()
     except SettingsError as error:
         raise CheckFailed(str(error), EXIT_MISCONFIGURED) from None
+
+
+def _report_from_database(settings: Settings, detailed: bool) -> HealthReport:
+    from app.core.db import create_db_engine
+    from app.core.health import check_health
+
     engine = create_db_engine(settings.database_url, create_file=False)
     try:
         return check_health(engine, settings.heartbeat_stale_after_seconds, include_jobs=detailed)
@@ -46,6 +50,12 @@ def _report_from_database(detailed: bool) -> HealthReport:
 
 
 def _report_from_api(url: str, token: str | None, detailed: bool, timeout: float) -> HealthReport:
+    import httpx
+    from pydantic import ValidationError
+
+    from app.core.errors import error_text
+    from app.core.health import HealthReport
+
     base = url.rstrip("/")
     try:
         with httpx.Client(timeout=timeout) as client:
@@ -64,11 +74,12 @@ def _report_from_api(url: str, token: str | None, detailed: bool, timeout: float
 
 def _jobs_from_api(base: str, token: str | None, timeout: float) -> list[JobInfo]:
     """Every job, page by page, from the management API (which needs the token)."""
+    from app.components.management.errors import ManagementError
+    from app.components.management.remote import RemoteManagement
+    from app.core.job_store import JobInfo
+
     if token is None:
-        try:
-            configured = get_settings().api_token
-        except SettingsError as error:
-            raise CheckFailed(str(error), EXIT_MISCONFIGURED) from None
+        configured = _settings().api_token
         token = configured.get_secret_value() if configured else None
     remote = RemoteManagement(base, token, timeout)
     jobs: list[JobInfo] = []
@@ -147,8 +158,11 @@ def check(
         if url:
             report, source = _report_from_api(url, token, detailed, timeout), f"via {url}"
         else:
-            report = _report_from_database(detailed)
-            source = redacted_url(get_settings().database_url)
+            from app.core.db import redacted_url
+
+            settings = _settings()
+            report = _report_from_database(settings, detailed)
+            source = redacted_url(settings.database_url)
     except CheckFailed as error:
         if as_json:
             typer.echo(json.dumps({"status": "unknown", "error": str(error)}, indent=2))
@@ -169,11 +183,10 @@ def scheduler() -> None:
     Running or on standby both count: this is the scheduler container's health check, which
     judges each replica by its own heartbeat (readiness judges the service as a whole).
     """
-    try:
-        settings = get_settings()
-    except SettingsError as error:
-        stderr.print(f"error: {error}", markup=False, soft_wrap=True)
-        raise typer.Exit(EXIT_MISCONFIGURED) from None
+    from app.core.db import create_db_engine
+    from app.core.health import check_host_scheduler
+
+    settings = load_settings()
     engine = create_db_engine(settings.database_url, create_file=False)
     try:
         healthy, detail = check_host_scheduler(

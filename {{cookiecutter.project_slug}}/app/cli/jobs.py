@@ -6,10 +6,9 @@ import json
 import re
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from app.cli.output import (
@@ -17,7 +16,6 @@ from app.cli.output import (
     EXIT_USAGE,
     JsonOption,
     LimitOption,
-    Manager,
     PageOption,
     TokenOption,
     UrlOption,
@@ -32,22 +30,17 @@ from app.cli.output import (
     stdout,
     when,
 )
-from app.components.management.schemas import (
-    AddJobRequest,
-    CommandResult,
-    ExecutionInfo,
-    JobDetail,
-    JobState,
-)
-from app.components.scheduler.definition import Queue
-from app.core.models import CommandStatus, ExecutionStatus
-from app.core.schedule_specs import SCHEDULE_SPEC, CronSpec, IntervalSpec, OnceSpec
+from app.core.enums import CommandStatus, ExecutionStatus, JobState, Queue
+
+if TYPE_CHECKING:
+    from app.cli.output import Manager
+    from app.components.management.schemas import CommandResult, ExecutionInfo, JobDetail
+    from app.core.schedule_specs import CronSpec, IntervalSpec, OnceSpec
 
 app = typer.Typer(help="List, inspect and change the scheduled jobs.", no_args_is_help=True)
 
 _PERIOD = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _UNITS = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-_FINAL = {s for s in ExecutionStatus if s not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)}
 
 CronOption = Annotated[
     str | None, typer.Option("--cron", help='Crontab expression, e.g. "0 6 * * *".')
@@ -67,6 +60,10 @@ ZoneOption = Annotated[
 def _schedule(
     cron: str | None, every: str | None, at: str | None, zone: str | None
 ) -> CronSpec | IntervalSpec | OnceSpec:
+    from pydantic import ValidationError
+
+    from app.core.schedule_specs import SCHEDULE_SPEC
+
     given = [name for name, value in (("--cron", cron), ("--every", every), ("--at", at)) if value]
     if len(given) != 1:
         fail("give exactly one of --cron, --every and --at", EXIT_USAGE)
@@ -207,7 +204,7 @@ def _wait_for_run(manage: Manager, execution_id: str, timeout: float) -> Executi
     deadline = time.monotonic() + timeout
     while True:
         execution = manage.execution(execution_id)
-        if execution.status in _FINAL or time.monotonic() > deadline:
+        if execution.status.is_final or time.monotonic() > deadline:
             return execution
         time.sleep(0.2)
 
@@ -352,6 +349,10 @@ def add(
     token: TokenOption = None,
 ) -> None:
     """Add a job that calls a registered function on a schedule."""
+    from pydantic import ValidationError
+
+    from app.components.management.schemas import AddJobRequest
+
     spec = _schedule(cron, every, at, zone)
     try:
         request = AddJobRequest(

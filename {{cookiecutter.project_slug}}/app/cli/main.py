@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Annotated
 
 import typer
@@ -43,4 +44,11 @@ def _options(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    finally:
+        # At exit the interpreter's last collections walk every object still alive, and the
+        # database layer and pydantic leave many: 0.1-0.15 s of a short command. Frozen objects
+        # are skipped; nothing here needs that collection (engines are disposed, and output is
+        # flushed at exit as always).
+        gc.freeze()

@@ -1,4 +1,8 @@
-"""What every command shares: consoles, the source option (database or --url), errors, pages."""
+"""What every command shares: consoles, the source option (database or --url), errors, pages.
+
+Only the parser's needs are imported here: the database layer, the management models and the
+HTTP client load inside the command that uses them, so `--help` and input errors answer at once.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,22 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from pydantic import BaseModel
 from rich.console import Console
-from sqlalchemy.exc import SQLAlchemyError
 
-from app.components.management.remote import RemoteManagement
-from app.components.management.service import InvalidInput, Management, ManagementError
-from app.core.db import create_db_engine
-from app.core.settings import ENV_PREFIX, SettingsError, get_settings
+from app import ENV_PREFIX
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from sqlalchemy import Engine
+
+    from app.components.management.remote import RemoteManagement
+    from app.components.management.service import Management
+    from app.core.settings import Settings
+
+    Manager = Management | RemoteManagement
 
 # Piped output has no terminal width to follow; a wide table beats one that wraps every cell.
 stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -24,8 +33,6 @@ stderr = Console(stderr=True, highlight=False)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-Manager = Management | RemoteManagement
 
 
 def _http_url(value: str | None) -> str | None:
@@ -62,14 +69,23 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     raise typer.Exit(code)
 
 
+def load_settings() -> Settings:
+    """The validated settings; invalid ones exit 2 with one line per problem."""
+    from app.core.settings import SettingsError, get_settings
+
+    try:
+        return get_settings()
+    except SettingsError as error:
+        fail(str(error), EXIT_USAGE)
+
+
 @contextmanager
 def manager(url: str | None, token: str | None) -> Iterator[Manager]:
     """The database (by default) or a remote API; any failure exits with a clear message."""
-    try:
-        settings = get_settings()
-    except SettingsError as error:
-        fail(str(error), EXIT_USAGE)
+    settings = load_settings()
     if url:
+        from app.components.management.remote import RemoteManagement
+
         secret = token or (settings.api_token.get_secret_value() if settings.api_token else None)
         remote = RemoteManagement(url, secret)
         try:
@@ -77,9 +93,25 @@ def manager(url: str | None, token: str | None) -> Iterator[Manager]:
         finally:
             remote.close()
         return
-    engine = create_db_engine(settings.database_url, create_file=False)
-    try:
+    from app.components.management.service import Management
+
+    with database(settings.database_url) as engine:
         yield Management(engine, settings)
+
+
+@contextmanager
+def database(url: str, create_file: bool = False) -> Iterator[Engine]:
+    """An engine on the shared database; an unreachable database exits with one line."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.core.db import create_db_engine
+
+    engine = create_db_engine(url, create_file=create_file)
+    try:
+        yield engine
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        fail(f"the database is unavailable: {reason}")
     finally:
         engine.dispose()
 
@@ -87,6 +119,8 @@ def manager(url: str | None, token: str | None) -> Iterator[Manager]:
 @contextmanager
 def handled() -> Iterator[None]:
     """Turn the errors a command can meet into one line and an exit status."""
+    from app.components.management.errors import InvalidInput, ManagementError
+
     try:
         yield
     except InvalidInput as error:
@@ -95,9 +129,6 @@ def handled() -> Iterator[None]:
         raise typer.Exit(EXIT_USAGE) from None
     except ManagementError as error:
         fail(str(error))
-    except SQLAlchemyError as error:
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-        fail(f"the database is unavailable: {reason}")
 
 
 def confirm(question: str, yes: bool) -> None:

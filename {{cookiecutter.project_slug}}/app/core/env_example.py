@@ -12,8 +12,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from app import PROJECT_NAME
-from app.core.settings import ENV_PREFIX, Settings
+from app import ENV_PREFIX, PROJECT_NAME
+from app.core.settings import Settings
 
 
 def default_text(field: FieldInfo) -> str:

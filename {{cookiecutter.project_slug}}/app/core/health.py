@@ -15,9 +15,10 @@ from sqlalchemy import Engine, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.db import database_now, session_scope, sqlite_path, utcnow
+from app.core.enums import SchedulerState
 from app.core.job_store import JobInfo, read_jobs
 from app.core.migrations import schema_problem
-from app.core.models import SchedulerInstance, SchedulerState
+from app.core.models import SchedulerInstance
 
 _INSTANCES_CONSIDERED = 20
 

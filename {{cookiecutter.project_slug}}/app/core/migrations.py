@@ -5,12 +5,14 @@ needs no extra step; with it off, the scheduler refuses a database that is behin
 operator runs `db upgrade` as a release step. Upgrades are serialized (an advisory lock on
 PostgreSQL, a file lock beside a SQLite file), so replicas starting together migrate once.
 
-Alembic is imported inside the functions: it costs about 0.4 s, and most commands (the
-container's health check among them, every few seconds) never touch the schema.
+Alembic is imported only by the functions that change the schema: it costs 0.2-0.4 s, and
+the health checks, which only compare revisions, run every few seconds. They read the revision
+ids from the revision files and the database's from Alembic's version table directly.
 """
 
 from __future__ import annotations
 
+import ast
 import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
+VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
 # Any constant shared by every process of the project; it names the lock, nothing more.
 _UPGRADE_LOCK_KEY = 0x5C4ED01E
 
@@ -57,22 +60,61 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+def _revision_ids(path: Path) -> tuple[str, tuple[str, ...]]:
+    """A revision file's own id and the ids it revises, from its top-level assignments."""
+    values: dict[str, object] = {}
+    for node in ast.parse(path.read_text(), str(path)).body:
+        target: ast.expr
+        if isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+            values[target.id] = ast.literal_eval(value)
+    revision, parents = values.get("revision"), values.get("down_revision")
+    if not isinstance(revision, str):
+        raise SchemaError(f"{path.name} sets no revision id")
+    if parents is None:
+        return revision, ()
+    if isinstance(parents, str):
+        return revision, (parents,)
+    if isinstance(parents, tuple | list):
+        return revision, tuple(str(parent) for parent in parents)
+    raise SchemaError(f"{path.name}: down_revision is neither an id, a list of ids nor None")
+
+
+@lru_cache(maxsize=1)
+def revision_chain() -> dict[str, tuple[str, ...]]:
+    """Every revision in app/migrations/versions, with the revisions it follows."""
+    return dict(_revision_ids(path) for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")))
+
+
 @lru_cache(maxsize=1)
 def head_revision() -> str:
     """The revision this code's models match."""
-    from alembic.script import ScriptDirectory
-
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-    if head is None:
+    chain = revision_chain()
+    followed = {parent for parents in chain.values() for parent in parents}
+    heads = sorted(set(chain) - followed)
+    if not heads:
         raise SchemaError(f"no migrations found in {MIGRATIONS_DIR}")
-    return head
+    if len(heads) > 1:
+        raise SchemaError(
+            f"the migrations have {len(heads)} heads ({', '.join(heads)}): "
+            "join them with `alembic merge heads`"
+        )
+    return heads[0]
 
 
 def current_revision(connection: Connection) -> str | None:
     """The revision the database is at; None before the first migration."""
-    from alembic.runtime.migration import MigrationContext
-
-    return MigrationContext.configure(connection).get_current_revision()
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    if len(rows) > 1:
+        raise SchemaError(f"the database records several revisions: {', '.join(sorted(rows))}")
+    return rows[0] if rows else None
 
 
 def lock_for_upgrade(connection: Connection) -> None:
@@ -139,9 +181,6 @@ def stamp(engine: Engine, revision: str) -> None:
 
 def schema_problem(connection: Connection) -> str | None:
     """Why the schema does not fit this code, or None when it is at head."""
-    from alembic.script import ScriptDirectory
-    from alembic.util import CommandError
-
     current, head = current_revision(connection), head_revision()
     if current == head:
         return None
@@ -150,9 +189,7 @@ def schema_problem(connection: Connection) -> str | None:
             "the database has no schema yet: the scheduler creates it when it starts, "
             f"or run `{COMMAND} db upgrade`"
         )
-    try:
-        ScriptDirectory.from_config(alembic_config()).get_revision(current)
-    except CommandError:
+    if current not in revision_chain():
         return (
             f"the database is at revision {current}, which this code does not know: "
             "newer code has migrated it"

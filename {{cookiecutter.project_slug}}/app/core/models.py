@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UTCDateTime
-
-
-class SchedulerState(StrEnum):
-    """What a scheduler process is doing, as its heartbeat says."""
-
-    STANDBY = "standby"  # waiting for another instance to give up the leader lock
-    RUNNING = "running"  # holds the lock and runs jobs
-    STOPPED = "stopped"  # shut down cleanly
+from app.core.enums import CommandStatus, ExecutionStatus, SchedulerState, TriggerKind
 
 
 class SchedulerInstance(Base):
@@ -31,31 +23,6 @@ class SchedulerInstance(Base):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     state: Mapped[SchedulerState] = mapped_column(String(16))
     job_count: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class ExecutionStatus(StrEnum):
-    """Where a run stands; every state but `running` is final."""
-
-    PENDING = "pending"  # asked for (run now, a retry) and waiting for its time
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    MISSED = "missed"  # its time passed beyond the misfire grace time while nothing ran it
-    SKIPPED = "skipped"  # the previous run of the same job was still going
-    INTERRUPTED = "interrupted"  # the scheduler stopped or died during the run
-    CANCELLED = "cancelled"  # stopped on request (the API or the CLI)
-
-
-UNFINISHED = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
-
-
-class TriggerKind(StrEnum):
-    """Why a run happened."""
-
-    SCHEDULE = "schedule"
-    MANUAL = "manual"
-    RETRY = "retry"
 
 
 class JobExecution(Base):
@@ -81,14 +48,6 @@ class JobExecution(Base):
     # The JSON arguments a manual run was given, and the run a manual retry repeats.
     input: Mapped[str | None] = mapped_column(Text)
     retry_of: Mapped[str | None] = mapped_column(String(32))
-
-
-class CommandStatus(StrEnum):
-    """Where a command to the scheduler stands."""
-
-    PENDING = "pending"  # written, not yet read by a running scheduler
-    APPLIED = "applied"
-    REJECTED = "rejected"  # the scheduler could not apply it; `detail` says why
 
 
 class SchedulerCommand(Base):

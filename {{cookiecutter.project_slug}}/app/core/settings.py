@@ -18,9 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app import ENV_PREFIX
 from app.core.schedules import parse_timezone
-
-ENV_PREFIX = "{{ cookiecutter.__env_prefix }}"
 
 
 class Settings(BaseSettings):

@@ -8,13 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, func
 
 from app.core.db import get_engine, utcnow
-from app.core.models import (
-    UNFINISHED,
-    CommandStatus,
-    JobExecution,
-    SchedulerCommand,
-    SchedulerInstance,
-)
+from app.core.enums import UNFINISHED, CommandStatus
+from app.core.models import JobExecution, SchedulerCommand, SchedulerInstance
 from app.core.settings import get_settings
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from app.core.db import utcnow
 from app.core.errors import JobError, error_text
 from app.core.files import write_json_atomically
@@ -34,6 +32,10 @@ async def sync_external_data(
     snapshot_dir: Path | None = None,
 ) -> SyncResult:
     """GET `url`, check the reply is JSON, and store it with the time it was fetched."""
+    # Imported here: the CLI and the API load the job list, which names this function, on
+    # every call, and httpx costs them about 40 ms they would not use.
+    import httpx
+
     settings = get_settings()
     url = url or settings.sync_endpoint
     snapshot_dir = snapshot_dir or settings.data_dir / "sync"

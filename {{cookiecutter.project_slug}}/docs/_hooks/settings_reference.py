@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from app import ENV_PREFIX
 from app.core.env_example import default_text, type_text
-from app.core.settings import ENV_PREFIX, Settings
+from app.core.settings import Settings
 
 MARKER = "<!-- settings-reference -->"
 

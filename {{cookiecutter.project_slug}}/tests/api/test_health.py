@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from app.components.backend.main import create_app
-from app.core.models import SchedulerState
+from app.core.enums import SchedulerState
 from app.core.settings import Settings
 from tests.helpers import write_heartbeat
 

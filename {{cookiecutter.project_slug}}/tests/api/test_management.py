@@ -16,16 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
+from app import ENV_PREFIX
 from app.components.backend.main import create_app
 from app.core.db import session_scope, utcnow
-from app.core.models import (
-    CommandStatus,
-    ExecutionStatus,
-    JobExecution,
-    SchedulerCommand,
-    TriggerKind,
-)
-from app.core.settings import ENV_PREFIX, Settings
+from app.core.enums import CommandStatus, ExecutionStatus, TriggerKind
+from app.core.models import JobExecution, SchedulerCommand
+from app.core.settings import Settings
 from tests.conftest import TEST_TOKEN
 
 AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}

@@ -12,13 +12,14 @@ import pytest
 from sqlalchemy import Engine, update
 from typer.testing import CliRunner
 
-from app import PROJECT_NAME, __version__
+from app import ENV_PREFIX, PROJECT_NAME, __version__
 from app.cli.main import app
 from app.components.backend.main import create_app
 from app.components.scheduler.main import create_scheduler
 from app.core.db import session_scope
-from app.core.models import SchedulerInstance, SchedulerState
-from app.core.settings import ENV_PREFIX, Settings, get_settings
+from app.core.enums import SchedulerState
+from app.core.models import SchedulerInstance
+from app.core.settings import Settings, get_settings
 from tests.conftest import free_port
 from tests.helpers import serve, stop, write_heartbeat
 

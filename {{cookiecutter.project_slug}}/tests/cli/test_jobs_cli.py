@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from app import ENV_PREFIX
 from app.cli.main import app
-from app.core.settings import ENV_PREFIX, get_settings
+from app.core.settings import get_settings
 
 
 def invoke(*args: str) -> tuple[int, str]:

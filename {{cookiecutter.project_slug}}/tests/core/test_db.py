@@ -10,7 +10,8 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import OperationalError
 
 from app.core.db import create_db_engine, session_scope, sqlite_path
-from app.core.models import SchedulerInstance, SchedulerState
+from app.core.enums import SchedulerState
+from app.core.models import SchedulerInstance
 
 
 def test_sqlite_file_and_folder_are_created_in_wal_mode(tmp_path: Path) -> None:

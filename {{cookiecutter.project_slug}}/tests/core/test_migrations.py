@@ -8,27 +8,30 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, MetaData, inspect, text
 from typer.testing import CliRunner
 
-from app import COMMAND
+from app import COMMAND, ENV_PREFIX
 from app.cli.main import app
+from app.core import migrations
 from app.core.migrations import (
     SchemaError,
     alembic_config,
     current_revision,
     head_revision,
+    revision_chain,
     schema_problem,
     target_metadata,
     upgrade,
 )
-from app.core.settings import ENV_PREFIX
 
 PROJECT_TABLES = {table for metadata in target_metadata() for table in metadata.tables}
 
@@ -98,6 +101,42 @@ def test_schema_problem_names_what_to_do(fresh_engine: Engine) -> None:
         connection.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
     with fresh_engine.connect() as connection:
         assert "f00d, which this code does not know" in str(schema_problem(connection))
+
+
+def test_revisions_read_from_the_files_are_alembics(fresh_engine: Engine) -> None:
+    """The health checks read revision ids without Alembic; Alembic must agree with them."""
+    script = ScriptDirectory.from_config(alembic_config())
+    assert head_revision() == script.get_current_head()
+    assert revision_chain() == {
+        revision.revision: revision._normalized_down_revisions
+        for revision in script.walk_revisions()
+    }
+    upgrade(fresh_engine)
+    with fresh_engine.connect() as connection:
+        assert (
+            current_revision(connection)
+            == MigrationContext.configure(connection).get_current_revision()
+        )
+
+
+def test_two_heads_are_refused_with_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "versions").mkdir()
+    for name, parent in (("a1", None), ("b1", "a1"), ("b2", "a1")):
+        (tmp_path / "versions" / f"{name}.py").write_text(
+            f"revision: str = {name!r}\ndown_revision: str | None = {parent!r}\n"
+        )
+    monkeypatch.setattr(migrations, "MIGRATIONS_DIR", tmp_path)
+    revision_chain.cache_clear()
+    head_revision.cache_clear()
+    try:
+        assert revision_chain() == {"a1": (), "b1": ("a1",), "b2": ("a1",)}
+        with pytest.raises(SchemaError, match=r"2 heads \(b1, b2\).*alembic merge heads"):
+            head_revision()
+    finally:
+        revision_chain.cache_clear()
+        head_revision.cache_clear()
 
 
 def test_concurrent_upgrades_apply_the_migrations_once(fresh_engine: Engine) -> None:

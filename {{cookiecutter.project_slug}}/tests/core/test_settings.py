@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
+from app import ENV_PREFIX
 from app.core.env_example import render
-from app.core.settings import ENV_PREFIX, SettingsError, get_settings
+from app.core.settings import SettingsError, get_settings
 
 
 @pytest.mark.parametrize(

@@ -27,8 +27,9 @@ from app.components.scheduler.execution import current_runtime, mark_interrupted
 from app.components.scheduler.history import HistoryRecorder
 from app.components.scheduler.main import create_scheduler
 from app.core.db import session_scope, utcnow
+from app.core.enums import UNFINISHED, ExecutionStatus, TriggerKind
 from app.core.errors import JobError
-from app.core.models import UNFINISHED, ExecutionStatus, JobExecution, TriggerKind
+from app.core.models import JobExecution
 from app.core.schedules import Interval, Once
 from app.core.settings import Settings
 from tests.helpers import stop

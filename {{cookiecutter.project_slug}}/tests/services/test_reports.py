@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from app.components.scheduler.main import create_scheduler
 from app.core.db import utcnow
-from app.core.models import SchedulerState
+from app.core.enums import SchedulerState
 from app.core.settings import Settings
 from app.services.reports import build_daily_report, generate_daily_report
 from tests.helpers import stop, write_heartbeat

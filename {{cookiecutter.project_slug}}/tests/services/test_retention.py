@@ -8,15 +8,8 @@ from sqlalchemy import Engine, select, update
 
 from app.components.scheduler.history import HistoryRecorder
 from app.core.db import session_scope, utcnow
-from app.core.models import (
-    CommandStatus,
-    ExecutionStatus,
-    JobExecution,
-    SchedulerCommand,
-    SchedulerInstance,
-    SchedulerState,
-    TriggerKind,
-)
+from app.core.enums import CommandStatus, ExecutionStatus, SchedulerState, TriggerKind
+from app.core.models import JobExecution, SchedulerCommand, SchedulerInstance
 from app.services.retention import cleanup_old_records
 from tests.helpers import write_heartbeat
 

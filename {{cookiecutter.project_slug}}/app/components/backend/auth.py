@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app import ENV_PREFIX
 from app.components.backend.deps import SettingsDep
-from app.core.settings import ENV_PREFIX
 
 _bearer = HTTPBearer(auto_error=False, description="The token in API_TOKEN (see .env).")
 

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from app.components.management.schemas import CommandResult
 from app.components.management.service import Management
-from app.core.models import CommandStatus
+from app.core.enums import CommandStatus
 from app.core.settings import Settings
 
 

@@ -10,11 +10,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from app import PROJECT_NAME, __version__
+from app import ENV_PREFIX, PROJECT_NAME, __version__
 from app.components.backend.routers import executions, health, jobs
-from app.components.management.service import InvalidInput, ManagementError
+from app.components.management.errors import InvalidInput, ManagementError
 from app.core.db import create_db_engine, redacted_url
-from app.core.settings import ENV_PREFIX, Settings, get_settings
+from app.core.settings import Settings, get_settings
 
 logger = logging.getLogger("app.api")
 

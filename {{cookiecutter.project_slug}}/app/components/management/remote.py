@@ -12,6 +12,13 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from app.components.management.errors import (
+    Conflict,
+    InvalidInput,
+    ManagementError,
+    NotFound,
+    NotReady,
+)
 from app.components.management.schemas import (
     AddJobRequest,
     CommandResult,
@@ -19,19 +26,10 @@ from app.components.management.schemas import (
     ExecutionPage,
     JobDetail,
     JobPage,
-    JobState,
     SchedulerStatus,
 )
-from app.components.management.service import (
-    Conflict,
-    InvalidInput,
-    ManagementError,
-    NotFound,
-    NotReady,
-)
-from app.components.scheduler.definition import Queue
+from app.core.enums import ExecutionStatus, JobState, Queue
 from app.core.errors import error_text
-from app.core.models import ExecutionStatus
 from app.core.schedule_specs import CronSpec, IntervalSpec, OnceSpec
 
 Model = TypeVar("Model", bound=BaseModel)

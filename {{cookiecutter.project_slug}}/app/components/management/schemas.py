@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.components.scheduler.definition import JOB_ID_PATTERN, Queue
+from app.components.scheduler.definition import JOB_ID_PATTERN
+from app.core.enums import (
+    CommandStatus,
+    ExecutionStatus,
+    JobState,
+    Queue,
+    SchedulerState,
+    TriggerKind,
+)
 from app.core.job_store import JobInfo
-from app.core.models import CommandStatus, ExecutionStatus, SchedulerState, TriggerKind
 from app.core.schedule_specs import RecurringSpec, ScheduleSpec
-
-
-class JobState(StrEnum):
-    """Where a job stands in the scheduler."""
-
-    SCHEDULED = "scheduled"
-    PAUSED = "paused"
-    # Not in the job store: no scheduler has started since it was defined, or its one run
-    # is in the past.
-    UNSCHEDULED = "unscheduled"
-    INVALID = "invalid"  # a runtime job whose definition no longer loads (see `problem`)
 
 
 class JobSummary(JobInfo):

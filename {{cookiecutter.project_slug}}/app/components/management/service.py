@@ -16,6 +16,12 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from app.components.management.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    NotReady,
+)
 from app.components.management.schemas import (
     AddJobRequest,
     CommandResult,
@@ -27,7 +33,6 @@ from app.components.management.schemas import (
     JobCounts,
     JobDetail,
     JobPage,
-    JobState,
     JobSummary,
     LastRun,
     QueueCounts,
@@ -40,21 +45,19 @@ from app.components.scheduler.catalog import (
     registered_functions,
 )
 from app.components.scheduler.commands import CommandKind, send_command
-from app.components.scheduler.definition import Queue, ScheduledJob
-from app.components.scheduler.execution import RUN_MARK
+from app.components.scheduler.definition import ScheduledJob
 from app.components.scheduler.functions import ArgumentError
+from app.components.scheduler.store_ids import RUN_MARK
 from app.core.db import database_now, session_scope, tables_exist, utcnow
+from app.core.enums import CommandStatus, ExecutionStatus, JobState, Queue, TriggerKind
 from app.core.health import check_health
 from app.core.job_store import StoredJob, read_stored_jobs
 from app.core.models import (
-    CommandStatus,
-    ExecutionStatus,
     JobExecution,
     RuntimeJob,
     ScheduleOverride,
     SchedulerCommand,
     SchedulerInstance,
-    TriggerKind,
 )
 from app.core.schedule_specs import CronSpec, IntervalSpec, OnceSpec
 from app.core.schedules import ScheduleError, describe_trigger
@@ -77,40 +80,6 @@ _RETRYABLE = (
     ExecutionStatus.SKIPPED,
     ExecutionStatus.CANCELLED,
 )
-
-
-class ManagementError(Exception):
-    """A request that cannot be served; `status_code` is its HTTP meaning."""
-
-    status_code = 400
-
-
-class NotFound(ManagementError):
-    """No such job or execution."""
-
-    status_code = 404
-
-
-class Conflict(ManagementError):
-    """The request does not fit the current state; the message says why."""
-
-    status_code = 409
-
-
-class NotReady(ManagementError):
-    """The database is not set up yet: no scheduler has started on it."""
-
-    status_code = 503
-
-
-class InvalidInput(ManagementError):
-    """Input that failed validation; `problems` maps each field path to what is wrong."""
-
-    status_code = 422
-
-    def __init__(self, problems: dict[str, str]) -> None:
-        super().__init__("; ".join(f"{name}: {problem}" for name, problem in problems.items()))
-        self.problems = problems
 
 
 class Management:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import Engine, select
 
 from app.components.scheduler import jobs as job_list
-from app.components.scheduler.definition import Queue, ScheduledJob
+from app.components.scheduler.definition import ScheduledJob
 from app.components.scheduler.functions import ArgumentError, JobFunction
 from app.core.db import session_scope, tables_exist
+from app.core.enums import Queue
 from app.core.models import RuntimeJob, ScheduleOverride
 from app.core.schedule_specs import CronSpec, IntervalSpec, OnceSpec, parse_spec
 from app.core.schedules import ScheduleError, describe_trigger

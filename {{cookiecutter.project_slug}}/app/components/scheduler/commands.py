@@ -22,7 +22,8 @@ from sqlalchemy import Engine, Select, exists, select, text
 from sqlalchemy.orm import Session
 
 from app.core.db import database_now, session_scope, utcnow
-from app.core.models import CommandStatus, SchedulerCommand, SchedulerInstance, SchedulerState
+from app.core.enums import CommandStatus, SchedulerState
+from app.core.models import SchedulerCommand, SchedulerInstance
 
 NOTIFY_CHANNEL = "scheduler_commands"
 _POLL_SECONDS = 0.01

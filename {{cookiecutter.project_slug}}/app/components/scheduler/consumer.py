@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from app.components.scheduler.commands import NOTIFY_CHANNEL
 from app.core.db import utcnow
-from app.core.models import CommandStatus, SchedulerCommand
+from app.core.enums import CommandStatus
+from app.core.models import SchedulerCommand
 
 logger = logging.getLogger("app.scheduler.commands")
 

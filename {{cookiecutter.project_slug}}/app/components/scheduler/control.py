@@ -15,10 +15,12 @@ from apscheduler.job import Job
 from app.components.scheduler.catalog import runtime_definition, with_schedule
 from app.components.scheduler.commands import CommandKind
 from app.components.scheduler.consumer import CommandRejected
-from app.components.scheduler.execution import SKIP_REASON, JobRuntime, planned_run_id
+from app.components.scheduler.execution import SKIP_REASON, JobRuntime
 from app.components.scheduler.main import register_job
+from app.components.scheduler.store_ids import planned_run_id
 from app.core.db import utcnow
-from app.core.models import ExecutionStatus, SchedulerCommand, TriggerKind
+from app.core.enums import ExecutionStatus, TriggerKind
+from app.core.models import SchedulerCommand
 from app.core.schedule_specs import SCHEDULE_SPEC
 from app.core.schedules import ScheduleError
 

@@ -7,24 +7,16 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
 from apscheduler.triggers.base import BaseTrigger
 
 from app.components.scheduler.functions import JobFunction
+from app.core.enums import Queue
 from app.core.schedules import Schedule, ScheduleError, parse_timezone
 
 JOB_ID_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
-
-
-class Queue(StrEnum):
-    """A priority label, stored with every execution and shown by the API and the CLI."""
-
-    CRITICAL = "critical"
-    DEFAULT = "default"
-    LOW = "low"
 
 
 @dataclass(frozen=True)

@@ -35,31 +35,16 @@ from app.components.scheduler.definition import ScheduledJob
 from app.components.scheduler.functions import ArgumentError
 from app.components.scheduler.history import HistoryRecorder
 from app.components.scheduler.store import WriteBehindJobStore
+from app.components.scheduler.store_ids import base_job_id, planned_run_id
 from app.core.db import utcnow
+from app.core.enums import CommandStatus, ExecutionStatus, TriggerKind
 from app.core.errors import JobError
-from app.core.models import (
-    CommandStatus,
-    ExecutionStatus,
-    JobExecution,
-    SchedulerCommand,
-    TriggerKind,
-)
+from app.core.models import JobExecution, SchedulerCommand
 from app.core.settings import Settings
 
 logger = logging.getLogger("app.scheduler.jobs")
 
-RUN_MARK = "@run-"
 SKIP_REASON = "the previous run was still going (max_instances reached)"
-
-
-def base_job_id(store_id: str) -> str:
-    """The job a stored APScheduler job belongs to (planned runs carry a suffix)."""
-    return store_id.split(RUN_MARK, 1)[0]
-
-
-def planned_run_id(job_id: str, execution_id: str) -> str:
-    """The store id of a one-time run planned for `execution_id` (a retry, a manual run)."""
-    return f"{job_id}{RUN_MARK}{execution_id}"
 
 
 class JobCancelled(Exception):

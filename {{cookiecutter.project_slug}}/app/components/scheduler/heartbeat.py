@@ -10,7 +10,8 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from app.core.db import database_now, session_scope
-from app.core.models import SchedulerInstance, SchedulerState
+from app.core.enums import SchedulerState
+from app.core.models import SchedulerInstance
 
 
 class Heartbeat:

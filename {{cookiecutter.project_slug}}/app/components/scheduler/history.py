@@ -16,7 +16,8 @@ from sqlalchemy import Engine, bindparam, update
 
 from app.components.scheduler.writer import BatchWriter
 from app.core.db import utcnow
-from app.core.models import ExecutionStatus, JobExecution, TriggerKind
+from app.core.enums import ExecutionStatus, TriggerKind
+from app.core.models import JobExecution
 
 logger = logging.getLogger("app.scheduler.history")
 

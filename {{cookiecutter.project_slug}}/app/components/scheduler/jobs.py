@@ -17,10 +17,10 @@ from app.components.scheduler.definition import (
     Delays,
     Exponential,
 {%- endif %}
-    Queue,
     Retry,
     ScheduledJob,
 )
+from app.core.enums import Queue
 from app.core.schedules import Cron, Interval
 from app.services.maintenance import run_system_maintenance
 {%- if cookiecutter.include_example_jobs == "yes" %}

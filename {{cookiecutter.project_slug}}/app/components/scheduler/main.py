@@ -14,9 +14,10 @@ from sqlalchemy import Engine
 from app.components.scheduler.alerts import FailureStreaks, alert_hook
 from app.components.scheduler.catalog import code_jobs, load_catalog
 from app.components.scheduler.definition import ScheduledJob
-from app.components.scheduler.execution import JobRuntime, base_job_id, bind, execute
+from app.components.scheduler.execution import JobRuntime, bind, execute
 from app.components.scheduler.history import HistoryRecorder
 from app.components.scheduler.store import WriteBehindJobStore
+from app.components.scheduler.store_ids import base_job_id
 from app.core.db import create_db_engine, utcnow
 from app.core.job_store import JOBS_TABLE, StoredJob, create_job_store, read_stored_jobs
 from app.core.schedules import Once, ScheduleError, describe_trigger

@@ -32,8 +32,8 @@ from app.components.scheduler.heartbeat import Heartbeat
 from app.components.scheduler.leader import LeaderLock, leader_lock
 from app.components.scheduler.main import create_scheduler, remove_unregistered_jobs
 from app.core.db import get_engine, redacted_url
+from app.core.enums import SchedulerState
 from app.core.migrations import require_current_schema, upgrade
-from app.core.models import SchedulerState
 from app.core.settings import Settings
 
 logger = logging.getLogger("app.scheduler")

@@ -16,12 +16,10 @@ from app.components.management.schemas import (
     FunctionInfo,
     JobDetail,
     JobPage,
-    JobState,
     RescheduleRequest,
     RunRequest,
 )
-from app.components.scheduler.definition import Queue
-from app.core.models import ExecutionStatus
+from app.core.enums import ExecutionStatus, JobState, Queue
 
 router = APIRouter(prefix="/api", tags=["jobs"], dependencies=[Authorized])
 
