@@ -15,8 +15,9 @@ demo: require-uv ## Generate a demo project in build/demo and run it (API and sc
 	$(UV) run --frozen cookiecutter . --no-input --output-dir $(DEMO_DIR)
 	$(MAKE) -C $(DEMO_DIR)/my-scheduler-service run
 
-test: require-uv ## Run every template test: the fast tier and the slow tier (generates, builds, runs)
-	$(UV) run --frozen pytest
+test: require-uv ## Run every template test: the fast tier (in parallel), then the slow tier
+	$(UV) run --frozen pytest -m "not slow" -n auto
+	$(UV) run --frozen pytest -m slow
 
 test-fast: require-uv ## Run only the fast tier, spread over the cores
 	$(UV) run --frozen pytest -m "not slow" -n auto

@@ -149,12 +149,13 @@ def test_make_check_passes(project: Generated) -> None:
             result = project.run("bash", "-c", command, env=env, timeout=900)
         output = result.stdout + result.stderr
         assert result.returncode == 0, f"{command}:\n{output[-6000:]}"
-    tests = re.search(r"(\d+) passed([^\n]*) in [\d.]+s", result.stdout)
+    tests = re.search(r"(\d+) passed([^\n]*) in ([\d.]+)s", result.stdout)
     assert tests is not None, result.stdout[-3000:]
     # Nothing failed, and nothing was skipped to get there.
     assert "failed" not in tests[2]
     assert "skipped" not in tests[2]
-    record_figure(f"{project.name}: the project's own tests", tests[1])
+    record_figure(f"{project.name}: the project's own tests passed", tests[1])
+    record_time(f"{project.name}: the project's own tests (within make check)", float(tests[3]))
 
 
 def empty_postgres_database(base_url: str) -> tuple[str, Callable[[], None]]:
@@ -198,11 +199,15 @@ def test_migrations_build_the_schema_the_models_describe(
 
 def test_benchmark_runs(project: Generated) -> None:
     commands = "--rounds 50" + (f" --database-url {POSTGRES_URL}" if project.postgres else "")
-    with timed(f"{project.name}: make bench (300 jobs, 1000 stored; 50 commands)"):
+    with timed(f"{project.name}: make bench (300 jobs, 1000 stored; 50 commands; CLI x3)"):
         result = project.run(
             "make",
             "bench",
-            env={"BENCH_ARGS": "--jobs 300 --stored 1000", "COMMAND_BENCH_ARGS": commands},
+            env={
+                "BENCH_ARGS": "--jobs 300 --stored 1000",
+                "COMMAND_BENCH_ARGS": commands,
+                "CLI_BENCH_ARGS": "--runs 3",
+            },
             timeout=300,
         )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -219,6 +224,16 @@ def test_benchmark_runs(project: Generated) -> None:
     database = "postgresql" if project.postgres else "sqlite"
     assert f"Commands: 50 pause/resume changes through the API ({database})" in result.stdout
     assert "next GET showed the change: 50 of 50" in result.stdout
+    startup = {
+        line.split("  ")[0]: line.split()[-3:]
+        for line in result.stdout.split("CLI start-up:", 1)[1].splitlines()[2:]
+        if line.strip()
+    }
+    assert {f"{project.slug} jobs list", f"{project.slug} health check"} <= set(startup)
+    for label, (median, slowest, _over_the_floor) in startup.items():
+        record_figure(
+            f"{project.name}: {label.strip()}, median of 3 (slowest {slowest} s)", f"{median} s"
+        )
 
 
 @contextmanager

@@ -92,6 +92,7 @@ def test_a_project_from_an_older_template_updates_to_what_the_template_generates
     }
     fresh = generate(tmp_path / "fresh", **answers)
     updated, generated = tree(project), tree(fresh)
+    assert "app/cli/main.py" in generated  # the comparison covers the project's files
     differing = sorted(
         p for p in updated.keys() | generated.keys() if updated.get(p) != generated.get(p)
     )
