@@ -75,6 +75,13 @@ def test_every_code_block_is_marked(project: Path) -> None:
     assert unmarked_code(nav_pages(project)) == []
 
 
+def test_the_check_block_is_make_check(project: Path) -> None:
+    """The slow tier runs this block in every variant; it must stay the README's one check."""
+    [block] = [b for page in nav_pages(project) for b in blocks(page) if b.kind == "check"]
+    assert block.page.name == "README.md"
+    assert block.commands() == ["make check"]
+
+
 def test_ci_blocks_are_what_ci_runs() -> None:
     ci_run = (TEMPLATE / ".ci" / "run").read_text()
     ci_blocks = [b for page in nav_pages(TEMPLATE) for b in blocks(page) if b.kind == "ci"]
