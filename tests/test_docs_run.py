@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,19 +39,10 @@ def environment(port: int, slugs: list[str]) -> dict[str, str]:
     return {**env, "COLUMNS": "200", "NO_MKDOCS_2_WARNING": "1", **ports}
 
 
-def service_project(block: Block, root: Path) -> Path:
-    """The project a service block runs: `make demo`'s, `make -C DIR run`'s, or `root`."""
-    if "make demo" in block.code:
-        return root / "build" / "demo" / DEMO_SLUG
-    match = re.search(r"make -C (\S+) run", block.code)
-    return root / match[1] if match else root
-
-
 @contextmanager
-def service(block: Block, cwd: Path, env: dict[str, str], project: Path) -> Iterator[None]:
-    """Start the block in a session of its own, wait until `project` is healthy; stop it with
-    Ctrl-C as a terminal would."""
-    ready = ["uv", "run", "--frozen", project.name, "health", "check"]
+def service(block: Block, cwd: Path, env: dict[str, str], port: int) -> Iterator[None]:
+    """Start the block in a session of its own, wait until the API on `port` answers ready
+    (the API and the scheduler are up); stop it with Ctrl-C as a terminal would."""
     log = (Path(tempfile.mkdtemp()) / f"service-{block.page.stem}-{block.line}.log").open("w")
     process = subprocess.Popen(
         ["bash", "-c", block.code],
@@ -63,16 +54,23 @@ def service(block: Block, cwd: Path, env: dict[str, str], project: Path) -> Iter
     )
     try:
         deadline = time.monotonic() + 180
-        while not project.exists() or (
-            subprocess.run(ready, cwd=project, env=env, capture_output=True).returncode != 0
-        ):
+        while not ready(port):
             assert process.poll() is None, f"{block.where} exited: {Path(log.name).read_text()}"
             assert time.monotonic() < deadline, f"{block.where} never became healthy"
-            time.sleep(1)
+            time.sleep(0.25)
         yield
     finally:
         interrupt_session(process)
         log.close()
+
+
+def ready(port: int) -> bool:
+    """Whether `/health/ready` answers 200 on `port`."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=5) as answer:
+            return bool(answer.status == 200)
+    except OSError:  # refused, or an HTTP error status such as 503
+        return False
 
 
 def run_block(block: Block, cwd: Path, env: dict[str, str], port: int) -> None:
@@ -100,7 +98,7 @@ def run_pages(root: Path, slugs: list[str]) -> int:
         for block in (b for page in nav_pages(root) for b in blocks(page)):
             if block.kind == "service":
                 running.close()
-                running.enter_context(service(block, root, env, service_project(block, root)))
+                running.enter_context(service(block, root, env, port))
             elif block.kind == "run":
                 run_block(block, root, env, port)
                 ran += 1

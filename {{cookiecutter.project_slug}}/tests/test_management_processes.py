@@ -198,8 +198,14 @@ def test_runtime_job_runs_until_deleted(api: Api, scheduler: subprocess.Popen[st
     )
     api.applied("DELETE", "/api/jobs/extra_tick")
     assert api.http.get("/api/jobs/extra_tick").status_code == 404
-    time.sleep(0.3)
+
+    def unfinished() -> int:
+        newest = api.http.get(path).json()["items"]
+        return sum(run["status"] in ("pending", "running") for run in newest)
+
+    wait_for(lambda: unfinished() == 0, 5, "a run in flight at the delete to end")
     runs = api.http.get(path).json()["total"]
+    # Three intervals of the deleted schedule: none may start.
     time.sleep(1.5)
     assert api.http.get(path).json()["total"] == runs
 
