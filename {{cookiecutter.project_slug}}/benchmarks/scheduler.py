@@ -1,11 +1,14 @@
 """Scheduler benchmark: `make bench` (or `python -m benchmarks.scheduler --jobs 5000`).
 
-Each scenario runs in a fresh process on a fresh SQLite file, so one cannot warm or bloat the
-next. Burst: N one-off jobs fall due within one second; lateness is each run's start minus its
-due time. The project's scheduler (write-behind store, history recorded) is measured beside raw
-APScheduler with its MemoryJobStore (the floor) and with its stock SQLAlchemyJobStore. Then,
-for the project's scheduler only: firing lateness while 10,000 jobs sit in the store and the
-command consumer polls for commands, and the process's memory with those jobs loaded.
+Each scenario runs in a fresh process on a fresh database (a SQLite file, and with
+`--database-url` a PostgreSQL schema of its own too), so one cannot warm or bloat the next.
+Burst: N one-off jobs fall due within one second; lateness is each run's start minus its due
+time, measured inside the run. The project's scheduler claims every run in the database before
+it starts it and records it; it is measured beside raw APScheduler with its MemoryJobStore (the
+floor, no database at all) and with its stock SQLAlchemyJobStore. The project's rows are then
+counted: each job must have exactly one. Last, for the project's scheduler only: firing
+lateness while 10,000 jobs are stored and the leader polls for changes and commands, and the
+process's memory with those jobs loaded.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,7 @@ RAW_SCENARIOS = ("apscheduler-memory", "apscheduler-sqlalchemy")
 WINDOW_SECONDS = 1.0
 IDLE_SECONDS = 5.0
 IDLE_PERIOD_SECONDS = 0.05
+TARGET_P99_MS = 10.0
 lateness_ms: list[float] = []
 
 
@@ -38,8 +45,10 @@ async def record_async(due: float) -> None:
     record(due)
 
 
-async def noop() -> None:
-    """The project's benchmark job: nothing, so only the scheduler is measured."""
+async def probe(due: float = 0.0) -> None:
+    """The project's job function: a one-off job passes its due time, the probe job nothing."""
+    if due:
+        record(due)
 
 
 def rss_mb() -> float:
@@ -62,16 +71,34 @@ async def wait_for_count(count: int, expected: int, timeout: float) -> None:
         await asyncio.sleep(0.05)
 
 
-async def raw_burst(scenario: str, jobs: int, database: Path) -> dict[str, Any]:
+@contextmanager
+def database(url: str | None, scratch: Path) -> Iterator[str]:
+    """A SQLite file in `scratch`, or a fresh schema on the PostgreSQL server at `url`."""
+    if url is None:
+        yield f"sqlite:///{scratch / 'bench.db'}"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield scoped.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+async def raw_burst(scenario: str, jobs: int, url: str) -> dict[str, Any]:
     from apscheduler.jobstores.memory import MemoryJobStore
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-    store = (
-        MemoryJobStore()
-        if scenario == "apscheduler-memory"
-        else SQLAlchemyJobStore(url=f"sqlite:///{database}")
-    )
+    store = MemoryJobStore() if scenario == "apscheduler-memory" else SQLAlchemyJobStore(url=url)
     scheduler = AsyncIOScheduler(jobstores={"default": store}, timezone=UTC)
     scheduler.start(paused=True)
     # Adding is not what is measured: time it on a small batch, then leave room for all.
@@ -101,148 +128,193 @@ async def raw_burst(scenario: str, jobs: int, database: Path) -> dict[str, Any]:
     await wait_for_count(len(lateness_ms), jobs, timeout=max(60, start - time.time() + 60))
     scheduler.shutdown(wait=False)
     await asyncio.sleep(0)
-    return {"ran": len(lateness_ms), "lateness_ms": lateness_ms, "history_rows": None}
+    return {
+        "ran": len(lateness_ms),
+        "lateness_ms": lateness_ms,
+        "history_rows": None,
+        "duplicates": None,
+    }
 
 
-async def project_burst(jobs: int, database: Path) -> dict[str, Any]:
+def stored_one_off_jobs(url: str, jobs: int, first_due: float, spread: float) -> None:
+    """Store `jobs` runtime jobs that run once, due `spread` seconds apart from `first_due`."""
+    from sqlalchemy import insert
+
+    from app.core.db import create_db_engine, session_scope, utcnow
+    from app.core.migrations import upgrade
+    from app.core.models import Job
+    from app.core.schedule_specs import OnceSpec, dump_spec
+
+    engine = create_db_engine(url)
+    upgrade(engine)
+    now = utcnow()
+    rows = []
+    for i in range(jobs):
+        due = first_due + spread * i
+        at = datetime.fromtimestamp(due, UTC)
+        rows.append(
+            {
+                "id": f"one_off_{i}",
+                "origin": "runtime",
+                "name": f"One-off {i}",
+                "function": "probe",
+                "args": json.dumps({"due": due}),
+                "queue": "default",
+                "schedule": dump_spec(OnceSpec(at=at)),
+                "code_schedule": None,
+                "paused": False,
+                "next_run_at": at,
+                "version": 1,
+                "updated_at": now,
+            }
+        )
+    with session_scope(engine) as session:
+        session.execute(insert(Job), rows)
+    engine.dispose()
+
+
+def bench_jobs(period_seconds: float) -> tuple[Any, ...]:
+    """The code's jobs: a probe, whose function the one-off jobs call with their due time."""
+    from app.components.scheduler.definition import ScheduledJob
+    from app.core.schedules import Interval
+
+    return (
+        ScheduledJob(
+            id="probe",
+            name="Probe",
+            func=probe,
+            schedule=Interval(seconds=period_seconds),
+            inputs=("due",),
+        ),
+    )
+
+
+def history(url: str) -> tuple[int, int]:
+    """Rows of the one-off jobs that succeeded, and how many jobs have more than one row."""
     from sqlalchemy import func, select
 
-    from app.components.scheduler import jobs as job_list
-    from app.components.scheduler import main
-    from app.components.scheduler.definition import ScheduledJob
-    from app.components.scheduler.execution import current_runtime, execute
-    from app.components.scheduler.runner import tune_for_latency
     from app.core.db import create_db_engine, session_scope
     from app.core.enums import ExecutionStatus
-    from app.core.migrations import upgrade
     from app.core.models import JobExecution
-    from app.core.schedules import Interval
+
+    engine = create_db_engine(url)
+    with session_scope(engine) as session:
+        succeeded = session.scalar(
+            select(func.count()).where(
+                JobExecution.status == ExecutionStatus.SUCCEEDED,
+                JobExecution.job_id.like("one_off_%"),
+            )
+        )
+        twice = session.scalar(
+            select(func.count()).select_from(
+                select(JobExecution.job_id)
+                .where(JobExecution.job_id.like("one_off_%"))
+                .group_by(JobExecution.job_id)
+                .having(func.count() > 1)
+                .subquery()
+            )
+        )
+    engine.dispose()
+    return succeeded or 0, twice or 0
+
+
+async def project_burst(jobs: int, url: str) -> dict[str, Any]:
+    from app.components.scheduler.execution import current_runtime
+    from app.components.scheduler.main import create_scheduler
+    from app.components.scheduler.runner import tune_for_latency
+    from app.core.db import create_db_engine
     from app.core.settings import Settings
 
-    settings = Settings(database_url=f"sqlite:///{database}", _env_file=None)
-    engine = create_db_engine(settings.database_url)
-    upgrade(engine)
-    # One registered function; the burst is N one-off runs of it, as retries and manual runs are.
-    # Every one-off run belongs to this job; they may overlap, as separate jobs would.
-    bench_job = ScheduledJob(
-        id="bench", name="Bench", func=noop, schedule=Interval(days=1), max_instances=jobs
-    )
-    job_list.JOBS = (bench_job,)
-    scheduler = main.create_scheduler(settings, engine)
-    scheduler.start(paused=True)
-    start = time.time() + 2.0
-    for i in range(jobs):
-        due = start + WINDOW_SECONDS * i / jobs
-        store_id = f"bench-{i}"
-        scheduler.add_job(
-            execute,
-            "date",
-            run_date=datetime.fromtimestamp(due, UTC),
-            id=store_id,
-            kwargs={"job_id": "bench", "store_id": store_id},
-            misfire_grace_time=None,
-        )
-    # Everything added is committed before the window opens, so only the burst is measured.
-    await asyncio.to_thread(scheduler._lookup_jobstore("default").flush)
+    settings = Settings(database_url=url, _env_file=None)
+    # Room to build the timer from the table before the first job is due.
+    start = time.time() + 2.0 + jobs / 2000
+    stored_one_off_jobs(url, jobs, start, WINDOW_SECONDS / jobs)
+    engine = create_db_engine(url)
+    # The probe never fires within the run: only the one-off jobs do.
+    scheduler = create_scheduler(bench_jobs(86400), settings, engine, epoch=1)
     tune_for_latency()
-    scheduler.resume()
+    scheduler.start()
+    await wait_for_count(len(lateness_ms), jobs, timeout=max(60, start - time.time() + 60))
     recorder = current_runtime().recorder
-
-    def succeeded() -> int:
-        # Runs in a thread: waiting on the database here must not stall the loop being measured.
-        recorder.flush(timeout=5)
-        with session_scope(engine) as session:
-            query = select(func.count()).where(JobExecution.status == ExecutionStatus.SUCCEEDED)
-            return session.scalar(query) or 0
-
-    deadline = time.monotonic() + 60 + (start - time.time())
-    while time.monotonic() < deadline and await asyncio.to_thread(succeeded) < jobs:
-        await asyncio.sleep(0.25)
-    with session_scope(engine) as session:
-        rows = session.execute(
-            select(JobExecution.started_at, JobExecution.scheduled_at).where(
-                JobExecution.job_id == "bench"
-            )
-        ).all()
+    await asyncio.to_thread(recorder.flush, 30)
     scheduler.shutdown(wait=False)
     await asyncio.sleep(0.1)
-    late = [(s - d).total_seconds() * 1000 for s, d in rows if s is not None]
-    return {"ran": len(late), "lateness_ms": late, "history_rows": len(rows)}
+    succeeded, twice = await asyncio.to_thread(history, url)
+    engine.dispose()
+    return {
+        "ran": len(lateness_ms),
+        "lateness_ms": lateness_ms,
+        "history_rows": succeeded,
+        "duplicates": twice,
+    }
 
 
-async def project_idle(stored: int, database: Path) -> dict[str, Any]:
-    from sqlalchemy import select
-
-    from app.components.scheduler import jobs as job_list
-    from app.components.scheduler import main
+async def project_idle(stored: int, url: str) -> dict[str, Any]:
+    from app.components.scheduler.changes import ChangeApplier
     from app.components.scheduler.consumer import CommandConsumer
     from app.components.scheduler.control import CommandHandler
-    from app.components.scheduler.definition import ScheduledJob
-    from app.components.scheduler.execution import current_runtime, execute
+    from app.components.scheduler.execution import current_runtime
+    from app.components.scheduler.main import create_scheduler
     from app.components.scheduler.runner import tune_for_latency
-    from app.core.db import create_db_engine, session_scope
-    from app.core.migrations import upgrade
-    from app.core.models import JobExecution
-    from app.core.schedules import Interval
+    from app.core.db import create_db_engine
     from app.core.settings import Settings
 
-    settings = Settings(database_url=f"sqlite:///{database}", _env_file=None)
-    engine = create_db_engine(settings.database_url)
-    upgrade(engine)
-    probe = ScheduledJob(
-        id="probe",
-        name="Probe",
-        func=noop,
-        schedule=Interval(seconds=IDLE_PERIOD_SECONDS),
-        max_instances=10,
-    )
-    job_list.JOBS = (probe,)
-    scheduler = main.create_scheduler(settings, engine)
-    scheduler.start(paused=True)
-    far = datetime.now(UTC) + timedelta(days=30)
-    for i in range(stored):
-        scheduler.add_job(
-            execute,
-            "date",
-            run_date=far,
-            id=f"idle-{i}",
-            kwargs={"job_id": "probe", "store_id": f"idle-{i}"},
-        )
-    await asyncio.to_thread(scheduler._lookup_jobstore("default").flush, 60)
-    # The command consumer polls the database meanwhile, as in the real process.
+    settings = Settings(database_url=url, _env_file=None)
+    # Stored by another process, as the API would: this one holds only what a leader holds.
+    setup = [sys.executable, "-m", "benchmarks.scheduler", "--scenario", "store"]
+    subprocess.run([*setup, "--size", str(stored), "--server", url], check=True)
+    engine = create_db_engine(url)
+    scheduler = create_scheduler(bench_jobs(IDLE_PERIOD_SECONDS), settings, engine, epoch=1)
+    # The leader polls for changes and commands meanwhile, as in the real process.
     runtime = current_runtime()
+    loop = asyncio.get_running_loop()
     consumer = CommandConsumer(
         engine,
-        asyncio.get_running_loop(),
+        loop,
+        ChangeApplier(engine, loop, runtime),
         CommandHandler(runtime),
         runtime.flush,
         settings.command_poll_seconds,
     )
-    consumer.start()
     tune_for_latency()
     memory = rss_mb()
-    scheduler.resume()
+    probe_lateness: list[float] = []
+    original = runtime.start
+
+    def timed_start(execution_id: str, job_id: str, scheduled_at: datetime, **kwargs: Any) -> None:
+        # The first half second measures the start-up (first calls, lazy imports), not the
+        # scheduler at rest.
+        if scheduled_at >= started + timedelta(seconds=0.5):
+            probe_lateness.append((datetime.now(UTC) - scheduled_at).total_seconds() * 1000)
+        original(execution_id, job_id, scheduled_at, **kwargs)
+
+    runtime.start = timed_start  # type: ignore[method-assign]
+    started = datetime.now(UTC)
+    scheduler.start()
+    consumer.start()
     await asyncio.sleep(IDLE_SECONDS)
     await asyncio.to_thread(consumer.stop)
     scheduler.shutdown(wait=False)
     await asyncio.sleep(0.1)
-    current_runtime().recorder.flush()
-    with session_scope(engine) as session:
-        rows = session.execute(select(JobExecution.started_at, JobExecution.scheduled_at)).all()
-    late = [(s - d).total_seconds() * 1000 for s, d in rows if s is not None]
-    return {"ran": len(late), "lateness_ms": late, "rss_mb": round(memory, 1), "stored": stored}
+    runtime.recorder.flush()
+    engine.dispose()
+    return {
+        "ran": len(probe_lateness),
+        "lateness_ms": probe_lateness,
+        "rss_mb": round(memory, 1),
+        "stored": stored,
+    }
 
 
-def run_scenario(scenario: str, size: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as scratch:
-        database = Path(scratch) / "bench.db"
+def run_scenario(scenario: str, size: int, server: str | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as scratch, database(server, Path(scratch)) as url:
         began = time.perf_counter()
         if scenario in RAW_SCENARIOS:
-            result = asyncio.run(raw_burst(scenario, size, database))
+            result = asyncio.run(raw_burst(scenario, size, url))
         elif scenario == "project":
-            result = asyncio.run(project_burst(size, database))
+            result = asyncio.run(project_burst(size, url))
         else:
-            result = asyncio.run(project_idle(size, database))
+            result = asyncio.run(project_idle(size, url))
         result["seconds"] = round(time.perf_counter() - began, 1)
         late = result.pop("lateness_ms")
         result.update(
@@ -258,17 +330,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=5000, help="one-off jobs in the burst")
     parser.add_argument("--stored", type=int, default=10000, help="jobs stored for the idle run")
+    parser.add_argument(
+        "--database-url", help="also measure on this PostgreSQL server (a schema of its own)"
+    )
     parser.add_argument("--scenario", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--server", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.scenario == "store":
+        stored_one_off_jobs(args.server, args.size, time.time() + 30 * 86400, 1.0)
+        return
     if args.scenario:
-        print(json.dumps(run_scenario(args.scenario, args.size)))
+        print(json.dumps(run_scenario(args.scenario, args.size, args.server)))
         return
 
-    def child(scenario: str, size: int) -> dict[str, Any]:
-        command = [sys.executable, "-m", "benchmarks.scheduler"]
+    def child(scenario: str, size: int, server: str | None) -> dict[str, Any]:
+        command = [sys.executable, "-m", "benchmarks.scheduler", "--scenario", scenario]
+        command += ["--size", str(size), *(["--server", server] if server else [])]
         output = subprocess.run(
-            [*command, "--scenario", scenario, "--size", str(size)],
+            command,
             capture_output=True,
             text=True,
             check=False,
@@ -279,27 +359,50 @@ def main() -> None:
             raise SystemExit(1)
         return dict(json.loads(output.stdout.strip().splitlines()[-1]))
 
-    print(f"Burst: {args.jobs} one-off jobs due within {WINDOW_SECONDS:g} s (SQLite file)")
-    header = f"{'scheduler':<26}{'ran':>7}{'history':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    servers: list[tuple[str, str | None]] = [("SQLite", None)]
+    if args.database_url:
+        servers.append(("PostgreSQL", args.database_url))
+    failures = []
+    print(f"Burst: {args.jobs} one-off jobs due within {WINDOW_SECONDS:g} s")
+    header = (
+        f"{'scheduler':<26}{'database':<12}{'ran':>7}{'history':>9}{'twice':>7}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    )
     print(header)
     print("-" * len(header))
-    for scenario in ("apscheduler-memory", "apscheduler-sqlalchemy", "project"):
-        r = child(scenario, args.jobs)
-        history = "-" if r["history_rows"] is None else str(r["history_rows"])
+    runs: list[tuple[str, str, str | None]] = [("apscheduler-memory", "-", None)]
+    for name, server in servers:
+        runs += [("apscheduler-sqlalchemy", name, server), ("project", name, server)]
+    for scenario, name, server in runs:
+        r = child(scenario, args.jobs, server)
+        history_rows = "-" if r["history_rows"] is None else str(r["history_rows"])
+        twice = "-" if r["duplicates"] is None else str(r["duplicates"])
         print(
-            f"{scenario:<26}{r['ran']:>7}{history:>9}{r['p50_ms']:>9}{r['p99_ms']:>9}{r['max_ms']:>9}"
+            f"{scenario:<26}{name:<12}{r['ran']:>7}{history_rows:>9}{twice:>7}"
+            f"{r['p50_ms']:>9}{r['p99_ms']:>9}{r['max_ms']:>9}"
         )
-    idle = child("project-idle", args.stored)
+        if scenario == "project":
+            if r["history_rows"] != args.jobs or r["duplicates"] or r["ran"] != args.jobs:
+                failures.append(f"{name}: not every job ran exactly once with its history row")
+            if r["p99_ms"] > TARGET_P99_MS:
+                failures.append(f"{name}: p99 lateness {r['p99_ms']} ms > {TARGET_P99_MS:g} ms")
+    for name, server in servers:
+        idle = child("project-idle", args.stored, server)
+        print()
+        print(
+            f"Idle ({name}): {idle['stored']} jobs stored, a probe job every "
+            f"{IDLE_PERIOD_SECONDS:g} s for {IDLE_SECONDS:g} s"
+        )
+        print(
+            f"  runs {idle['ran']}, lateness p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms, "
+            f"max {idle['max_ms']} ms"
+        )
+        print(f"  scheduler process memory (RSS) with {idle['stored']} jobs: {idle['rss_mb']} MB")
     print()
-    print(
-        f"Idle: {idle['stored']} jobs stored, a probe job every {IDLE_PERIOD_SECONDS:g} s "
-        f"for {IDLE_SECONDS:g} s"
-    )
-    print(
-        f"  runs {idle['ran']}, lateness p50 {idle['p50_ms']} ms, p99 {idle['p99_ms']} ms, "
-        f"max {idle['max_ms']} ms"
-    )
-    print(f"  scheduler process memory (RSS) with {idle['stored']} jobs: {idle['rss_mb']} MB")
+    print(f"target: every job exactly once with history, p99 <= {TARGET_P99_MS:g} ms: ", end="")
+    print("met" if not failures else "MISSED")
+    for failure in failures:
+        print(f"  {failure}")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def serve(app: FastAPI, port: int) -> Iterator[str]:
 
 
 async def stop(scheduler: AsyncIOScheduler) -> None:
-    """Shut a scheduler down and let it finish: its store commits what it queued."""
+    """Shut a scheduler down and let it finish its turn of the loop."""
     # AsyncIOScheduler.shutdown runs on the loop's next turn; yielding once lets it run.
     scheduler.shutdown(wait=False)
     await asyncio.sleep(0)
@@ -72,3 +72,12 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.1)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Like `wait_for`, on the event loop: the scheduler under test keeps running meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)

@@ -215,4 +215,5 @@ def test_stop_abandons_a_job_after_the_timeout(
     assert health.report().scheduler.detail.startswith("stopped")
     with session_scope(health.engine) as session:
         statuses = set(session.scalars(select(JobExecution.status)))
-    assert statuses == {ExecutionStatus.INTERRUPTED}
+    # The every-second job's later times found the slow run still going.
+    assert statuses - {ExecutionStatus.SKIPPED} == {ExecutionStatus.INTERRUPTED}

@@ -15,7 +15,7 @@ from app.cli.output import TokenOption, UrlOption, load_settings, stderr, stdout
 
 if TYPE_CHECKING:
     from app.core.health import HealthReport
-    from app.core.job_store import JobInfo
+    from app.core.job_rows import JobInfo
     from app.core.settings import Settings
 
 app = typer.Typer(help="Check the database and the scheduler.", no_args_is_help=True)
@@ -44,7 +44,12 @@ def _report_from_database(settings: Settings, detailed: bool) -> HealthReport:
 
     engine = create_db_engine(settings.database_url, create_file=False)
     try:
-        return check_health(engine, settings.heartbeat_stale_after_seconds, include_jobs=detailed)
+        return check_health(
+            engine,
+            settings.heartbeat_stale_after_seconds,
+            include_jobs=detailed,
+            timezone=settings.timezone,
+        )
     finally:
         engine.dispose()
 
@@ -76,7 +81,7 @@ def _jobs_from_api(base: str, token: str | None, timeout: float) -> list[JobInfo
     """Every job, page by page, from the management API (which needs the token)."""
     from app.components.management.errors import ManagementError
     from app.components.management.remote import RemoteManagement
-    from app.core.job_store import JobInfo
+    from app.core.job_rows import JobInfo
 
     if token is None:
         configured = _settings().api_token

@@ -35,7 +35,7 @@ from app.core.enums import CommandStatus, ExecutionStatus, JobState, Queue
 if TYPE_CHECKING:
     from app.cli.output import Manager
     from app.components.management.schemas import CommandResult, ExecutionInfo, JobDetail
-    from app.core.schedule_specs import CronSpec, IntervalSpec, OnceSpec
+    from app.core.schedule_specs import Spec
 
 app = typer.Typer(help="List, inspect and change the scheduled jobs.", no_args_is_help=True)
 
@@ -57,9 +57,7 @@ ZoneOption = Annotated[
 ]
 
 
-def _schedule(
-    cron: str | None, every: str | None, at: str | None, zone: str | None
-) -> CronSpec | IntervalSpec | OnceSpec:
+def _schedule(cron: str | None, every: str | None, at: str | None, zone: str | None) -> Spec:
     from pydantic import ValidationError
 
     from app.core.schedule_specs import SCHEDULE_SPEC

@@ -50,6 +50,15 @@ def status(as_json: JsonOption = False, url: UrlOption = None, token: TokenOptio
         f"{jobs.unscheduled} unscheduled, {jobs.invalid} invalid); "
         f"{report.pending_commands} command(s) waiting for a scheduler"
     )
+    waiting = report.applied_revision < report.job_revision
+    stdout.print(
+        f"Job revision {report.job_revision}: "
+        + (
+            f"changes since revision {report.applied_revision} wait for a scheduler"
+            if waiting
+            else "applied"
+        )
+    )
     queues = Table(title=f"Runs per queue since {when(report.counts_since)}", title_justify="left")
     for column in ("Queue", "Pending", "Running", "Succeeded", "Failed"):
         queues.add_column(column, justify="left" if column == "Queue" else "right")

@@ -57,6 +57,9 @@ def sqlite_path(url: str | URL) -> Path | None:
     return Path(parsed.database)
 
 
+_WRITE_INTENT = "write_intent"
+
+
 def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the API and the CLI read while the scheduler writes; busy_timeout makes a
     # writer wait for the lock instead of failing at once.
@@ -65,6 +68,16 @@ def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    # SQLAlchemy, not the driver, begins transactions (see `_begin`).
+    dbapi_connection.isolation_level = None
+
+
+def _begin(connection: Connection) -> None:
+    # A transaction that reads and then writes must take the write lock first: begun as a
+    # reader, it fails at once (busy_timeout does not help) when another process committed
+    # in between.
+    immediate = connection.get_execution_options().get(_WRITE_INTENT, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def create_db_engine(url: str, *, create_file: bool = True) -> Engine:
@@ -87,7 +100,17 @@ def create_db_engine(url: str, *, create_file: bool = True) -> Engine:
             creator=lambda: sqlite3.connect(read_write, uri=True, check_same_thread=False),
         )
     event.listen(engine, "connect", _enable_sqlite_wal)
+    event.listen(engine, "begin", _begin)
     return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: on SQLite it holds the write lock from its first read."""
+    with engine.connect() as connection:
+        connection.execution_options(**{_WRITE_INTENT: True})
+        with connection.begin():
+            yield connection
 
 
 def database_now(connection: Connection) -> datetime:
@@ -129,6 +152,17 @@ def session_scope(engine: Engine) -> Iterator[Session]:
     """A session that commits on success and rolls back on error."""
     with session_factory(engine).begin() as session:
         yield session
+
+
+@contextmanager
+def write_session(engine: Engine) -> Iterator[Session]:
+    """A session for a change that reads first: see `write_transaction`."""
+    with (
+        write_transaction(engine) as connection,
+        Session(bind=connection, expire_on_commit=False) as session,
+    ):
+        yield session
+        session.flush()
 
 
 def redacted_url(url: str | URL) -> str:

@@ -25,7 +25,8 @@ class ExecutionStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
-    MISSED = "missed"  # its time passed beyond the misfire grace time while nothing ran it
+    # Never started: no scheduler could run it in time, or its catch-up policy passed it over.
+    MISSED = "missed"
     SKIPPED = "skipped"  # the previous run of the same job was still going
     INTERRUPTED = "interrupted"  # the scheduler stopped or died during the run
     CANCELLED = "cancelled"  # stopped on request (the API or the CLI)
@@ -35,8 +36,27 @@ class ExecutionStatus(StrEnum):
         """The run has ended: nothing will change this status again."""
         return self not in UNFINISHED
 
+    @property
+    def is_retryable(self) -> bool:
+        """Ended without success: a manual retry may run it again."""
+        return self.is_final and self is not ExecutionStatus.SUCCEEDED
+
+    @property
+    def counts_in_success_rate(self) -> bool:
+        """A run that started and ended; runs that never started do not say how a job fares."""
+        return self in _RAN_TO_AN_END
+
 
 UNFINISHED = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+_RAN_TO_AN_END = frozenset(
+    {
+        ExecutionStatus.SUCCEEDED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.TIMED_OUT,
+        ExecutionStatus.INTERRUPTED,
+    }
+)
+RATE_STATUSES = tuple(status for status in ExecutionStatus if status.counts_in_success_rate)
 
 
 class TriggerKind(StrEnum):
@@ -55,6 +75,25 @@ class CommandStatus(StrEnum):
     REJECTED = "rejected"  # the scheduler could not apply it; `detail` says why
 
 
+class JobOrigin(StrEnum):
+    """Where a job is defined."""
+
+    CODE = "code"  # app/components/scheduler/jobs.py
+    RUNTIME = "runtime"  # added through the API or the CLI
+
+
+class CatchUp(StrEnum):
+    """What a job does with scheduled times that passed while no scheduler could run them.
+
+    After downtime, a failover or a database outage several of a job's times may be due at
+    once. Each one gets a row: a run, or `missed` with the reason.
+    """
+
+    LATEST = "latest"  # run the latest once; the earlier ones are missed
+    ALL = "all"  # run each one, oldest first, that is still within the misfire grace time
+    NONE = "none"  # run none of them: all are missed; the schedule goes on from now
+
+
 class Queue(StrEnum):
     """A priority label, stored with every execution and shown by the API and the CLI."""
 
@@ -68,7 +107,6 @@ class JobState(StrEnum):
 
     SCHEDULED = "scheduled"
     PAUSED = "paused"
-    # Not in the job store: no scheduler has started since it was defined, or its one run
-    # is in the past.
+    # Nothing due: a code job no scheduler has stored yet, or a one-time job that has run.
     UNSCHEDULED = "unscheduled"
     INVALID = "invalid"  # a runtime job whose definition no longer loads (see `problem`)

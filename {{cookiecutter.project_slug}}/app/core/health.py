@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.db import database_now, session_scope, sqlite_path, utcnow
 from app.core.enums import SchedulerState
-from app.core.job_store import JobInfo, read_jobs
+from app.core.job_rows import JobInfo, read_jobs
 from app.core.migrations import schema_problem
 from app.core.models import SchedulerInstance
 
@@ -127,9 +127,16 @@ def _missing_database_file(engine: Engine) -> str | None:
 
 
 def check_health(
-    engine: Engine, stale_after_seconds: float, *, include_jobs: bool = False
+    engine: Engine,
+    stale_after_seconds: float,
+    *,
+    include_jobs: bool = False,
+    timezone: str = "UTC",
 ) -> HealthReport:
-    """Check the database and the scheduler heartbeat, and list jobs if asked."""
+    """Check the database and the scheduler heartbeat, and list jobs if asked.
+
+    `timezone` is the service's, in which jobs without a zone of their own are described.
+    """
     jobs: list[JobInfo] | None = None
     checked_at = utcnow()
     missing = _missing_database_file(engine)
@@ -153,7 +160,7 @@ def check_health(
         )
         scheduler = _scheduler_health(instances, stale_after_seconds, now)
         if include_jobs:
-            jobs = read_jobs(engine)
+            jobs = read_jobs(engine, timezone)
     except (SQLAlchemyError, FileNotFoundError) as error:
         # DBAPI errors keep the driver's message in `orig`, without SQLAlchemy's long suffix.
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]

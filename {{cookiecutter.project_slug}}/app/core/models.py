@@ -1,14 +1,73 @@
-"""The project's own tables (APScheduler keeps its job store in a table of its own)."""
+"""The project's tables: every fact the processes share is a plain column here."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Float, Index, Integer, String, Text
+from sqlalchemy import Boolean, Float, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UTCDateTime
-from app.core.enums import CommandStatus, ExecutionStatus, SchedulerState, TriggerKind
+from app.core.enums import (
+    CommandStatus,
+    ExecutionStatus,
+    JobOrigin,
+    SchedulerState,
+    TriggerKind,
+)
+
+
+class Job(Base):
+    """A job: its schedule as structured data, whether it is paused, and its next run.
+
+    The API and the CLI change a row (and `version`) in one transaction; the leading scheduler
+    applies the change, and advances `next_run_at` in the transaction that claims each run.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(191), primary_key=True)
+    origin: Mapped[JobOrigin] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    # A registered job function, by name; never an import path.
+    function: Mapped[str] = mapped_column(String(191))
+    # Fixed JSON arguments of every run (runtime jobs); "{}" for code-defined ones.
+    args: Mapped[str] = mapped_column(Text, default="{}")
+    queue: Mapped[str] = mapped_column(String(16))
+    # The schedule that applies, as a schedule spec in JSON (see app/core/schedule_specs.py).
+    schedule: Mapped[str] = mapped_column(Text)
+    # Code-defined jobs: the code's own schedule when the row was last set from it. While it
+    # stays the code's, a schedule changed through the API lasts; a new one in code wins.
+    code_schedule: Mapped[str | None] = mapped_column(Text)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The next scheduled time not yet claimed; None when nothing more is due (a one-time job
+    # that has run).
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class JobRevision(Base):
+    """One counter, raised by every change to `jobs`: the leader polls it on SQLite."""
+
+    __tablename__ = "job_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SchedulerLease(Base):
+    """Who leads: one row, and an epoch raised by each new leader.
+
+    Every claimed run carries the epoch of the leader that claimed it.
+    """
+
+    __tablename__ = "scheduler_lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(64))
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    acquired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SchedulerInstance(Base):
@@ -23,13 +82,27 @@ class SchedulerInstance(Base):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     state: Mapped[SchedulerState] = mapped_column(String(16))
     job_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The job revision this instance has applied, when it leads: a change is "applied" once
+    # the leader reports its revision here.
+    applied_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class JobExecution(Base):
     """One row per run of a job, written by the scheduler, read by the API and the CLI."""
 
     __tablename__ = "job_executions"
-    __table_args__ = (Index("ix_job_executions_job_scheduled", "job_id", "scheduled_at"),)
+    __table_args__ = (
+        Index("ix_job_executions_job_scheduled", "job_id", "scheduled_at"),
+        # A scheduled time is claimed once: a second claim of it conflicts and is skipped.
+        Index(
+            "uq_job_executions_fire",
+            "job_id",
+            "scheduled_at",
+            unique=True,
+            sqlite_where=text("trigger_kind = 'schedule' AND epoch IS NOT NULL"),
+            postgresql_where=text("trigger_kind = 'schedule' AND epoch IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     job_id: Mapped[str] = mapped_column(String(191))
@@ -48,13 +121,16 @@ class JobExecution(Base):
     # The JSON arguments a manual run was given, and the run a manual retry repeats.
     input: Mapped[str | None] = mapped_column(Text)
     retry_of: Mapped[str | None] = mapped_column(String(32))
+    # The leader epoch that claimed this run; None for history older than claims, and for a
+    # manual run or a retry until it is claimed.
+    epoch: Mapped[int | None] = mapped_column(Integer)
 
 
 class SchedulerCommand(Base):
     """A change asked of the scheduler by another process; the scheduler applies and answers.
 
-    This table is the one way the API and the CLI act on the running scheduler: APScheduler 3
-    never rereads its store, so a change written there by another process would go unseen.
+    Only what needs the live process goes this way: run now, retry, cancel. Job changes are
+    row updates in `jobs`.
     """
 
     __tablename__ = "scheduler_commands"
@@ -69,32 +145,3 @@ class SchedulerCommand(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class RuntimeJob(Base):
-    """A job added through the API or the CLI: a registered function, its arguments, a schedule."""
-
-    __tablename__ = "runtime_jobs"
-
-    id: Mapped[str] = mapped_column(String(191), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255))
-    function: Mapped[str] = mapped_column(String(191))
-    args: Mapped[str] = mapped_column(Text, default="{}")
-    schedule: Mapped[str] = mapped_column(Text)
-    queue: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class ScheduleOverride(Base):
-    """A code-defined job's schedule as changed through the API or the CLI.
-
-    It lasts while the schedule in code stays what it was when the override was made
-    (`code_trigger`); a new schedule in code wins, and the override is dropped.
-    """
-
-    __tablename__ = "schedule_overrides"
-
-    job_id: Mapped[str] = mapped_column(String(191), primary_key=True)
-    schedule: Mapped[str] = mapped_column(Text)
-    code_trigger: Mapped[str] = mapped_column(Text)
-    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,6 +1,7 @@
-"""Schedules as JSON, for the API, the CLI and the tables that keep runtime changes.
+"""Schedules as structured data: what the API and the CLI accept and the `jobs` table keeps.
 
 `{"kind": "cron", "expression": "0 6 * * *", "timezone": "Europe/Paris"}`,
+`{"kind": "cron_fields", "fields": {"hour": 6, "day_of_week": "mon-fri"}}`,
 `{"kind": "interval", "minutes": 15}` or `{"kind": "once", "at": "2026-12-01T09:00:00Z"}`.
 Each is checked by building its APScheduler trigger, so an invalid one is refused where it
 enters, with the field and the problem, and never reaches the scheduler.
@@ -8,7 +9,9 @@ enters, with the field and the problem, and never reaches the scheduler.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+from datetime import timedelta
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
@@ -21,7 +24,15 @@ from pydantic import (
     model_validator,
 )
 
-from app.core.schedules import Cron, Interval, Once, Schedule, ScheduleError, parse_timezone
+from app.core.schedules import (
+    Cron,
+    CronFields,
+    Interval,
+    Once,
+    Schedule,
+    ScheduleError,
+    parse_timezone,
+)
 
 
 class _Spec(BaseModel):
@@ -62,6 +73,26 @@ class CronSpec(_Spec):
         return Cron(self.expression)
 
 
+class CronFieldsSpec(_Spec):
+    """Cron given field by field, as `CronFields` takes it in code."""
+
+    kind: Literal["cron_fields"] = "cron_fields"
+    fields: dict[str, int | str]
+
+    @field_validator("fields")
+    @classmethod
+    def _valid_fields(cls, value: dict[str, int | str]) -> dict[str, int | str]:
+        try:
+            CronFields(**value).to_trigger(ZoneInfo("UTC"))
+        except ScheduleError as error:
+            raise ValueError(str(error).removeprefix("cron fields: ")) from None
+        return value
+
+    def to_schedule(self) -> CronFields:
+        """The schedule this spec describes."""
+        return CronFields(**self.fields)
+
+
 class IntervalSpec(_Spec):
     """A fixed period: the parts are added up."""
 
@@ -95,12 +126,46 @@ class OnceSpec(_Spec):
         return Once(self.at)
 
 
-ScheduleSpec = Annotated[CronSpec | IntervalSpec | OnceSpec, Field(discriminator="kind")]
+Spec = CronSpec | CronFieldsSpec | IntervalSpec | OnceSpec
+ScheduleSpec = Annotated[Spec, Field(discriminator="kind")]
 # What a reschedule accepts: a job keeps recurring.
-RecurringSpec = Annotated[CronSpec | IntervalSpec, Field(discriminator="kind")]
-SCHEDULE_SPEC: TypeAdapter[CronSpec | IntervalSpec | OnceSpec] = TypeAdapter(ScheduleSpec)
+RecurringSpec = Annotated[CronSpec | CronFieldsSpec | IntervalSpec, Field(discriminator="kind")]
+SCHEDULE_SPEC: TypeAdapter[Spec] = TypeAdapter(ScheduleSpec)
 
 
-def parse_spec(text: str) -> CronSpec | IntervalSpec | OnceSpec:
+def parse_spec(text: str) -> Spec:
     """A spec stored as JSON."""
     return SCHEDULE_SPEC.validate_json(text)
+
+
+def spec_of(schedule: Schedule, timezone: str | None) -> Spec:
+    """The structured form of a schedule defined in code, in one normal form per schedule.
+
+    Two schedules are the same when these are equal; an interval is kept in seconds, so
+    `Interval(hours=1)` and `Interval(minutes=60)` compare equal.
+    """
+    if isinstance(schedule, Cron):
+        return CronSpec(expression=" ".join(schedule.expression.split()), timezone=timezone)
+    if isinstance(schedule, CronFields):
+        return CronFieldsSpec(fields=dict(schedule.fields), timezone=timezone)
+    if isinstance(schedule, Interval):
+        period = timedelta(
+            days=schedule.days,
+            hours=schedule.hours,
+            minutes=schedule.minutes,
+            seconds=schedule.seconds,
+        )
+        return IntervalSpec(seconds=period.total_seconds(), timezone=timezone)
+    return OnceSpec(at=schedule.at, timezone=timezone)
+
+
+def spec_data(spec: Spec) -> dict[str, Any]:
+    """The spec as plain JSON data with only what was given: equal schedules, equal data."""
+    data: dict[str, Any] = spec.model_dump(mode="json", exclude_defaults=True)
+    data["kind"] = spec.kind
+    return data
+
+
+def dump_spec(spec: Spec) -> str:
+    """The JSON text a spec is stored as."""
+    return json.dumps(spec_data(spec), sort_keys=True)

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select
 
 from app.core.db import get_engine, session_scope, utcnow
 from app.core.files import write_json_atomically
-from app.core.job_store import read_jobs
+from app.core.job_rows import read_jobs
 from app.core.models import SchedulerInstance
 from app.core.settings import get_settings
 
@@ -36,7 +36,7 @@ def build_daily_report(engine: Engine, day: date) -> dict[str, Any]:
             "uptime_seconds": round(uptime),
             "hosts": sorted({i.hostname for i in instances}),
         },
-        "jobs": [job.model_dump(mode="json") for job in read_jobs(engine)],
+        "jobs": [job.model_dump(mode="json") for job in read_jobs(engine, get_settings().timezone)],
     }
 
 

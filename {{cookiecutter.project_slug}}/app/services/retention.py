@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete, func
+from sqlalchemy import Engine, delete
 
+from app.components.scheduler.history import prune
 from app.core.db import get_engine, utcnow
-from app.core.enums import UNFINISHED, CommandStatus
-from app.core.models import JobExecution, SchedulerCommand, SchedulerInstance
+from app.core.enums import CommandStatus
+from app.core.models import SchedulerCommand, SchedulerInstance
 from app.core.settings import get_settings
 
 
@@ -34,12 +35,7 @@ def cleanup_old_records(
     retention = retention or timedelta(days=get_settings().record_retention_days)
     cutoff = (now or utcnow()) - retention
     with engine.begin() as connection:
-        executions = connection.execute(
-            delete(JobExecution).where(
-                JobExecution.status.not_in(UNFINISHED),
-                func.coalesce(JobExecution.finished_at, JobExecution.scheduled_at) < cutoff,
-            )
-        )
+        executions = prune(connection, cutoff)
         heartbeats = connection.execute(
             delete(SchedulerInstance).where(SchedulerInstance.last_seen < cutoff)
         )
@@ -50,7 +46,7 @@ def cleanup_old_records(
             )
         )
     return RetentionResult(
-        executions=executions.rowcount,
+        executions=executions,
         heartbeats=heartbeats.rowcount,
         commands=commands.rowcount,
     )

@@ -19,8 +19,8 @@ from sqlalchemy import Engine, select
 from app import ENV_PREFIX
 from app.components.backend.main import create_app
 from app.core.db import session_scope, utcnow
-from app.core.enums import CommandStatus, ExecutionStatus, TriggerKind
-from app.core.models import JobExecution, SchedulerCommand
+from app.core.enums import ExecutionStatus, TriggerKind
+from app.core.models import Job, JobExecution
 from app.core.settings import Settings
 from tests.conftest import TEST_TOKEN
 
@@ -238,15 +238,14 @@ def test_without_a_scheduler_a_change_is_stored_and_says_so(
     assert body["detail"] == (
         "no scheduler is running: the change is stored and applies when it starts"
     )
+    # A row change, not a command: the job is paused in the table at once.
+    assert body["command_id"] is None
+    assert (body["job"]["state"], body["job"]["version"]) == ("paused", 2)
     with session_scope(engine) as session:
-        command = session.get(SchedulerCommand, body["command_id"])
-        assert command is not None
-        assert (command.kind, command.job_id, command.status) == (
-            "pause",
-            "cleanup_old_records",
-            CommandStatus.PENDING,
-        )
-    assert client.get("/api/jobs/cleanup_old_records").json()["pending_commands"] == 1
+        row = session.get_one(Job, "cleanup_old_records")
+        assert (row.paused, row.version) == (True, 2)
+    status = client.get("/api/scheduler/status").json()
+    assert (status["job_revision"], status["applied_revision"]) == (body["revision"], 0)
 
 
 def test_run_now_records_a_pending_execution_at_once(
@@ -326,7 +325,9 @@ def test_adding_a_runtime_job_checks_everything(
     assert response.status_code == 202
     listed = client.get("/api/jobs/extra_cleanup").json()
     assert listed["origin"] == "runtime"
-    assert listed["state"] == "unscheduled"
+    # Stored with its next run: the next scheduler to start runs it then.
+    assert (listed["state"], listed["version"]) == ("scheduled", 1)
+    assert listed["next_run_time"] is not None
     assert client.post("/api/jobs", json=job).status_code == 409
     assert client.delete("/api/jobs/extra_cleanup").status_code == 202
     assert client.get("/api/jobs/extra_cleanup").status_code == 404

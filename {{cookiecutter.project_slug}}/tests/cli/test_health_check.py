@@ -32,7 +32,7 @@ def invoke(*args: str) -> tuple[int, str]:
 
 
 async def register_jobs(settings: Settings, engine: Engine) -> list[str]:
-    scheduler = create_scheduler(settings, engine)
+    scheduler = create_scheduler(settings=settings, engine=engine)
     scheduler.start(paused=True)
     ids = [job.id for job in scheduler.get_jobs()]
     await stop(scheduler)

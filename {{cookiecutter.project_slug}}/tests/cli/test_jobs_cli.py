@@ -61,7 +61,8 @@ def test_a_change_without_a_scheduler_is_stored(registered: list[str]) -> None:
     assert "execution id: " in output
     code, output = invoke("scheduler", "status")
     assert code == 0
-    assert "2 command(s) waiting for a scheduler" in output
+    assert "1 command(s) waiting for a scheduler" in output
+    assert "Job revision 2: changes since revision 0 wait for a scheduler" in output
 
 
 @pytest.mark.parametrize(

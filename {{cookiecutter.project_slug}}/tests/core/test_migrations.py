@@ -33,7 +33,7 @@ from app.core.migrations import (
     upgrade,
 )
 
-PROJECT_TABLES = {table for metadata in target_metadata() for table in metadata.tables}
+PROJECT_TABLES = set(target_metadata().tables)
 
 
 def table_names(engine: Engine) -> set[str]:
@@ -43,9 +43,8 @@ def table_names(engine: Engine) -> set[str]:
 def differences(engine: Engine) -> list[Any]:
     """What `alembic check` would report: the models against the migrated database."""
     models = MetaData()
-    for metadata in target_metadata():
-        for table in metadata.tables.values():
-            table.to_metadata(models)
+    for table in target_metadata().tables.values():
+        table.to_metadata(models)
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         return list(compare_metadata(context, models))
@@ -82,8 +81,7 @@ def test_downgrade_to_base_then_up_again(fresh_engine: Engine) -> None:
 
 
 def test_tables_made_without_migrations_are_refused_until_stamped(fresh_engine: Engine) -> None:
-    for metadata in target_metadata():
-        metadata.create_all(fresh_engine)
+    target_metadata().create_all(fresh_engine)
     with pytest.raises(SchemaError, match=r"no migration record.*db stamp head"):
         upgrade(fresh_engine)
 

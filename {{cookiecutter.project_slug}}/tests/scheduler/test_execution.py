@@ -11,9 +11,8 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 
-from app.components.scheduler import jobs as job_list
 from app.components.scheduler import main
 from app.components.scheduler.alerts import FailureAlert
 from app.components.scheduler.definition import (
@@ -23,16 +22,16 @@ from app.components.scheduler.definition import (
     Retry,
     ScheduledJob,
 )
-from app.components.scheduler.execution import current_runtime, mark_interrupted
-from app.components.scheduler.history import HistoryRecorder
+from app.components.scheduler.execution import current_runtime
+from app.components.scheduler.history import execution_row, mark_interrupted
 from app.components.scheduler.main import create_scheduler
 from app.core.db import session_scope, utcnow
 from app.core.enums import UNFINISHED, ExecutionStatus, TriggerKind
 from app.core.errors import JobError
-from app.core.models import JobExecution
+from app.core.models import Job, JobExecution
 from app.core.schedules import Interval, Once
 from app.core.settings import Settings
-from tests.helpers import stop
+from tests.helpers import stop, wait_until
 
 calls: list[float] = []
 
@@ -77,7 +76,6 @@ def executions(engine: Engine) -> list[JobExecution]:
 async def run_until(
     settings: Settings,
     engine: Engine,
-    monkeypatch: pytest.MonkeyPatch,
     jobs: tuple[ScheduledJob, ...],
     done: Callable[[list[JobExecution]], bool],
     timeout: float = 15,
@@ -87,8 +85,7 @@ async def run_until(
     Stopping the scheduler afterwards interrupts any run still going, as it should.
     """
     calls.clear()
-    monkeypatch.setattr(job_list, "JOBS", jobs)
-    scheduler = create_scheduler(settings, engine)
+    scheduler = create_scheduler(jobs, settings, engine)
     scheduler.start()
     deadline = time.monotonic() + timeout
     try:
@@ -106,11 +103,9 @@ def finished(count: int) -> Callable[[list[JobExecution]], bool]:
     return lambda rows: sum(r.status not in UNFINISHED for r in rows) >= count
 
 
-async def test_a_run_is_recorded_from_start_to_end(
-    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_run_is_recorded_from_start_to_end(settings: Settings, engine: Engine) -> None:
     job = ScheduledJob(id="ok", name="Ok", func=succeed, schedule=soon())
-    [row] = await run_until(settings, engine, monkeypatch, (job,), finished(1))
+    [row] = await run_until(settings, engine, (job,), finished(1))
     assert row.job_id == "ok"
     assert row.status == ExecutionStatus.SUCCEEDED
     assert row.trigger_kind == TriggerKind.SCHEDULE
@@ -126,16 +121,10 @@ async def test_a_run_is_recorded_from_start_to_end(
 
 
 async def test_running_row_is_written_before_the_job_ends(
-    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, engine: Engine
 ) -> None:
     job = ScheduledJob(id="slow", name="Slow", func=block_half_a_second, schedule=soon())
-    rows = await run_until(
-        settings,
-        engine,
-        monkeypatch,
-        (job,),
-        lambda rows: any(r.status == ExecutionStatus.RUNNING for r in rows),
-    )
+    rows = await run_until(settings, engine, (job,), lambda rows: any(r.started_at for r in rows))
     assert [r.status for r in rows] == [ExecutionStatus.RUNNING]
     assert rows[0].finished_at is None
 
@@ -143,12 +132,11 @@ async def test_running_row_is_written_before_the_job_ends(
 async def test_expected_failure_is_one_line_without_traceback(
     settings: Settings,
     engine: Engine,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
     job = ScheduledJob(id="down", name="Down", func=fail_expectedly, schedule=soon())
-    [row] = await run_until(settings, engine, monkeypatch, (job,), finished(1))
+    [row] = await run_until(settings, engine, (job,), finished(1))
     assert (row.status, row.error_type, row.error_message) == (
         ExecutionStatus.FAILED,
         "JobError",
@@ -164,11 +152,10 @@ async def test_expected_failure_is_one_line_without_traceback(
 async def test_unexpected_failure_keeps_its_traceback(
     settings: Settings,
     engine: Engine,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     job = ScheduledJob(id="bug", name="Bug", func=fail_with_a_bug, schedule=soon())
-    [row] = await run_until(settings, engine, monkeypatch, (job,), finished(1))
+    [row] = await run_until(settings, engine, (job,), finished(1))
     assert row.error_type == "ZeroDivisionError"
     assert row.traceback is not None
     assert "fail_with_a_bug" in row.traceback
@@ -196,7 +183,6 @@ async def test_unexpected_failure_keeps_its_traceback(
 async def test_retries_wait_the_configured_delays(
     settings: Settings,
     engine: Engine,
-    monkeypatch: pytest.MonkeyPatch,
     backoff: Fixed | Delays | Exponential,
     expected_gaps: list[float],
 ) -> None:
@@ -207,7 +193,7 @@ async def test_retries_wait_the_configured_delays(
         schedule=soon(),
         retry=Retry(attempts=3, backoff=backoff),
     )
-    rows = await run_until(settings, engine, monkeypatch, (job,), finished(3))
+    rows = await run_until(settings, engine, (job,), finished(3))
     assert [(r.attempt, r.trigger_kind, r.status) for r in rows] == [
         (1, TriggerKind.SCHEDULE, ExecutionStatus.FAILED),
         (2, TriggerKind.RETRY, ExecutionStatus.FAILED),
@@ -228,9 +214,7 @@ def test_exponential_jitter_stays_within_its_bound() -> None:
             assert base <= backoff.delay_before(retry).total_seconds() <= base * 1.5
 
 
-async def test_timeout_cancels_the_job_and_is_recorded(
-    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_timeout_cancels_the_job_and_is_recorded(settings: Settings, engine: Engine) -> None:
     job = ScheduledJob(
         id="stuck",
         name="Stuck",
@@ -238,7 +222,7 @@ async def test_timeout_cancels_the_job_and_is_recorded(
         schedule=soon(),
         timeout=timedelta(milliseconds=300),
     )
-    [row] = await run_until(settings, engine, monkeypatch, (job,), finished(1))
+    [row] = await run_until(settings, engine, (job,), finished(1))
     assert row.status == ExecutionStatus.TIMED_OUT
     assert row.error_type == "TimeoutError"
     assert row.error_message == "timed out after 0:00:00.300000"
@@ -246,9 +230,7 @@ async def test_timeout_cancels_the_job_and_is_recorded(
     assert 300 <= row.duration_ms < 1000
 
 
-async def test_overlapping_run_is_skipped_and_recorded(
-    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_overlapping_run_is_skipped_and_recorded(settings: Settings, engine: Engine) -> None:
     job = ScheduledJob(
         id="busy",
         name="Busy",
@@ -258,7 +240,6 @@ async def test_overlapping_run_is_skipped_and_recorded(
     rows = await run_until(
         settings,
         engine,
-        monkeypatch,
         (job,),
         lambda rows: any(r.status == ExecutionStatus.SKIPPED for r in rows),
     )
@@ -269,9 +250,7 @@ async def test_overlapping_run_is_skipped_and_recorded(
     assert len(calls) <= 2
 
 
-async def test_missed_run_is_recorded(
-    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_missed_run_is_recorded(settings: Settings, engine: Engine) -> None:
     job = ScheduledJob(
         id="late",
         name="Late",
@@ -279,10 +258,11 @@ async def test_missed_run_is_recorded(
         schedule=Interval(hours=1),
         misfire_grace_time=timedelta(seconds=1),
     )
-    monkeypatch.setattr(job_list, "JOBS", (job,))
-    scheduler = create_scheduler(settings, engine)
+    create_scheduler((job,), settings, engine)
     # As if the scheduler had been down when the run fell due, a minute ago.
-    scheduler.modify_job("late", next_run_time=utcnow() - timedelta(minutes=1))
+    with session_scope(engine) as session:
+        session.get_one(Job, "late").next_run_at = utcnow() - timedelta(minutes=1)
+    scheduler = create_scheduler((job,), settings, engine)
     calls.clear()
     scheduler.start()
     try:
@@ -293,34 +273,64 @@ async def test_missed_run_is_recorded(
     finally:
         await stop(scheduler)
     [row] = executions(engine)
-    assert row.error_message == "started later than the misfire grace time allows"
+    assert row.error_message == "later than the misfire grace time allows (0:00:01)"
+    assert row.started_at is None
     assert calls == []
 
 
 def test_runs_left_running_by_a_dead_scheduler_are_marked_interrupted(engine: Engine) -> None:
-    dead = HistoryRecorder(engine, "dead-instance")
-    execution_id = dead.started("job", "default", utcnow(), 1, TriggerKind.SCHEDULE)
-    dead.close()
-    assert mark_interrupted(engine) == 1
+    started = execution_row("job", "default", utcnow(), ExecutionStatus.RUNNING, epoch=1)
+    started["started_at"] = utcnow()
+    # Claimed ahead of its time; the scheduler died before the run started (or said so).
+    claimed = execution_row("job", "default", utcnow(), ExecutionStatus.RUNNING, epoch=1)
     with session_scope(engine) as session:
-        row = session.get_one(JobExecution, execution_id)
-    assert row.status == ExecutionStatus.INTERRUPTED
-    assert row.error_message == "the scheduler stopped or died during the run"
-    assert row.finished_at is not None
+        session.execute(insert(JobExecution), [started, claimed])
+    assert mark_interrupted(engine) == 2
+    with session_scope(engine) as session:
+        ran = session.get_one(JobExecution, started["id"])
+        maybe = session.get_one(JobExecution, claimed["id"])
+    assert (ran.status, maybe.status) == (ExecutionStatus.INTERRUPTED,) * 2
+    assert ran.error_message == "the scheduler stopped or died during the run"
+    assert maybe.error_message is not None
+    assert maybe.error_message.endswith("before it recorded the start: it may not have run")
+    assert ran.finished_at is not None
     assert mark_interrupted(engine) == 0
 
 
+async def test_a_clean_stop_gives_back_the_claims_of_runs_not_started(
+    settings: Settings, engine: Engine
+) -> None:
+    calls.clear()
+    job = ScheduledJob(id="later", name="Later", func=succeed, schedule=soon(2000))
+    scheduler = create_scheduler((job,), settings, engine)
+    scheduler.start()
+    runtime = current_runtime()
+    await wait_until(lambda: bool(runtime.waiting), 10, "the run to be claimed ahead")
+    [claimed] = executions(engine)
+    assert (claimed.status, claimed.started_at) == (ExecutionStatus.RUNNING, None)
+    await stop(scheduler)
+    # The claim is gone and the job's next run is that time again: the next leader runs it.
+    assert executions(engine) == []
+    with session_scope(engine) as session:
+        assert session.get_one(Job, "later").next_run_at == claimed.scheduled_at
+    again = create_scheduler((job,), settings, engine)
+    again.start()
+    try:
+        await wait_until(
+            lambda: [r.status for r in executions(engine)] == [ExecutionStatus.SUCCEEDED],
+            10,
+            "the run after the restart",
+        )
+    finally:
+        await stop(again)
+    assert len(calls) == 1
+
+
 async def test_stopping_the_scheduler_interrupts_a_coroutine_run(
-    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, engine: Engine
 ) -> None:
     job = ScheduledJob(id="stuck", name="Stuck", func=sleep_long, schedule=soon())
-    await run_until(
-        settings,
-        engine,
-        monkeypatch,
-        (job,),
-        lambda rows: any(r.status == ExecutionStatus.RUNNING for r in rows),
-    )
+    await run_until(settings, engine, (job,), lambda rows: any(r.started_at for r in rows))
     [row] = executions(engine)
     assert row.status == ExecutionStatus.INTERRUPTED
     assert row.error_message == "cancelled: the scheduler stopped during the run"
@@ -342,7 +352,7 @@ async def test_alert_after_consecutive_failures(
         schedule=soon(),
         retry=Retry(attempts=4, backoff=Fixed(timedelta(milliseconds=100))),
     )
-    rows = await run_until(settings, engine, monkeypatch, (job,), finished(4))
+    rows = await run_until(settings, engine, (job,), finished(4))
     assert len(rows) == 4
     # Three in a row (the default threshold) raise exactly one alert.
     assert [(a.job_id, a.consecutive_failures, a.error) for a in alerts] == [

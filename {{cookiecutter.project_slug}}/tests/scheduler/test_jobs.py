@@ -1,4 +1,4 @@
-"""`create_scheduler()` registers exactly the code-defined jobs, and restarts keep their state."""
+"""`create_scheduler()` registers exactly the code-defined jobs; the `jobs` table keeps state."""
 
 from __future__ import annotations
 
@@ -8,23 +8,20 @@ import re
 from datetime import timedelta
 
 import pytest
-from apscheduler.events import EVENT_JOB_EXECUTED
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
-from app.components.scheduler import jobs as job_list
+from app.components.management.service import Management
 from app.components.scheduler.definition import Delays, Retry, ScheduledJob
 from app.components.scheduler.jobs import JOBS
-from app.components.scheduler.main import (
-    JobDefinitionError,
-    create_scheduler,
-    remove_unregistered_jobs,
-)
-from app.core.db import utcnow
-from app.core.job_store import read_stored_jobs
-from app.core.schedules import Cron, Interval, Once, describe_trigger
+from app.components.scheduler.main import JobDefinitionError, create_scheduler
+from app.core.db import session_scope, utcnow
+from app.core.enums import CatchUp, ExecutionStatus, JobOrigin
+from app.core.models import Job, JobExecution
+from app.core.schedule_specs import IntervalSpec
+from app.core.schedules import Cron, CronFields, Interval, Once, describe_trigger
 from app.core.settings import Settings
 from app.services.retention import cleanup_old_records
-from tests.helpers import stop
+from tests.helpers import stop, wait_until
 
 
 def expected_triggers(timezone: str) -> dict[str, str]:
@@ -41,54 +38,56 @@ def expected_triggers(timezone: str) -> dict[str, str]:
 
 
 def test_registers_exactly_the_expected_jobs(settings: Settings, engine: Engine) -> None:
-    scheduler = create_scheduler(settings, engine)
+    scheduler = create_scheduler(settings=settings, engine=engine)
     registered = {job.id: describe_trigger(job.trigger) for job in scheduler.get_jobs()}
     assert registered == expected_triggers(settings.timezone)
     assert {job.id for job in JOBS} == set(registered)
 
 
 def test_every_job_has_a_readable_name(settings: Settings, engine: Engine) -> None:
-    for job in create_scheduler(settings, engine).get_jobs():
+    for job in create_scheduler(settings=settings, engine=engine).get_jobs():
         assert job.name
         assert job.name != job.id
 
 
-async def test_jobs_are_stored_with_next_run_times(settings: Settings, engine: Engine) -> None:
-    scheduler = create_scheduler(settings, engine)
-    scheduler.start(paused=True)
-    try:
-        jobs = scheduler.get_jobs()
-        assert {job.id for job in jobs} == set(expected_triggers(settings.timezone))
-        assert all(job.next_run_time is not None for job in jobs)
-    finally:
-        await stop(scheduler)
+def rows(engine: Engine) -> dict[str, Job]:
+    with session_scope(engine) as session:
+        return {row.id: row for row in session.scalars(select(Job))}
 
 
-async def test_restart_keeps_next_run_times_and_pauses(settings: Settings, engine: Engine) -> None:
-    first = create_scheduler(settings, engine)
-    first.start(paused=True)
-    first.pause_job("cleanup_old_records")
+def test_jobs_are_stored_as_plain_rows(settings: Settings, engine: Engine) -> None:
+    scheduler = create_scheduler(settings=settings, engine=engine)
+    stored = rows(engine)
+    assert set(stored) == set(expected_triggers(settings.timezone))
+    timer = {job.id: job.next_run_time for job in scheduler.get_jobs()}
+    for job_id, row in stored.items():
+        assert row.origin == JobOrigin.CODE
+        assert (row.paused, row.version) == (False, 1)
+        assert row.schedule == row.code_schedule
+        assert row.next_run_at == timer[job_id]
+
+
+def test_restart_keeps_next_run_times_and_pauses(settings: Settings, engine: Engine) -> None:
+    first = create_scheduler(settings=settings, engine=engine)
     before = {job.id: job.next_run_time for job in first.get_jobs()}
-    await stop(first)
-    await asyncio.sleep(0.05)
+    Management(engine, settings).pause("cleanup_old_records")
 
-    second = create_scheduler(settings, engine)
-    second.start(paused=True)
-    try:
-        after = {job.id: job.next_run_time for job in second.get_jobs()}
-    finally:
-        await stop(second)
-    assert before["cleanup_old_records"] is None
-    assert after == before
+    second = create_scheduler(settings=settings, engine=engine)
+    after = {job.id: job.next_run_time for job in second.get_jobs()}
+    assert after.pop("cleanup_old_records") is None
+    assert after == {k: v for k, v in before.items() if k != "cleanup_old_records"}
+    assert rows(engine)["cleanup_old_records"].paused
 
 
-async def test_changed_schedule_replaces_the_stored_job(
-    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+def test_changed_schedule_in_code_replaces_the_stored_one(
+    settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = create_scheduler(settings, engine)
-    first.start(paused=True)
-    first.pause_job("cleanup_old_records")
-    await stop(first)
+    create_scheduler(settings=settings, engine=engine)
+    Management(engine, settings).reschedule("cleanup_old_records", IntervalSpec(minutes=30))
+    Management(engine, settings).pause("cleanup_old_records")
+    kept = create_scheduler(settings=settings, engine=engine).get_job("cleanup_old_records")
+    assert kept is not None
+    assert describe_trigger(kept.trigger) == "every 30m"
 
     changed = ScheduledJob(
         id="cleanup_old_records",
@@ -96,17 +95,28 @@ async def test_changed_schedule_replaces_the_stored_job(
         func=cleanup_old_records,
         schedule=Interval(minutes=5),
     )
-    monkeypatch.setattr(job_list, "JOBS", (changed,))
-    second = create_scheduler(settings, engine)
-    second.start(paused=True)
-    try:
-        job = second.get_job("cleanup_old_records")
-    finally:
-        await stop(second)
+    caplog.set_level(logging.WARNING)
+    job = create_scheduler((changed,), settings, engine).get_job("cleanup_old_records")
     assert job is not None
     assert describe_trigger(job.trigger) == "every 5m"
-    # The pause belonged to the old definition; the new schedule starts fresh.
-    assert job.next_run_time is not None
+    assert "schedule override dropped: the schedule in code changed since it was made" in (
+        caplog.messages
+    )
+    row = rows(engine)["cleanup_old_records"]
+    assert (row.name, row.schedule) == ("Prune old scheduler records", row.code_schedule)
+    assert (row.paused, row.version) == (False, 4)
+
+
+def test_equal_schedules_written_differently_are_the_same(
+    settings: Settings, engine: Engine
+) -> None:
+    hourly = ScheduledJob(id="hourly", name="Hourly", func=record_run, schedule=Interval(hours=1))
+    create_scheduler((hourly,), settings, engine)
+    Management(engine, settings, [hourly]).pause("hourly")
+    same = ScheduledJob(id="hourly", name="Hourly", func=record_run, schedule=Interval(minutes=60))
+    create_scheduler((same,), settings, engine)
+    # Compared as data, not as text: the row was not reset, so the pause holds.
+    assert rows(engine)["hourly"].paused
 
 
 @pytest.mark.parametrize(
@@ -116,53 +126,62 @@ async def test_changed_schedule_replaces_the_stored_job(
         (Cron("0 6 * *"), "has 4 fields; expected 5"),
         (Cron("0 6 * * 9"), "day_of_week: '9' is not a weekday"),
         (Interval(), "interval: the period must be positive"),
+        (CronFields(hour=25), "cron fields:"),
     ],
 )
 def test_invalid_schedule_names_the_job_and_the_field(
-    settings: Settings,
-    engine: Engine,
-    monkeypatch: pytest.MonkeyPatch,
-    schedule: Cron | Interval,
-    message: str,
+    settings: Settings, engine: Engine, schedule: Cron | Interval, message: str
 ) -> None:
     broken = ScheduledJob(id="broken", name="Broken", func=cleanup_old_records, schedule=schedule)
-    monkeypatch.setattr(job_list, "JOBS", (broken,))
     with pytest.raises(JobDefinitionError) as caught:
-        create_scheduler(settings, engine)
+        create_scheduler((broken,), settings, engine)
     assert str(caught.value).startswith("job 'broken': ")
     assert message in str(caught.value)
+    assert rows(engine) == {}
 
 
-async def test_jobs_removed_from_code_are_removed_from_the_store(
-    settings: Settings,
-    engine: Engine,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+def test_jobs_removed_from_code_are_removed_from_the_table(
+    settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     obsolete = ScheduledJob(
         id="obsolete", name="Obsolete", func=cleanup_old_records, schedule=Interval(hours=1)
     )
-    monkeypatch.setattr(job_list, "JOBS", (*JOBS, obsolete))
-    first = create_scheduler(settings, engine)
-    first.start(paused=True)
-    await stop(first)
+    create_scheduler((*JOBS, obsolete), settings, engine)
+    assert "obsolete" in rows(engine)
 
-    monkeypatch.setattr(job_list, "JOBS", JOBS)
     caplog.set_level(logging.INFO)
-    second = create_scheduler(settings, engine)
-    assert "obsolete" in {job.id for job in read_stored_jobs(engine)}
-    assert remove_unregistered_jobs(second, engine) == ["obsolete"]
-    second.start(paused=True)
-    try:
-        ids = {job.id for job in second.get_jobs()}
-    finally:
-        await stop(second)
-    assert ids == {job.id for job in JOBS}
+    second = create_scheduler(JOBS, settings, engine)
+    assert {job.id for job in second.get_jobs()} == {job.id for job in JOBS}
+    assert set(rows(engine)) == {job.id for job in JOBS}
     [record] = [r for r in caplog.records if getattr(r, "job_id", None) == "obsolete"]
-    assert record.getMessage() == "job removed from the store: no longer defined"
+    assert record.getMessage() == "job removed: no longer defined in code"
 
 
-ran = asyncio.Event()
+def test_a_code_job_with_a_runtime_jobs_id_is_refused(
+    settings: Settings, engine: Engine
+) -> None:
+    create_scheduler((), settings, engine)
+    with session_scope(engine) as session:
+        session.add(
+            Job(
+                id="taken",
+                origin=JobOrigin.RUNTIME,
+                name="Added at runtime",
+                function="record_run",
+                args="{}",
+                queue="default",
+                schedule='{"kind": "interval", "seconds": 60}',
+                paused=False,
+                version=1,
+                updated_at=utcnow(),
+            )
+        )
+    clash = ScheduledJob(id="taken", name="In code", func=record_run, schedule=Interval(hours=1))
+    with pytest.raises(JobDefinitionError, match="job 'taken' is defined in code and was also"):
+        create_scheduler((clash,), settings, engine)
+    assert rows(engine)["taken"].origin == JobOrigin.RUNTIME
+
+
 runs: list[str] = []
 
 
@@ -170,38 +189,38 @@ def record_run() -> None:
     runs.append("ran")
 
 
-async def test_one_time_job_runs_once_across_restarts(
-    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def executions(engine: Engine) -> list[JobExecution]:
+    with session_scope(engine) as session:
+        return list(session.scalars(select(JobExecution).order_by(JobExecution.scheduled_at)))
+
+
+async def test_one_time_job_runs_once_across_restarts(settings: Settings, engine: Engine) -> None:
     runs.clear()
     once = ScheduledJob(
         id="once",
         name="Once",
         func=record_run,
-        schedule=Once(at=utcnow() + timedelta(milliseconds=500)),
+        schedule=Once(at=utcnow() + timedelta(milliseconds=300)),
     )
-    monkeypatch.setattr(job_list, "JOBS", (once,))
-    first = create_scheduler(settings, engine)
-    finished = asyncio.Event()
-    first.add_listener(lambda _event: finished.set(), EVENT_JOB_EXECUTED)
+    first = create_scheduler((once,), settings, engine)
     first.start()
-    await asyncio.wait_for(finished.wait(), timeout=10)
+    await wait_until(
+        lambda: any(ExecutionStatus(r.status).is_final for r in executions(engine)), 10, "the run"
+    )
     await stop(first)
     for _ in range(2):
-        # Past due and within the misfire grace time: a naive re-add would run at once.
-        again = create_scheduler(settings, engine)
+        again = create_scheduler((once,), settings, engine)
         assert again.get_jobs() == []
         again.start()
         await asyncio.sleep(0.3)
         await stop(again)
     assert runs == ["ran"]
+    assert [row.status for row in executions(engine)] == [ExecutionStatus.SUCCEEDED]
+    assert rows(engine)["once"].next_run_at is None
 
 
-async def test_past_one_time_job_is_not_scheduled(
-    settings: Settings,
-    engine: Engine,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+def test_past_one_time_job_is_not_scheduled(
+    settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     past = ScheduledJob(
         id="past",
@@ -209,9 +228,8 @@ async def test_past_one_time_job_is_not_scheduled(
         func=record_run,
         schedule=Once(at=utcnow() - timedelta(minutes=5)),
     )
-    monkeypatch.setattr(job_list, "JOBS", (past,))
     caplog.set_level(logging.INFO)
-    scheduler = create_scheduler(settings, engine)
+    scheduler = create_scheduler((past,), settings, engine)
     assert scheduler.get_jobs() == []
     assert "one-time job not scheduled: its time has passed" in caplog.messages
 
@@ -229,11 +247,7 @@ async def test_past_one_time_job_is_not_scheduled(
     ],
 )
 def test_invalid_options_name_the_job_and_the_field(
-    settings: Settings,
-    engine: Engine,
-    monkeypatch: pytest.MonkeyPatch,
-    changes: dict[str, object],
-    message: str,
+    settings: Settings, engine: Engine, changes: dict[str, object], message: str
 ) -> None:
     fields: dict[str, object] = {
         "id": "broken",
@@ -242,23 +256,17 @@ def test_invalid_options_name_the_job_and_the_field(
         "schedule": Interval(hours=1),
         **changes,
     }
-    monkeypatch.setattr(job_list, "JOBS", (ScheduledJob(**fields),))  # type: ignore[arg-type]
     with pytest.raises(JobDefinitionError, match=re.escape(message)):
-        create_scheduler(settings, engine)
+        create_scheduler((ScheduledJob(**fields),), settings, engine)  # type: ignore[arg-type]
 
 
-def test_duplicate_ids_are_refused(
-    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_duplicate_ids_are_refused(settings: Settings, engine: Engine) -> None:
     twice = ScheduledJob(id="twice", name="Twice", func=record_run, schedule=Interval(hours=1))
-    monkeypatch.setattr(job_list, "JOBS", (twice, twice))
     with pytest.raises(JobDefinitionError, match="job 'twice': id: 'twice' is used twice"):
-        create_scheduler(settings, engine)
+        create_scheduler((twice, twice), settings, engine)
 
 
-def test_options_reach_apscheduler(
-    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_options_reach_the_runtime(settings: Settings, engine: Engine) -> None:
     job = ScheduledJob(
         id="tuned",
         name="Tuned",
@@ -266,16 +274,17 @@ def test_options_reach_apscheduler(
         schedule=Cron("0 9 * * *"),
         timezone="Asia/Tokyo",
         max_instances=3,
-        coalesce=False,
+        catch_up=CatchUp.ALL,
         misfire_grace_time=timedelta(minutes=5),
     )
-    monkeypatch.setattr(job_list, "JOBS", (job,))
-    [registered] = create_scheduler(settings, engine).get_jobs()
+    [registered] = create_scheduler((job,), settings, engine).get_jobs()
     assert describe_trigger(registered.trigger) == 'cron "0 9 * * *" (Asia/Tokyo)'
-    assert (registered.max_instances, registered.coalesce) == (3, False)
-    assert registered.misfire_grace_time == 300
-    default = ScheduledJob(id="plain", name="Plain", func=record_run, schedule=Interval(hours=1))
-    monkeypatch.setattr(job_list, "JOBS", (default,))
-    [plain] = create_scheduler(settings, engine).get_jobs()
-    assert plain.misfire_grace_time == settings.misfire_grace_time_seconds
-    assert (plain.max_instances, plain.coalesce) == (1, True)
+    # Every due time reaches the claimer, which applies the job's own options.
+    assert (registered.coalesce, registered.misfire_grace_time) == (False, None)
+    detail = Management(engine, settings, [job]).job("tuned")
+    assert (detail.max_instances, detail.catch_up) == (3, CatchUp.ALL)
+    assert detail.timezone == "Asia/Tokyo"
+    assert job.grace(settings.misfire_grace_time) == timedelta(minutes=5)
+    plain = ScheduledJob(id="plain", name="Plain", func=record_run, schedule=Interval(hours=1))
+    assert plain.catch_up is CatchUp.LATEST
+    assert plain.grace(settings.misfire_grace_time) == settings.misfire_grace_time

@@ -40,7 +40,7 @@ def test_uptime_is_clipped_to_the_day(engine: Engine) -> None:
 
 
 async def test_report_file_lists_the_jobs(settings: Settings, engine: Engine) -> None:
-    scheduler = create_scheduler(settings, engine)
+    scheduler = create_scheduler(settings=settings, engine=engine)
     scheduler.start(paused=True)
     job_ids = {job.id for job in scheduler.get_jobs()}
     await stop(scheduler)

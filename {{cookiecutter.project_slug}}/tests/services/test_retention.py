@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, insert, select
 
-from app.components.scheduler.history import HistoryRecorder
+from app.components.scheduler.history import execution_row
 from app.core.db import session_scope, utcnow
 from app.core.enums import CommandStatus, ExecutionStatus, SchedulerState, TriggerKind
 from app.core.models import JobExecution, SchedulerCommand, SchedulerInstance
@@ -32,23 +32,19 @@ def test_default_retention_comes_from_settings(engine: Engine) -> None:
 
 
 def test_deletes_old_finished_executions_but_never_a_running_one(engine: Engine) -> None:
-    recorder = HistoryRecorder(engine, "test")
     long_ago = utcnow() - timedelta(days=40)
-    old_done = recorder.outcome_without_run(
-        "job", "default", long_ago, ExecutionStatus.MISSED, "missed"
-    )
-    old_running = recorder.started("job", "default", long_ago, 1, TriggerKind.SCHEDULE)
-    old_pending = recorder.planned(
-        "job", "default", long_ago, attempt=2, trigger_kind=TriggerKind.RETRY
-    )
-    recent_done = recorder.outcome_without_run(
-        "job", "default", utcnow(), ExecutionStatus.SKIPPED, "skipped"
-    )
-    assert recorder.flush()
+    rows = [
+        execution_row("job", "default", long_ago, ExecutionStatus.MISSED, reason="missed"),
+        execution_row("job", "default", long_ago + timedelta(seconds=1), ExecutionStatus.RUNNING),
+        execution_row(
+            "job", "default", long_ago, ExecutionStatus.PENDING, trigger_kind=TriggerKind.RETRY
+        ),
+        execution_row("job", "default", utcnow(), ExecutionStatus.SKIPPED, reason="skipped"),
+    ]
+    _, old_running, old_pending, recent_done = (str(row["id"]) for row in rows)
+    rows[0]["finished_at"] = long_ago
     with session_scope(engine) as session:
-        session.execute(
-            update(JobExecution).where(JobExecution.id == old_done).values(finished_at=long_ago)
-        )
+        session.execute(insert(JobExecution), rows)
 
     result = cleanup_old_records(engine, retention=timedelta(days=30))
 
@@ -56,7 +52,6 @@ def test_deletes_old_finished_executions_but_never_a_running_one(engine: Engine)
         remaining = set(session.scalars(select(JobExecution.id)))
     assert result.executions == 1
     assert remaining == {old_running, old_pending, recent_done}
-    recorder.close()
 
 
 def test_deletes_old_answered_commands_but_never_a_waiting_one(engine: Engine) -> None:

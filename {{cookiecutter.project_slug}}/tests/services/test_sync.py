@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import threading
@@ -12,15 +11,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from apscheduler.events import EVENT_JOB_EXECUTED
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
+from app.components.scheduler.execution import current_runtime
 from app.components.scheduler.main import create_scheduler
-from app.core.db import utcnow
+from app.core.db import session_scope, utcnow
+from app.core.enums import ExecutionStatus
+from app.core.models import Job, JobExecution
 from app.core.settings import Settings
 from app.services.sync import SyncError, sync_external_data
 from tests.conftest import free_port
-from tests.helpers import stop
+from tests.helpers import stop, wait_until
 
 ROUTES: dict[str, tuple[int, str, bytes]] = {
     "/data": (200, "application/json", json.dumps({"items": [1, 2, 3]}).encode()),
@@ -81,6 +82,13 @@ async def test_unreachable_service_fails_clearly(tmp_path: Path) -> None:
         await sync_external_data(url, snapshot_dir=tmp_path, timeout=2)
 
 
+def ended(engine: Engine) -> bool:
+    current_runtime().recorder.flush()
+    with session_scope(engine) as session:
+        statuses = session.scalars(select(JobExecution.status)).all()
+    return any(ExecutionStatus(status).is_final for status in statuses)
+
+
 async def test_scheduled_sync_to_unreachable_service_is_one_log_line(
     settings: Settings,
     engine: Engine,
@@ -90,13 +98,15 @@ async def test_scheduled_sync_to_unreachable_service_is_one_log_line(
     url = f"http://127.0.0.1:{free_port()}/data"
     monkeypatch.setattr(settings, "sync_url", url)
     caplog.set_level(logging.INFO)
-    scheduler = create_scheduler(settings, engine)
-    finished = asyncio.Event()
-    scheduler.add_listener(lambda _event: finished.set(), EVENT_JOB_EXECUTED)
+    create_scheduler(settings=settings, engine=engine)
+    with session_scope(engine) as session:
+        session.get_one(Job, "sync_external_data").next_run_at = utcnow() + timedelta(
+            milliseconds=300
+        )
+    scheduler = create_scheduler(settings=settings, engine=engine)
     scheduler.start()
-    scheduler.modify_job("sync_external_data", next_run_time=utcnow() + timedelta(milliseconds=50))
     try:
-        await asyncio.wait_for(finished.wait(), timeout=15)
+        await wait_until(lambda: ended(engine), 15, "the sync run to end")
         # A failed run is an outcome, not a crash: the scheduler carries on.
         assert scheduler.running
     finally:

@@ -30,7 +30,7 @@ from app.components.management.schemas import (
 )
 from app.core.enums import ExecutionStatus, JobState, Queue
 from app.core.errors import error_text
-from app.core.schedule_specs import CronSpec, IntervalSpec, OnceSpec
+from app.core.schedule_specs import Spec
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -111,7 +111,7 @@ class RemoteManagement:
     def resume(self, job_id: str) -> CommandResult:
         return self._call(CommandResult, "POST", f"/api/jobs/{job_id}/resume")
 
-    def reschedule(self, job_id: str, spec: CronSpec | IntervalSpec | OnceSpec) -> CommandResult:
+    def reschedule(self, job_id: str, spec: Spec) -> CommandResult:
         body = {"schedule": spec.model_dump(mode="json", exclude_none=True)}
         return self._call(CommandResult, "PUT", f"/api/jobs/{job_id}/schedule", json=body)
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.components.scheduler.definition import JOB_ID_PATTERN
 from app.core.enums import (
+    CatchUp,
     CommandStatus,
     ExecutionStatus,
     JobState,
@@ -16,7 +17,7 @@ from app.core.enums import (
     SchedulerState,
     TriggerKind,
 )
-from app.core.job_store import JobInfo
+from app.core.job_rows import JobInfo
 from app.core.schedule_specs import RecurringSpec, ScheduleSpec
 
 
@@ -27,6 +28,9 @@ class JobSummary(JobInfo):
     state: JobState
     queue: Queue
     running: int = Field(description="Runs of this job in progress now.")
+    version: int | None = Field(
+        description="Raised by every change to the job; null until a scheduler stores it."
+    )
 
 
 class LastRun(BaseModel):
@@ -49,6 +53,9 @@ class JobDetail(JobSummary):
     max_instances: int
     retry_attempts: int
     timeout_seconds: float | None
+    catch_up: CatchUp | None = Field(
+        description="What happens to scheduled times that passed while no scheduler ran."
+    )
     schedule_overridden: bool = Field(description="The schedule was changed through the API.")
     problem: str | None = None
     last_run: LastRun | None
@@ -111,11 +118,17 @@ class ExecutionPage(PageInfo):
 class CommandResult(BaseModel):
     """What became of a change: applied, stored for when a scheduler runs, or rejected."""
 
-    command_id: str
-    status: CommandStatus
+    status: CommandStatus = Field(
+        description="applied: the running scheduler acts on it; pending: stored, and no "
+        "running scheduler has confirmed it yet; rejected: the scheduler refused (see detail)."
+    )
     detail: str
     job_id: str | None = None
     execution_id: str | None = None
+    command_id: str | None = Field(
+        None, description="Run, retry and cancel: the command the scheduler answered."
+    )
+    revision: int | None = Field(None, description="Job changes: the job revision the change made.")
     job: JobDetail | None = Field(None, description="The job as it is after the change.")
 
 
@@ -131,6 +144,7 @@ class InstanceInfo(BaseModel):
     heartbeat_age_seconds: float
     fresh: bool
     job_count: int
+    applied_revision: int = Field(description="The job revision this instance has applied.")
 
 
 class QueueCounts(BaseModel):
@@ -163,6 +177,11 @@ class SchedulerStatus(BaseModel):
     queues: list[QueueCounts]
     counts_since: datetime
     pending_commands: int
+    job_revision: int = Field(description="Raised by every change to a job.")
+    applied_revision: int = Field(
+        description="The newest job revision a scheduler has applied; below `job_revision`, "
+        "changes wait for a scheduler."
+    )
 
 
 class RunRequest(BaseModel):

@@ -1,19 +1,22 @@
 """Managing jobs and runs: the one implementation behind the API and the CLI.
 
-Reads come from the database the scheduler writes; changes go to the scheduler as commands
-(see `app/components/scheduler/commands.py`), never straight into APScheduler's store.
+Reads come from the database the scheduler writes. A job change (pause, resume, reschedule,
+add, delete) is a row update in `jobs` that raises the job revision, in one transaction; the
+answer says whether the running leader has applied that revision. Running now, retrying and
+cancelling need the live process and go to it as commands (see
+`app/components/scheduler/commands.py`).
 """
 
 from __future__ import annotations
 
 import json
-import uuid
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import CursorResult, Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.components.management.errors import (
@@ -40,54 +43,57 @@ from app.components.management.schemas import (
 )
 from app.components.scheduler.catalog import (
     Catalog,
-    code_trigger,
+    code_jobs,
+    first_run,
     load_catalog,
+    new_row,
+    next_revision,
     registered_functions,
+    with_schedule,
 )
-from app.components.scheduler.commands import CommandKind, send_command
+from app.components.scheduler.commands import CommandKind, scheduler_running, send_command
 from app.components.scheduler.definition import ScheduledJob
 from app.components.scheduler.functions import ArgumentError
-from app.components.scheduler.store_ids import RUN_MARK
-from app.core.db import database_now, session_scope, tables_exist, utcnow
-from app.core.enums import CommandStatus, ExecutionStatus, JobState, Queue, TriggerKind
-from app.core.health import check_health
-from app.core.job_store import StoredJob, read_stored_jobs
-from app.core.models import (
-    JobExecution,
-    RuntimeJob,
-    ScheduleOverride,
-    SchedulerCommand,
-    SchedulerInstance,
+from app.components.scheduler.history import add_planned, cancel_pending, new_execution_id
+from app.core.db import database_now, session_scope, tables_exist, utcnow, write_session
+from app.core.enums import (
+    RATE_STATUSES,
+    UNFINISHED,
+    CommandStatus,
+    ExecutionStatus,
+    JobOrigin,
+    JobState,
+    Queue,
+    SchedulerState,
+    TriggerKind,
 )
-from app.core.schedule_specs import CronSpec, IntervalSpec, OnceSpec
+from app.core.health import check_health
+from app.core.models import Job, JobExecution, JobRevision, SchedulerCommand, SchedulerInstance
+from app.core.schedule_specs import OnceSpec, Spec, dump_spec
 from app.core.schedules import ScheduleError, describe_trigger
 from app.core.settings import Settings
 
-Spec = CronSpec | IntervalSpec | OnceSpec
 RATE_WINDOW = 100
 COUNTS_WINDOW = timedelta(hours=24)
-_RATE_STATUSES = (
-    ExecutionStatus.SUCCEEDED,
-    ExecutionStatus.FAILED,
-    ExecutionStatus.TIMED_OUT,
-    ExecutionStatus.INTERRUPTED,
-)
-_RETRYABLE = (
-    ExecutionStatus.FAILED,
-    ExecutionStatus.TIMED_OUT,
-    ExecutionStatus.INTERRUPTED,
-    ExecutionStatus.MISSED,
-    ExecutionStatus.SKIPPED,
-    ExecutionStatus.CANCELLED,
-)
+_POLL_SECONDS = 0.01
+
+# A change to make to a job's row, given the session and the catalog read in its transaction;
+# returns the sentence that describes it.
+Change = Callable[[Session, Catalog], str]
 
 
 class Management:
-    """Jobs, runs and the scheduler's status, on the shared database."""
+    """Jobs, runs and the scheduler's status, on the shared database.
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    `jobs` is the code's job list, by default the one in `app/components/scheduler/jobs.py`.
+    """
+
+    def __init__(
+        self, engine: Engine, settings: Settings, jobs: Sequence[ScheduledJob] | None = None
+    ) -> None:
         self.engine = engine
         self.settings = settings
+        self.code = code_jobs() if jobs is None else tuple(jobs)
 
     # Reads
 
@@ -110,18 +116,17 @@ class Management:
 
     def job(self, job_id: str) -> JobDetail:
         """One job in full; NotFound for an unknown id."""
-        catalog, stored = self._catalog(), self._stored(job_id)
-        definition = catalog.jobs.get(job_id)
-        if definition is None and job_id not in catalog.invalid:
-            raise NotFound(f"no job {job_id!r}")
         with session_scope(self.engine) as session:
-            return self._detail(session, job_id, catalog, stored)
+            catalog = self._catalog(session)
+            if job_id not in catalog.jobs and job_id not in catalog.invalid:
+                raise NotFound(f"no job {job_id!r}")
+            return self._detail(session, job_id, catalog)
 
     def functions(self) -> list[FunctionInfo]:
         """The functions runtime jobs may call."""
         return [
             FunctionInfo(name=name, inputs=function.describe_inputs())
-            for name, function in sorted(registered_functions().items())
+            for name, function in sorted(registered_functions(self.code).items())
         ]
 
     def executions(
@@ -144,7 +149,7 @@ class Management:
         if until is not None:
             conditions.append(JobExecution.scheduled_at < until)
         if not self._has_tables():
-            if job_id is not None and job_id not in self._catalog().jobs:
+            if job_id is not None and job_id not in {job.id for job in self.code}:
                 raise NotFound(f"no job {job_id!r}")
             return ExecutionPage(items=[], total=0, limit=limit, offset=offset)
         with session_scope(self.engine) as session:
@@ -152,7 +157,7 @@ class Management:
                 select(func.count()).select_from(JobExecution).where(*conditions)
             )
             if job_id is not None and not total:
-                catalog = self._catalog()
+                catalog = self._catalog(session)
                 if job_id not in catalog.jobs and job_id not in catalog.invalid:
                     raise NotFound(f"no job {job_id!r}")
             rows = session.scalars(
@@ -185,10 +190,7 @@ class Management:
             counts: dict[str, QueueCounts] = {q.value: QueueCounts(queue=q.value) for q in Queue}
             rows = session.execute(
                 select(JobExecution.queue, JobExecution.status, func.count())
-                .where(
-                    (JobExecution.scheduled_at >= since)
-                    | JobExecution.status.in_((ExecutionStatus.PENDING, ExecutionStatus.RUNNING))
-                )
+                .where((JobExecution.scheduled_at >= since) | JobExecution.status.in_(UNFINISHED))
                 .group_by(JobExecution.queue, JobExecution.status)
             ).all()
             for queue_name, status, count in rows:
@@ -211,6 +213,7 @@ class Management:
                         heartbeat_age_seconds=round((now - i.last_seen).total_seconds(), 3),
                         fresh=(now - i.last_seen).total_seconds() <= stale_after,
                         job_count=i.job_count,
+                        applied_revision=i.applied_revision,
                     )
                     for i in instances
                 ],
@@ -224,55 +227,73 @@ class Management:
                 queues=list(counts.values()),
                 counts_since=since,
                 pending_commands=pending_commands,
+                job_revision=session.scalar(select(JobRevision.revision).where(JobRevision.id == 1))
+                or 0,
+                applied_revision=session.scalar(
+                    select(func.max(SchedulerInstance.applied_revision))
+                )
+                or 0,
             )
 
     # Changes
 
     def pause(self, job_id: str) -> CommandResult:
         """Stop a job's schedule until resumed; Conflict when it is not scheduled."""
-        state = self.job(job_id).state
-        if state is JobState.PAUSED:
-            raise Conflict(f"job {job_id!r} is already paused")
-        if state is JobState.INVALID:
-            raise Conflict(f"job {job_id!r} is invalid: fix or delete it")
-        return self._send(CommandKind.PAUSE, job_id)
+
+        def change(session: Session, catalog: Catalog) -> str:
+            definition = self._valid(catalog, job_id)
+            row = catalog.rows.get(job_id)
+            if row is None:
+                session.add(new_row(definition, self.settings.timezone, utcnow(), paused=True))
+            elif row.paused:
+                raise Conflict(f"job {job_id!r} is already paused")
+            else:
+                _update(session, row, paused=True)
+            return "paused: it runs again once resumed"
+
+        return self._change(job_id, change)
 
     def resume(self, job_id: str) -> CommandResult:
-        """Restart a paused job's schedule; Conflict when it is not paused."""
-        if self.job(job_id).state is not JobState.PAUSED:
-            raise Conflict(f"job {job_id!r} is not paused")
-        return self._send(CommandKind.RESUME, job_id)
+        """Restart a paused job's schedule from now; Conflict when it is not paused."""
+
+        def change(session: Session, catalog: Catalog) -> str:
+            definition = self._valid(catalog, job_id)
+            row = catalog.rows.get(job_id)
+            if row is None or not row.paused:
+                raise Conflict(f"job {job_id!r} is not paused")
+            next_run = first_run(definition, self.settings.timezone, utcnow())
+            _update(session, row, paused=False, next_run_at=next_run)
+            return f"resumed: next run {_when(next_run)}"
+
+        return self._change(job_id, change)
 
     def reschedule(self, job_id: str, spec: Spec) -> CommandResult:
-        """Give a job a new schedule; it lasts until the code changes the job's own."""
-        job = self.job(job_id)
-        if job.state is JobState.INVALID:
-            raise Conflict(f"job {job_id!r} is invalid: fix or delete it")
-        schedule_json = spec.model_dump_json(exclude_none=True)
+        """Give a job a new schedule; for a code job it lasts until the code changes its own."""
         self._check_future(spec)
 
-        def keep(session: Session) -> None:
-            if job.origin == "runtime":
-                row = session.get(RuntimeJob, job_id)
-                if row is None:
-                    raise NotFound(f"no job {job_id!r}")
-                row.schedule = schedule_json
-                return
-            session.merge(
-                ScheduleOverride(
-                    job_id=job_id,
-                    schedule=schedule_json,
-                    code_trigger=code_trigger(job_id, self.settings.timezone) or "",
-                    changed_at=utcnow(),
-                )
-            )
+        def change(session: Session, catalog: Catalog) -> str:
+            definition = self._valid(catalog, job_id)
+            if spec.timezone is None and definition.timezone is not None:
+                # A schedule given without a zone keeps the job's own.
+                effective = spec.model_copy(update={"timezone": definition.timezone})
+            else:
+                effective = spec
+            changed = with_schedule(definition, effective)
+            try:
+                next_run = first_run(changed, self.settings.timezone, utcnow())
+            except ScheduleError as error:
+                raise InvalidInput({"schedule": str(error)}) from None
+            row = catalog.rows.get(job_id)
+            if row is None:
+                row = new_row(definition, self.settings.timezone, utcnow())
+                session.add(row)
+                session.flush()
+            _update(session, row, schedule=dump_spec(effective), next_run_at=next_run)
+            if row.paused:
+                return "rescheduled; still paused"
+            return f"rescheduled: next run {_when(next_run)}"
 
-        return self._send(
-            CommandKind.RESCHEDULE,
-            job_id,
-            payload={"schedule": json.loads(schedule_json)},
-            also=keep,
-        )
+        return self._change(job_id, change)
 
     def run(self, job_id: str, arguments: dict[str, Any]) -> CommandResult:
         """Run a job now with `arguments`; its regular schedule is not moved."""
@@ -284,71 +305,79 @@ class Management:
 
     def add(self, request: AddJobRequest) -> CommandResult:
         """Add a runtime job; Conflict when the id is taken."""
-        catalog = self._catalog()
-        if request.id in catalog.jobs or request.id in catalog.invalid:
-            raise Conflict(f"a job with id {request.id!r} exists already")
-        function = registered_functions().get(request.function)
+        functions = registered_functions(self.code)
+        function = functions.get(request.function)
         if function is None:
-            names = ", ".join(sorted(registered_functions())) or "none"
+            names = ", ".join(sorted(functions)) or "none"
             raise InvalidInput(
                 {"function": f"{request.function!r} is not a registered job function ({names})"}
             )
         try:
-            args = function.to_json(function.parse(request.args))
+            args = function.parse(request.args)
         except ArgumentError as error:
             raise InvalidInput({f"args.{k}": v for k, v in error.problems.items()}) from None
         self._check_future(request.schedule)
-        schedule = request.schedule.model_dump(mode="json", exclude_none=True)
-        payload = {
-            "name": request.name,
-            "function": request.function,
-            "args": args,
-            "schedule": schedule,
-            "queue": request.queue.value,
-        }
+        definition = ScheduledJob(
+            id=request.id,
+            name=request.name,
+            func=function.func,
+            schedule=request.schedule.to_schedule(),
+            timezone=request.schedule.timezone,
+            queue=request.queue,
+            inputs=function.inputs,
+            args=args,
+            origin=JobOrigin.RUNTIME,
+        )
 
-        def store(session: Session) -> None:
-            session.add(
-                RuntimeJob(
-                    id=request.id,
-                    name=request.name,
-                    function=request.function,
-                    args=json.dumps(args),
-                    schedule=json.dumps(schedule),
-                    queue=request.queue.value,
-                    created_at=utcnow(),
-                )
-            )
+        def change(session: Session, catalog: Catalog) -> str:
+            if request.id in catalog.jobs or request.id in catalog.rows:
+                raise Conflict(f"a job with id {request.id!r} exists already")
+            row = new_row(definition, self.settings.timezone, utcnow())
+            session.add(row)
+            if row.next_run_at is None:
+                return "added; its one run is in the past, so it is not scheduled"
+            return f"added: next run {_when(row.next_run_at)}"
 
-        return self._send(CommandKind.ADD, request.id, payload=payload, also=store)
+        return self._change(request.id, change)
 
     def delete(self, job_id: str) -> CommandResult:
-        """Delete a runtime job; Conflict for a code-defined one."""
-        job = self.job(job_id)
-        if job.origin == "code":
-            raise Conflict(
-                f"job {job_id!r} is defined in code and cannot be deleted here: pause it, or "
-                "remove it from app/components/scheduler/jobs.py"
+        """Delete a runtime job and cancel its pending runs; Conflict for a code-defined one."""
+
+        def change(session: Session, catalog: Catalog) -> str:
+            row = catalog.rows.get(job_id)
+            if row is None or row.origin != JobOrigin.RUNTIME:
+                if job_id in catalog.jobs:
+                    raise Conflict(
+                        f"job {job_id!r} is defined in code and cannot be deleted here: pause "
+                        "it, or remove it from app/components/scheduler/jobs.py"
+                    )
+                raise NotFound(f"no job {job_id!r}")
+            session.execute(delete(Job).where(Job.id == job_id))
+            pending = session.scalars(
+                select(JobExecution.id).where(
+                    JobExecution.job_id == job_id,
+                    JobExecution.status == ExecutionStatus.PENDING,
+                )
+            ).all()
+            cancelled = cancel_pending(
+                session.connection(), pending, "its job was deleted before it started"
             )
+            return f"deleted; {cancelled} pending run(s) cancelled" if cancelled else "deleted"
 
-        def forget(session: Session) -> None:
-            row = session.get(RuntimeJob, job_id)
-            if row is not None:
-                session.delete(row)
-
-        return self._send(CommandKind.DELETE, job_id, also=forget, show_job=False)
+        return self._change(job_id, change, show_job=False)
 
     def retry(self, execution_id: str) -> CommandResult:
         """Run a finished, unsuccessful run's job again with the same input."""
         with session_scope(self.engine) as session:
             row = self._execution_row(session, execution_id)
             status, job_id, queue, stored = row.status, row.job_id, row.queue, row.input
-        if status not in _RETRYABLE:
+            known = job_id in self._catalog(session).jobs
+        if not ExecutionStatus(status).is_retryable:
             raise Conflict(
                 f"execution {execution_id} is {status}: only a run that ended without "
                 "success can be retried"
             )
-        if job_id not in self._catalog().jobs:
+        if not known:
             raise Conflict(f"job {job_id!r} no longer exists")
         arguments = json.loads(stored) if stored else None
         return self._plan(job_id, queue, arguments, TriggerKind.RETRY, execution_id)
@@ -358,28 +387,34 @@ class Management:
         with session_scope(self.engine) as session:
             row = self._execution_row(session, execution_id)
             status, job_id = row.status, row.job_id
-        if status not in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING):
+        if ExecutionStatus(status).is_final:
             raise Conflict(f"execution {execution_id} has ended ({status}): nothing to cancel")
         return self._send(CommandKind.CANCEL, job_id, execution_id=execution_id, show_job=False)
 
     # Internals
 
     def _has_tables(self) -> bool:
-        return tables_exist(self.engine, JobExecution.__tablename__)
+        return tables_exist(self.engine, Job.__tablename__)
 
-    def _catalog(self) -> Catalog:
-        return load_catalog(self.engine, self.settings.timezone)
+    def _catalog(self, session: Session) -> Catalog:
+        if not self._has_tables():
+            return Catalog(jobs={job.id: job for job in self.code})
+        return load_catalog(session, self.code)
 
-    def _stored(self, job_id: str | None = None) -> dict[str, StoredJob]:
-        jobs = read_stored_jobs(self.engine, job_id)
-        return {job.id: job for job in jobs if RUN_MARK not in job.id}
+    def _valid(self, catalog: Catalog, job_id: str) -> ScheduledJob:
+        if job_id in catalog.invalid:
+            raise Conflict(f"job {job_id!r} is invalid: fix or delete it")
+        definition = catalog.jobs.get(job_id)
+        if definition is None:
+            raise NotFound(f"no job {job_id!r}")
+        return definition
 
     def _summaries(self) -> list[JobSummary]:
-        catalog, stored = self._catalog(), self._stored()
-        running = self._running_counts()
+        with session_scope(self.engine) as session:
+            catalog = self._catalog(session)
+            running = self._running_counts(session)
         summaries = [
-            self._summary(job_id, catalog, stored, running)
-            for job_id in [*catalog.jobs, *catalog.invalid]
+            self._summary(job_id, catalog, running) for job_id in [*catalog.jobs, *catalog.invalid]
         ]
         # Soonest first, then paused and unscheduled ones by id.
         return sorted(
@@ -387,48 +422,43 @@ class Management:
             key=lambda job: (job.next_run_time is None, job.next_run_time or utcnow(), job.id),
         )
 
-    def _running_counts(self) -> Counter[str]:
-        if not self._has_tables():
+    def _running_counts(self, session: Session) -> Counter[str]:
+        if not tables_exist(self.engine, JobExecution.__tablename__):
             return Counter()
-        with session_scope(self.engine) as session:
-            rows = session.execute(
-                select(JobExecution.job_id, func.count())
-                .where(JobExecution.status == ExecutionStatus.RUNNING)
-                .group_by(JobExecution.job_id)
-            ).all()
+        rows = session.execute(
+            select(JobExecution.job_id, func.count())
+            .where(JobExecution.status == ExecutionStatus.RUNNING)
+            .group_by(JobExecution.job_id)
+        ).all()
         return Counter({job_id: int(count) for job_id, count in rows})
 
-    def _summary(
-        self,
-        job_id: str,
-        catalog: Catalog,
-        stored: dict[str, StoredJob],
-        running: Counter[str],
-    ) -> JobSummary:
+    def _summary(self, job_id: str, catalog: Catalog, running: Counter[str]) -> JobSummary:
         definition = catalog.jobs.get(job_id)
-        in_store = stored.get(job_id)
-        if definition is None:
-            state, trigger, name, origin = JobState.INVALID, "invalid", job_id, "runtime"
-            queue = Queue.DEFAULT
+        row = catalog.rows.get(job_id)
+        next_run = None
+        if definition is None or job_id in catalog.invalid:
+            state, trigger, name = JobState.INVALID, "invalid", row.name if row else job_id
+            origin, queue = JobOrigin.RUNTIME, Queue(row.queue) if row else Queue.DEFAULT
         else:
             name, queue, origin = definition.name, definition.queue, definition.origin
-            if in_store is not None:
-                trigger = in_store.trigger
-                state = JobState.PAUSED if in_store.next_run_time is None else JobState.SCHEDULED
-            else:
-                trigger = self._describe(definition)
+            trigger = self._describe(definition)
+            if row is None or (row.next_run_at is None and not row.paused):
                 state = JobState.UNSCHEDULED
-        next_run = in_store.next_run_time if in_store else None
+            elif row.paused:
+                state = JobState.PAUSED
+            else:
+                state, next_run = JobState.SCHEDULED, row.next_run_at
         return JobSummary(
             id=job_id,
             name=name,
             trigger=trigger,
             next_run_time=next_run,
             paused=state is JobState.PAUSED,
-            origin="runtime" if origin == "runtime" else "code",
+            origin=origin.value,
             state=state,
             queue=queue,
             running=running[job_id],
+            version=row.version if row else None,
         )
 
     def _describe(self, definition: ScheduledJob) -> str:
@@ -437,20 +467,14 @@ class Management:
         except ScheduleError as error:
             return f"invalid: {error}"
 
-    def _detail(
-        self, session: Session, job_id: str, catalog: Catalog, stored: dict[str, StoredJob]
-    ) -> JobDetail:
-        summary = self._summary(job_id, catalog, stored, self._running_counts())
+    def _detail(self, session: Session, job_id: str, catalog: Catalog) -> JobDetail:
+        summary = self._summary(job_id, catalog, self._running_counts(session))
         definition = catalog.jobs.get(job_id)
         last_run, rate, counted, pending = None, None, 0, 0
-        overridden = False
-        if self._has_tables():
+        if tables_exist(self.engine, JobExecution.__tablename__):
             last = session.scalars(
                 select(JobExecution)
-                .where(
-                    JobExecution.job_id == job_id,
-                    JobExecution.status.not_in((ExecutionStatus.PENDING, ExecutionStatus.RUNNING)),
-                )
+                .where(JobExecution.job_id == job_id, JobExecution.status.not_in(UNFINISHED))
                 .order_by(JobExecution.scheduled_at.desc())
                 .limit(1)
             ).first()
@@ -464,7 +488,7 @@ class Management:
                 )
             recent = session.scalars(
                 select(JobExecution.status)
-                .where(JobExecution.job_id == job_id, JobExecution.status.in_(_RATE_STATUSES))
+                .where(JobExecution.job_id == job_id, JobExecution.status.in_(RATE_STATUSES))
                 .order_by(JobExecution.scheduled_at.desc())
                 .limit(RATE_WINDOW)
             ).all()
@@ -472,22 +496,19 @@ class Management:
             if counted:
                 rate = round(recent.count(ExecutionStatus.SUCCEEDED) / counted, 4)
             pending = self._pending_commands(session, job_id)
-            overridden = session.get(ScheduleOverride, job_id) is not None and (
-                job_id not in catalog.stale_overrides
-            )
-        function = definition.function if definition else None
+        usable = definition if job_id not in catalog.invalid else None
+        function = usable.function if usable else None
         return JobDetail(
             **summary.model_dump(),
             function=function.name if function else "",
             inputs=function.describe_inputs() if function else {},
-            args=function.to_json(definition.args) if function and definition else {},
-            timezone=definition.timezone if definition else None,
-            max_instances=definition.max_instances if definition else 1,
-            retry_attempts=definition.retry.attempts if definition else 1,
-            timeout_seconds=definition.timeout.total_seconds()
-            if definition and definition.timeout
-            else None,
-            schedule_overridden=overridden,
+            args=function.to_json(usable.args) if function and usable else {},
+            timezone=usable.timezone if usable else None,
+            max_instances=usable.max_instances if usable else 1,
+            retry_attempts=usable.retry.attempts if usable else 1,
+            timeout_seconds=usable.timeout.total_seconds() if usable and usable.timeout else None,
+            catch_up=usable.catch_up if usable else None,
+            schedule_overridden=catalog.overridden(job_id),
             problem=catalog.invalid.get(job_id),
             last_run=last_run,
             success_rate=rate,
@@ -505,13 +526,15 @@ class Management:
         )
 
     def _execution_row(self, session: Session, execution_id: str) -> JobExecution:
-        row = session.get(JobExecution, execution_id) if self._has_tables() else None
+        exists = tables_exist(self.engine, JobExecution.__tablename__)
+        row = session.get(JobExecution, execution_id) if exists else None
         if row is None:
             raise NotFound(f"no execution {execution_id!r}")
         return row
 
     def _parsed_input(self, job_id: str, arguments: dict[str, Any], field: str) -> dict[str, Any]:
-        definition = self._catalog().jobs[job_id]
+        with session_scope(self.engine) as session:
+            definition = self._catalog(session).jobs[job_id]
         try:
             return definition.function.to_json(definition.function.parse(arguments))
         except ArgumentError as error:
@@ -521,6 +544,63 @@ class Management:
         if isinstance(spec, OnceSpec) and spec.at <= utcnow():
             raise InvalidInput({"schedule.at": "is in the past: give a future time"})
 
+    def _require_tables(self) -> None:
+        if not self._has_tables():
+            raise NotReady(
+                "the database has no scheduler tables yet: run the migrations "
+                "(start the scheduler once, or run the db upgrade command)"
+            )
+
+    def _change(self, job_id: str, change: Change, *, show_job: bool = True) -> CommandResult:
+        """Make a row change and raise the job revision, then wait for the leader to apply it."""
+        self._require_tables()
+        stale_after = self.settings.heartbeat_stale_after_seconds
+        with write_session(self.engine) as session:
+            detail = change(session, load_catalog(session, self.code))
+            session.flush()
+            revision = next_revision(session)
+            running = scheduler_running(session, stale_after)
+        if not running:
+            status = CommandStatus.PENDING
+            detail = "no scheduler is running: the change is stored and applies when it starts"
+        elif self._applied(revision):
+            status = CommandStatus.APPLIED
+        else:
+            status = CommandStatus.PENDING
+            detail = (
+                "the scheduler did not confirm within "
+                f"{self.settings.command_wait_seconds:g} s: the change is stored and applies "
+                "when the scheduler reads it"
+            )
+        return CommandResult(
+            status=status,
+            detail=detail,
+            job_id=job_id,
+            revision=revision,
+            job=self._job_or_none(job_id) if show_job else None,
+        )
+
+    def _applied(self, revision: int) -> bool:
+        """Wait until a running leader reports `revision` applied; False after the wait."""
+        deadline = time.monotonic() + self.settings.command_wait_seconds
+        query = select(func.max(SchedulerInstance.applied_revision)).where(
+            SchedulerInstance.state == SchedulerState.RUNNING
+        )
+        while True:
+            with self.engine.connect() as connection:
+                applied = connection.execute(query).scalar() or 0
+            if applied >= revision:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_SECONDS)
+
+    def _job_or_none(self, job_id: str) -> JobDetail | None:
+        try:
+            return self.job(job_id)
+        except NotFound:
+            return None
+
     def _plan(
         self,
         job_id: str,
@@ -529,34 +609,23 @@ class Management:
         kind: TriggerKind,
         retry_of: str | None,
     ) -> CommandResult:
-        execution_id = uuid.uuid4().hex
+        execution_id = new_execution_id()
 
         def record(session: Session) -> None:
             # The run is in the history from the moment it is asked for, so its id can be
             # followed at once, whether or not a scheduler is running.
-            session.add(
-                JobExecution(
-                    id=execution_id,
-                    job_id=job_id,
-                    queue=queue,
-                    scheduled_at=utcnow(),
-                    status=ExecutionStatus.PENDING,
-                    attempt=1,
-                    trigger_kind=kind,
-                    instance_id="",
-                    input=json.dumps(arguments) if arguments else None,
-                    retry_of=retry_of,
-                )
+            add_planned(
+                session,
+                job_id,
+                queue,
+                execution_id=execution_id,
+                trigger_kind=kind,
+                arguments=arguments,
+                retry_of=retry_of,
             )
 
         kind_name = CommandKind.RETRY if retry_of else CommandKind.RUN
-        return self._send(
-            kind_name,
-            job_id,
-            execution_id=execution_id,
-            payload={"arguments": arguments or {}, "trigger_kind": kind.value},
-            also=record,
-        )
+        return self._send(kind_name, job_id, execution_id=execution_id, also=record)
 
     def _send(
         self,
@@ -564,38 +633,43 @@ class Management:
         job_id: str,
         *,
         execution_id: str | None = None,
-        payload: dict[str, Any] | None = None,
         also: Callable[[Session], None] | None = None,
         show_job: bool = True,
     ) -> CommandResult:
-        if not self._has_tables():
-            raise NotReady(
-                "the database has no scheduler tables yet: start the scheduler once to create them"
-            )
+        self._require_tables()
         outcome = send_command(
             self.engine,
             kind,
             job_id=job_id,
             execution_id=execution_id,
-            payload=payload,
             also=also,
             stale_after_seconds=self.settings.heartbeat_stale_after_seconds,
             wait_seconds=self.settings.command_wait_seconds,
         )
-        job = None
-        if show_job:
-            try:
-                job = self.job(job_id)
-            except NotFound:
-                job = None
         return CommandResult(
             command_id=outcome.command_id,
             status=outcome.status,
             detail=outcome.detail,
             job_id=job_id,
             execution_id=execution_id,
-            job=job,
+            job=self._job_or_none(job_id) if show_job else None,
         )
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat() if moment else "none"
+
+
+def _update(session: Session, row: Job, **values: Any) -> None:
+    """Change a row if nobody changed it since it was read; Conflict otherwise."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == row.id, Job.version == row.version)
+        .values(**values, version=row.version + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if cast("CursorResult[Any]", result).rowcount != 1:
+        raise Conflict(f"job {row.id!r} was changed by someone else meanwhile: try again")
 
 
 _COUNTED = {

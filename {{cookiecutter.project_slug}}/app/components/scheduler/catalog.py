@@ -1,29 +1,41 @@
-"""Every job there is: the code's list, plus what the API and the CLI added or changed.
+"""Every job there is: the code's list and the `jobs` table, read as definitions.
 
-The scheduler builds its jobs from this at start, and the API and the CLI describe jobs from
-it, so all three agree on what a job is without asking the scheduler process.
+The leader builds its timer from this, and the API and the CLI describe jobs from it, so all
+three agree on what a job is without asking the scheduler process. Which schedule applies to
+a code-defined job is decided here, by comparing structured schedules: a schedule changed
+through the API lasts while the code's own stays what it was when the row was set from it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
-from sqlalchemy import Engine, select
+from pydantic import ValidationError
+from sqlalchemy import Connection, delete, select, text, update
+from sqlalchemy.orm import Session
 
 from app.components.scheduler import jobs as job_list
 from app.components.scheduler.definition import ScheduledJob
+from app.components.scheduler.fires import first_fire
 from app.components.scheduler.functions import ArgumentError, JobFunction
-from app.core.db import session_scope, tables_exist
-from app.core.enums import Queue
-from app.core.models import RuntimeJob, ScheduleOverride
-from app.core.schedule_specs import CronSpec, IntervalSpec, OnceSpec, parse_spec
-from app.core.schedules import ScheduleError, describe_trigger
+from app.core.db import utcnow
+from app.core.enums import JobOrigin, Queue
+from app.core.models import Job, JobRevision
+from app.core.schedule_specs import Spec, dump_spec, parse_spec, spec_data
+from app.core.schedules import Once, ScheduleError
 
 logger = logging.getLogger("app.scheduler")
 
-Spec = CronSpec | IntervalSpec | OnceSpec
+# PostgreSQL wakes the leader with this at the commit of a change to `jobs` or of a command.
+NOTIFY_CHANNEL = "scheduler_changes"
+
+
+class JobDefinitionError(ValueError):
+    """A code-defined job cannot be registered; the message names the job and the field."""
 
 
 def code_jobs() -> tuple[ScheduledJob, ...]:
@@ -31,37 +43,12 @@ def code_jobs() -> tuple[ScheduledJob, ...]:
     return job_list.JOBS
 
 
-def registered_functions() -> dict[str, JobFunction]:
+def registered_functions(code: Sequence[ScheduledJob]) -> dict[str, JobFunction]:
     """The functions a runtime job may call, by name: those of the code-defined jobs."""
     functions: dict[str, JobFunction] = {}
-    for job in code_jobs():
+    for job in code:
         functions.setdefault(job.function.name, job.function)
     return functions
-
-
-def runtime_definition(
-    job_id: str, name: str, function: str, args: str, schedule: str, queue: str
-) -> ScheduledJob:
-    """A runtime job's definition from its stored form; ScheduleError names what is wrong."""
-    registered = registered_functions().get(function)
-    if registered is None:
-        raise ScheduleError(f"function: {function!r} is not a registered job function")
-    try:
-        parsed = registered.parse(json.loads(args))
-    except ArgumentError as error:
-        raise ScheduleError(f"args: {error}") from None
-    spec = parse_spec(schedule)
-    return ScheduledJob(
-        id=job_id,
-        name=name,
-        func=registered.func,
-        schedule=spec.to_schedule(),
-        timezone=spec.timezone,
-        queue=Queue(queue),
-        inputs=registered.inputs,
-        args=parsed,
-        origin="runtime",
-    )
 
 
 def with_schedule(job: ScheduledJob, spec: Spec) -> ScheduledJob:
@@ -69,51 +56,224 @@ def with_schedule(job: ScheduledJob, spec: Spec) -> ScheduledJob:
     return replace(job, schedule=spec.to_schedule(), timezone=spec.timezone or job.timezone)
 
 
+def same_schedule(stored: str | None, spec: Spec) -> bool:
+    """Whether a stored schedule is `spec`, compared as data, never as rendered text."""
+    if stored is None:
+        return False
+    try:
+        return spec_data(parse_spec(stored)) == spec_data(spec)
+    except ValidationError:
+        return False
+
+
+def runtime_definition(row: Job, functions: dict[str, JobFunction]) -> ScheduledJob:
+    """A runtime job's definition from its row; ScheduleError names what is wrong."""
+    registered = functions.get(row.function)
+    if registered is None:
+        raise ScheduleError(f"function: {row.function!r} is not a registered job function")
+    try:
+        parsed = registered.parse(json.loads(row.args or "{}"))
+    except ArgumentError as error:
+        raise ScheduleError(f"args: {error}") from None
+    try:
+        spec = parse_spec(row.schedule)
+    except ValidationError as error:
+        raise ScheduleError(f"schedule: {error.errors()[0]['msg']}") from None
+    job = ScheduledJob(
+        id=row.id,
+        name=row.name,
+        func=registered.func,
+        schedule=spec.to_schedule(),
+        timezone=spec.timezone,
+        queue=Queue(row.queue),
+        inputs=registered.inputs,
+        args=parsed,
+        origin=JobOrigin.RUNTIME,
+    )
+    # Thousands of runtime jobs share a few functions: share their descriptions too.
+    vars(job)["function"] = registered
+    return job
+
+
 @dataclass
 class Catalog:
-    """Valid definitions by id, and what could not be loaded, with the reason."""
+    """Valid definitions by id, their rows, and what could not be loaded, with the reason."""
 
     jobs: dict[str, ScheduledJob] = field(default_factory=dict)
+    rows: dict[str, Job] = field(default_factory=dict)
     invalid: dict[str, str] = field(default_factory=dict)
-    # Overrides made for a schedule the code has changed since: the code wins.
-    stale_overrides: list[str] = field(default_factory=list)
+
+    def overridden(self, job_id: str) -> bool:
+        """Whether a code-defined job runs on a schedule changed through the API."""
+        row = self.rows.get(job_id)
+        return (
+            row is not None
+            and row.origin == JobOrigin.CODE
+            and row.code_schedule is not None
+            and row.schedule != row.code_schedule
+        )
 
 
-def load_catalog(engine: Engine, default_zone: str) -> Catalog:
-    """The code's jobs with their schedule overrides, and the runtime jobs."""
-    catalog = Catalog(jobs={job.id: job for job in code_jobs()})
-    if not tables_exist(engine, RuntimeJob.__tablename__, ScheduleOverride.__tablename__):
-        return catalog
-    with session_scope(engine) as session:
-        overrides = session.scalars(select(ScheduleOverride)).all()
-        runtime_rows = session.scalars(select(RuntimeJob).order_by(RuntimeJob.id)).all()
-    for override in overrides:
-        job = catalog.jobs.get(override.job_id)
-        if job is None or _code_trigger(job, default_zone) != override.code_trigger:
-            catalog.stale_overrides.append(override.job_id)
-            continue
-        catalog.jobs[job.id] = with_schedule(job, parse_spec(override.schedule))
-    for row in runtime_rows:
-        if row.id in catalog.jobs:
-            catalog.invalid[row.id] = "id: a code-defined job has this id now"
-            continue
+class Definitions:
+    """Turns rows into definitions against one list of code-defined jobs."""
+
+    def __init__(self, code: Sequence[ScheduledJob]) -> None:
+        self.code = {job.id: job for job in code}
+        self.functions = registered_functions(code)
+
+    def of(self, row: Job) -> ScheduledJob:
+        """The definition a row stands for; ScheduleError says why it has none."""
+        if row.origin == JobOrigin.CODE:
+            job = self.code.get(row.id)
+            if job is None:
+                raise ScheduleError("id: no longer defined in code")
+            if same_schedule(row.code_schedule, job.spec):
+                return with_schedule(job, parse_spec(row.schedule))
+            # Set from an older schedule in code: the next leader resets it from the code.
+            return job
+        if row.id in self.code:
+            raise ScheduleError("id: a code-defined job has this id now")
+        return runtime_definition(row, self.functions)
+
+
+def load_catalog(session: Session, code: Sequence[ScheduledJob]) -> Catalog:
+    """The code's jobs on the schedules their rows keep, and the runtime jobs."""
+    rows = {row.id: row for row in session.scalars(select(Job).order_by(Job.id))}
+    catalog = Catalog(rows=rows)
+    definitions = Definitions(code)
+    # Code jobs without a row yet are listed too: the next leader stores them.
+    catalog.jobs = {job.id: job for job in code}
+    for row in rows.values():
         try:
-            catalog.jobs[row.id] = runtime_definition(
-                row.id, row.name, row.function, row.args, row.schedule, row.queue
-            )
-        except (ScheduleError, ValueError) as error:
-            catalog.invalid[row.id] = str(error)
+            catalog.jobs[row.id] = definitions.of(row)
+        except ScheduleError as error:
+            if row.origin == JobOrigin.RUNTIME:
+                catalog.invalid[row.id] = str(error)
     return catalog
 
 
-def _code_trigger(job: ScheduledJob, default_zone: str) -> str | None:
-    try:
-        return describe_trigger(job.trigger(default_zone))
-    except ScheduleError:
+def next_revision(session: Session) -> int:
+    """Raise the change counter in the change's own transaction; returns the new revision.
+
+    On PostgreSQL the leader is notified at commit, so it never wakes before the change is
+    visible.
+    """
+    # The migration writes the counter's one row.
+    revision = session.execute(
+        update(JobRevision)
+        .where(JobRevision.id == 1)
+        .values(revision=JobRevision.revision + 1)
+        .returning(JobRevision.revision)
+    ).scalar_one()
+    notify(session.connection())
+    return int(revision)
+
+
+def notify(connection: Connection) -> None:
+    """Wake the leader at commit (PostgreSQL; SQLite leaders poll)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+
+def first_run(job: ScheduledJob, default_zone: str, now: datetime) -> datetime | None:
+    """When a job whose schedule starts now first runs; None for a one-time job in the past."""
+    if isinstance(job.schedule, Once) and job.schedule.at <= now:
         return None
+    return first_fire(job.trigger(default_zone), now)
 
 
-def code_trigger(job_id: str, default_zone: str) -> str | None:
-    """The trigger the code gives `job_id`, as the store describes it; None for other jobs."""
-    job = next((job for job in code_jobs() if job.id == job_id), None)
-    return _code_trigger(job, default_zone) if job else None
+def new_row(job: ScheduledJob, default_zone: str, now: datetime, *, paused: bool = False) -> Job:
+    """The row of a job that is not stored yet."""
+    spec = dump_spec(job.spec)
+    return Job(
+        id=job.id,
+        origin=job.origin,
+        name=job.name,
+        function=job.function.name,
+        args=json.dumps(job.function.to_json(job.args)) if job.args else "{}",
+        queue=job.queue.value,
+        schedule=spec,
+        code_schedule=spec if job.origin is JobOrigin.CODE else None,
+        paused=paused,
+        next_run_at=first_run(job, default_zone, now),
+        version=1,
+        updated_at=now,
+    )
+
+
+def sync_code_jobs(session: Session, code: Sequence[ScheduledJob], default_zone: str) -> bool:
+    """Make the table hold every code-defined job, as the code defines it; True if it changed.
+
+    Run by each new leader before it builds its timer: new jobs are added, jobs whose schedule
+    in code changed take the new one (a schedule changed through the API is dropped then),
+    jobs removed from the code are deleted. Pauses and next run times of the others stay.
+    """
+    now = utcnow()
+    rows = {row.id: row for row in session.scalars(select(Job))}
+    changed = False
+    for job in code:
+        row = rows.get(job.id)
+        if row is None:
+            session.add(new_row(job, default_zone, now))
+            if isinstance(job.schedule, Once) and job.schedule.at <= now:
+                logger.info(
+                    "one-time job not scheduled: its time has passed",
+                    extra={"job_id": job.id, "at": job.schedule.at.isoformat()},
+                )
+            changed = True
+            continue
+        if row.origin != JobOrigin.CODE:
+            raise JobDefinitionError(
+                f"job {job.id!r} is defined in code and was also added at runtime: delete the "
+                "runtime job, or give the code's job another id"
+            )
+        updates: dict[str, object] = {}
+        if not same_schedule(row.code_schedule, job.spec):
+            if row.code_schedule is not None and row.schedule != row.code_schedule:
+                logger.warning(
+                    "schedule override dropped: the schedule in code changed since it was made",
+                    extra={"job_id": job.id},
+                )
+            spec = dump_spec(job.spec)
+            # A pause belonged to the old schedule: the new one starts fresh.
+            updates |= {
+                "schedule": spec,
+                "code_schedule": spec,
+                "paused": False,
+                "next_run_at": first_run(job, default_zone, now),
+            }
+        described = {"name": job.name, "function": job.function.name, "queue": job.queue.value}
+        updates |= {key: value for key, value in described.items() if getattr(row, key) != value}
+        if updates:
+            for key, value in updates.items():
+                setattr(row, key, value)
+            row.version += 1
+            row.updated_at = now
+            changed = True
+    defined = {job.id for job in code}
+    removed = sorted(
+        row.id for row in rows.values() if row.origin == JobOrigin.CODE and row.id not in defined
+    )
+    if removed:
+        session.execute(delete(Job).where(Job.id.in_(removed)))
+        for job_id in removed:
+            logger.info("job removed: no longer defined in code", extra={"job_id": job_id})
+        changed = True
+    if changed:
+        session.flush()
+        next_revision(session)
+    return changed
+
+
+def validated(jobs: Sequence[ScheduledJob], default_zone: str) -> None:
+    """Raise JobDefinitionError for the first job that cannot be registered."""
+    seen: set[str] = set()
+    for job in jobs:
+        try:
+            if job.id in seen:
+                raise ScheduleError(f"id: {job.id!r} is used twice")
+            job.validate()
+            job.trigger(default_zone)
+        except ScheduleError as error:
+            raise JobDefinitionError(f"job {job.id!r}: {error}") from None
+        seen.add(job.id)

@@ -1,45 +1,39 @@
-"""The command channel: how the API and the CLI act on the running scheduler.
+"""The command channel: what only the running scheduler can do, asked by the API or the CLI.
 
-APScheduler 3 never rereads its store, so another process cannot change a job by writing
-there. Instead it writes a row to `scheduler_commands`; the leading scheduler reads it (woken
-by LISTEN/NOTIFY on PostgreSQL, by short polling on SQLite), applies it on its event loop,
-commits what changed, and marks the row applied or rejected. The sender waits for that answer
-while a scheduler is running; with none running the row waits, and applies when one starts.
+Job changes are row updates (see `changes.py`). Running a job now, retrying a run and
+cancelling one act on the live process, so they are commands: the sender writes a row to
+`scheduler_commands`; the leader reads it (woken by LISTEN/NOTIFY on PostgreSQL, by short
+polling on SQLite), applies it on its event loop, and marks the row applied or rejected. The
+sender waits for that answer while a scheduler is running; with none running the row waits,
+and applies when one starts.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any
 
-from sqlalchemy import Engine, Select, exists, select, text
+from sqlalchemy import Engine, Select, exists, select
 from sqlalchemy.orm import Session
 
+from app.components.scheduler.catalog import notify
 from app.core.db import database_now, session_scope, utcnow
 from app.core.enums import CommandStatus, SchedulerState
 from app.core.models import SchedulerCommand, SchedulerInstance
 
-NOTIFY_CHANNEL = "scheduler_commands"
 _POLL_SECONDS = 0.01
 
 
 class CommandKind(StrEnum):
     """What a command asks of the scheduler."""
 
-    PAUSE = "pause"
-    RESUME = "resume"
-    RESCHEDULE = "reschedule"
     RUN = "run"
     RETRY = "retry"
     CANCEL = "cancel"
-    ADD = "add"
-    DELETE = "delete"
 
 
 @dataclass(frozen=True)
@@ -69,7 +63,6 @@ def send_command(
     *,
     job_id: str | None = None,
     execution_id: str | None = None,
-    payload: dict[str, Any] | None = None,
     also: Callable[[Session], None] | None = None,
     stale_after_seconds: float,
     wait_seconds: float,
@@ -85,14 +78,13 @@ def send_command(
                 kind=kind.value,
                 job_id=job_id,
                 execution_id=execution_id,
-                payload=json.dumps(payload or {}),
+                payload="{}",
                 status=CommandStatus.PENDING,
                 created_at=utcnow(),
             )
         )
-        if engine.dialect.name == "postgresql":
-            # Delivered at commit, so the scheduler never wakes before the row is visible.
-            session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        # Delivered at commit, so the scheduler never wakes before the row is visible.
+        notify(session.connection())
         running = scheduler_running(session, stale_after_seconds)
     if not running:
         return CommandOutcome(

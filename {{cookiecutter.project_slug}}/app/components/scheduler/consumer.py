@@ -1,9 +1,10 @@
-"""The scheduler's side of the command channel: read commands, apply them, answer.
+"""The leader's mailbox: job changes and commands, read by one thread, applied on the loop.
 
-A thread waits for commands (LISTEN/NOTIFY on PostgreSQL with a slow poll as a safety net,
-short polling on SQLite), hands each to the event loop, where every change to APScheduler
-happens, waits until the job store and the history have committed the result, and then marks
-the command applied or rejected. So when a sender reads "applied", the next read shows it.
+A thread waits (LISTEN/NOTIFY on PostgreSQL with a slow poll as a safety net, short polling
+on SQLite). Each time it wakes it first brings the timer to the latest job revision (see
+`changes.py`), then hands each pending command to the event loop, waits until the history has
+committed the result, and marks the command applied or rejected. So when a sender reads
+"applied", the next read shows it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.components.scheduler.commands import NOTIFY_CHANNEL
+from app.components.scheduler.catalog import NOTIFY_CHANNEL
+from app.components.scheduler.changes import ChangeApplier
 from app.core.db import utcnow
 from app.core.enums import CommandStatus
 from app.core.models import SchedulerCommand
@@ -58,18 +60,23 @@ class _Listener:
 
 
 class CommandConsumer:
-    """Applies pending commands through `apply` on `loop`; `flush` commits their effects."""
+    """Applies job changes, then pending commands through `apply` on `loop`.
+
+    `flush` commits the commands' effects before they are answered.
+    """
 
     def __init__(
         self,
         engine: Engine,
         loop: asyncio.AbstractEventLoop,
+        changes: ChangeApplier,
         apply: Apply,
         flush: Callable[[], bool],
         poll_seconds: float,
     ) -> None:
         self._engine = engine
         self._loop = loop
+        self._changes = changes
         self._apply = apply
         self._flush = flush
         self._poll_seconds = poll_seconds
@@ -80,7 +87,11 @@ class CommandConsumer:
         self._thread: threading.Thread | None = None
 
     def drain(self) -> int:
-        """Apply every pending command now (from a thread other than the loop's); how many."""
+        """Apply changes and every pending command now (from a thread other than the loop's).
+
+        Returns how many commands were applied.
+        """
+        self._changes.apply()
         total = 0
         while not self._stop.is_set():
             count = self._consume_once()
@@ -117,10 +128,11 @@ class CommandConsumer:
             try:
                 if listener is None and self._engine.dialect.name == "postgresql":
                     listener = _Listener(self._engine)
+                self._changes.apply()
                 if self._consume_once() == _BATCH:
                     continue
                 if delay:
-                    logger.info("command channel readable again")
+                    logger.info("job changes and commands readable again")
                 delay = 0.0
             except SQLAlchemyError as error:
                 if listener is not None:
@@ -128,7 +140,7 @@ class CommandConsumer:
                     listener = None
                 if not delay:
                     logger.error(
-                        "cannot read scheduler commands; retrying",
+                        "cannot read job changes and commands; retrying",
                         extra={"error": str(error).splitlines()[0]},
                     )
                 delay = min(max(delay * 2, 0.5), _RETRY_CAP_SECONDS)

@@ -13,7 +13,8 @@ from typing import Any
 from apscheduler.triggers.base import BaseTrigger
 
 from app.components.scheduler.functions import JobFunction
-from app.core.enums import Queue
+from app.core.enums import CatchUp, JobOrigin, Queue
+from app.core.schedule_specs import Spec, spec_of
 from app.core.schedules import Schedule, ScheduleError, parse_timezone
 
 JOB_ID_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
@@ -76,10 +77,12 @@ NO_RETRY = Retry(attempts=1)
 
 @dataclass(frozen=True)
 class ScheduledJob:
-    """A job defined in code. The id is its identity in the store: keep it stable.
+    """A job defined in code. The id is its identity in the `jobs` table: keep it stable.
 
-    `misfire_grace_time` defaults to the settings' value (an hour), so a restart or a short
-    outage does not drop runs, as APScheduler's own default of one second would.
+    `catch_up` says what happens to scheduled times that passed while no scheduler could run
+    them (downtime, a failover, a database outage); see `CatchUp`. `misfire_grace_time` is how
+    late a run may still start, by default the settings' value (an hour); a later one is
+    recorded as `missed`.
     """
 
     id: str
@@ -88,7 +91,7 @@ class ScheduledJob:
     schedule: Schedule
     timezone: str | None = None
     max_instances: int = 1
-    coalesce: bool = True
+    catch_up: CatchUp = CatchUp.LATEST
     misfire_grace_time: timedelta | None = None
     retry: Retry = NO_RETRY
     timeout: timedelta | None = None
@@ -97,7 +100,7 @@ class ScheduledJob:
     inputs: tuple[str, ...] = ()
     # Fixed arguments of every run: set for jobs added at runtime, empty for code-defined ones.
     args: Mapping[str, Any] = field(default_factory=dict)
-    origin: str = "code"
+    origin: JobOrigin = JobOrigin.CODE
 
     @cached_property
     def function(self) -> JobFunction:
@@ -127,6 +130,15 @@ class ScheduledJob:
             value = getattr(self, name)
             if value is not None and value <= timedelta(0):
                 raise ScheduleError(f"{name}: must be positive")
+
+    @cached_property
+    def spec(self) -> Spec:
+        """The schedule as structured data, as the `jobs` table keeps it."""
+        return spec_of(self.schedule, self.timezone)
+
+    def grace(self, default: timedelta) -> timedelta:
+        """How late a run may start: the job's own grace time, else `default`."""
+        return self.misfire_grace_time or default
 
     def trigger(self, default_zone: str) -> BaseTrigger:
         """The APScheduler trigger, in the job's zone or else `default_zone`."""

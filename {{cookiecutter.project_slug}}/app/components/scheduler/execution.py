@@ -1,8 +1,8 @@
-"""Runs a job the way every run is handled: history, timeout, retries, logs and alerts.
+"""Runs jobs the way every run is handled: claim first, then history, timeout, retries, alerts.
 
-APScheduler stores each job as a call to `execute(job_id)`; `execute` looks the definition up
-in the job list, so the code decides what runs, and no function path is ever read from data.
-APScheduler has no "started" event and no duration, which is why the call is wrapped.
+APScheduler is the timer: when a job's times fall due it calls `JobRuntime.due`, through the
+executor in `executor.py`, and the times go to the `Claimer`. Only a time whose claim has
+committed runs; the others were claimed elsewhere, or the job changed meanwhile.
 """
 
 from __future__ import annotations
@@ -14,37 +14,29 @@ import logging
 import threading
 import time
 import traceback
-from collections import Counter, defaultdict, deque
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from apscheduler.events import (
-    EVENT_JOB_MAX_INSTANCES,
-    EVENT_JOB_MISSED,
-    EVENT_JOB_SUBMITTED,
-    JobExecutionEvent,
-    JobSubmissionEvent,
-)
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import Engine, select, update
+from apscheduler.triggers.base import BaseTrigger
+from sqlalchemy import Engine
 
 from app.components.scheduler.alerts import FailureStreaks
+from app.components.scheduler.catalog import Definitions
+from app.components.scheduler.claims import SKIP_REASON, Claimer
 from app.components.scheduler.definition import ScheduledJob
+from app.components.scheduler.fires import due_times
 from app.components.scheduler.functions import ArgumentError
 from app.components.scheduler.history import HistoryRecorder
-from app.components.scheduler.store import WriteBehindJobStore
-from app.components.scheduler.store_ids import base_job_id, planned_run_id
 from app.core.db import utcnow
-from app.core.enums import CommandStatus, ExecutionStatus, TriggerKind
+from app.core.enums import ExecutionStatus, TriggerKind
 from app.core.errors import JobError
-from app.core.models import JobExecution, SchedulerCommand
 from app.core.settings import Settings
 
 logger = logging.getLogger("app.scheduler.jobs")
-
-SKIP_REASON = "the previous run was still going (max_instances reached)"
 
 
 class JobCancelled(Exception):
@@ -61,141 +53,383 @@ class RunningRun:
     cancel_requested: bool = False
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A run claimed ahead of its time, and the timer that starts it."""
+
+    execution_id: str
+    job_id: str
+    scheduled_at: datetime
+    version: int
+    handle: asyncio.Handle
+
+
+@dataclass(slots=True)
+class Registered:
+    """What the leader acts on for one job: its definition, trigger and row version."""
+
+    definition: ScheduledJob
+    trigger: BaseTrigger
+    version: int
+
+
 @dataclass
 class JobRuntime:
-    """What `execute` needs from the scheduler process it runs in."""
+    """The leader's jobs, its runs in progress, and how runs are recorded."""
 
     scheduler: AsyncIOScheduler
-    definitions: dict[str, ScheduledJob]
+    engine: Engine
     recorder: HistoryRecorder
     streaks: FailureStreaks
     settings: Settings
-    store: WriteBehindJobStore
-    scheduled_times: defaultdict[str, deque[datetime]] = field(
-        default_factory=lambda: defaultdict(deque)
-    )
+    epoch: int = 0
+    jobs: dict[str, Registered] = field(default_factory=dict)
     running: dict[str, RunningRun] = field(default_factory=dict)
     # Runs in progress per job id, kept beside `running` so the limit check stays O(1).
     active: Counter[str] = field(default_factory=Counter)
+    # Manual runs and retries waiting for their time, by execution id.
+    planned: dict[str, tuple[str, asyncio.TimerHandle | None]] = field(default_factory=dict)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    # Pending manual runs and retries found when the timer was built; planned once it starts.
+    planned_at_start: list[tuple[str, str, datetime]] = field(default_factory=list)
+    # The job revision the timer holds: the leader reports it, and applies what is newer.
+    applied_revision: int = 0
+    # The version of every row the timer was built or changed from, valid or not.
+    row_versions: dict[str, int] = field(default_factory=dict)
+    # The jobs given to the timer: only these have an APScheduler job to remove.
+    timed: set[str] = field(default_factory=set)
+    # How rows become definitions, against the code's job list the timer was built from.
+    definitions: Definitions = field(default_factory=lambda: Definitions(()))
+    # Runs claimed ahead of their time, by execution id, until they start.
+    waiting: dict[str, Waiting] = field(default_factory=dict)
+    claimer: Claimer = field(init=False)
+    _claiming: asyncio.Task[None] | None = None
 
-    def listen(self) -> None:
-        """Record what APScheduler decides without running anything: missed and skipped runs."""
-        self.scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
-        self.scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
-        self.scheduler.add_listener(self._missed, EVENT_JOB_MISSED)
+    def __post_init__(self) -> None:
+        self.claimer = Claimer(self)
+        self.idle.set()
 
-    def _submitted(self, event: JobSubmissionEvent) -> None:
-        # The run's task starts on the loop's next turn; it picks its scheduled time up here.
-        self.scheduled_times[event.job_id].append(event.scheduled_run_times[-1])
+    def begin(self) -> None:
+        """Start claiming (the timer starts): plan the runs found pending at build."""
+        for execution_id, job_id, run_at in self.planned_at_start:
+            self.plan(execution_id, job_id, run_at)
+        self.planned_at_start = []
+        self.resume_claiming()
 
-    def _skipped(self, event: JobSubmissionEvent) -> None:
-        job_id = base_job_id(event.job_id)
-        for scheduled_at in event.scheduled_run_times:
-            execution_id = self.recorder.outcome_without_run(
-                job_id,
-                self._queue(job_id),
-                scheduled_at,
-                ExecutionStatus.SKIPPED,
-                SKIP_REASON,
+    def resume_claiming(self) -> None:
+        """Claim due times (again)."""
+        if self._claiming is None:
+            self._claiming = asyncio.ensure_future(self._claim())
+
+    async def _claim(self) -> None:
+        store = self.scheduler._lookup_jobstore("default")
+        await asyncio.gather(self.claimer.run(), self.claimer.look_ahead(store))
+
+    def stop_claiming(self) -> list[Waiting]:
+        """Claim nothing more; returns the runs claimed ahead that have not started.
+
+        Their claims are the caller's to release (`history.release`), so that the next
+        leader runs them at their time.
+        """
+        if self._claiming is not None:
+            self._claiming.cancel()
+            self._claiming = None
+        waiting = list(self.waiting.values())
+        for run in waiting:
+            run.handle.cancel()
+        self.waiting.clear()
+        return waiting
+
+    @property
+    def instance_id(self) -> str:
+        """This scheduler process's id, stored with every run it claims."""
+        return self.recorder.instance_id
+
+    # Jobs
+
+    def register(
+        self,
+        definition: ScheduledJob,
+        version: int,
+        next_run_at: datetime | None,
+        paused: bool,
+    ) -> None:
+        """Give the timer a job as its row has it; times already due go to the claimer."""
+        trigger = definition.trigger(self.settings.timezone)
+        self.unregister(definition.id)
+        # Times queued under the job's old version are not times of this one.
+        self.claimer.discard(definition.id)
+        self.jobs[definition.id] = Registered(definition, trigger, version)
+        self.row_versions[definition.id] = version
+        if next_run_at is None and not paused:
+            return  # a one-time job that has run
+        upcoming = next_run_at
+        if not paused and next_run_at is not None and next_run_at <= utcnow():
+            due = due_times(trigger, next_run_at, utcnow())
+            self.claimer.submit(definition.id, due.times, left_out=due.left_out)
+            upcoming = due.following
+            if upcoming is None:
+                return
+        self.scheduler.add_job(
+            self.due,
+            trigger=trigger,
+            args=(definition.id,),
+            id=definition.id,
+            name=definition.name,
+            # Paused: in the timer, never due.
+            next_run_time=None if paused else upcoming,
+            # Every due time is handed over; the claimer applies the job's catch-up policy.
+            coalesce=False,
+            misfire_grace_time=None,
+            replace_existing=True,
+        )
+        self.timed.add(definition.id)
+
+    def unregister(self, job_id: str) -> None:
+        """Take a job off the timer (it stays known until `forget`)."""
+        if job_id in self.timed:
+            self.timed.discard(job_id)
+            # A one-time job that has fired is gone from the timer already.
+            if self.scheduler.get_job(job_id) is not None:
+                self.scheduler.remove_job(job_id)
+
+    def forget(self, job_id: str) -> list[str]:
+        """Drop a deleted job and its planned runs; returns their execution ids."""
+        self.unregister(job_id)
+        self.claimer.discard(job_id)
+        self.jobs.pop(job_id, None)
+        self.row_versions.pop(job_id, None)
+        dropped = [eid for eid, (owner, _) in self.planned.items() if owner == job_id]
+        for execution_id in dropped:
+            _, handle = self.planned.pop(execution_id)
+            if handle is not None:
+                handle.cancel()
+        return dropped
+
+    def due(self, job_id: str, run_times: Sequence[datetime] = ()) -> None:
+        """Called by the timer when `run_times` of `job_id` fall due.
+
+        (The default only satisfies APScheduler's check of the arguments a job is given.)
+        """
+        self.claimer.submit(job_id, list(run_times))
+
+    def definition(self, job_id: str) -> ScheduledJob | None:
+        """The definition the leader runs `job_id` with."""
+        registered = self.jobs.get(job_id)
+        return registered.definition if registered else None
+
+    # Manual runs and retries
+
+    def plan(self, execution_id: str, job_id: str, run_at: datetime) -> bool:
+        """Claim and run a pending execution at `run_at`; False if it is planned already."""
+        if execution_id in self.planned or execution_id in self.running:
+            return False
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, (run_at - utcnow()).total_seconds())
+        handle = loop.call_later(delay, self._planned_due, execution_id)
+        self.planned[execution_id] = (job_id, handle)
+        return True
+
+    def _planned_due(self, execution_id: str) -> None:
+        entry = self.planned.get(execution_id)
+        if entry is not None:
+            self.planned[execution_id] = (entry[0], None)
+            self.claimer.submit_planned(execution_id)
+
+    # Runs
+
+    def at_capacity(self, job_id: str, extra: int = 0) -> bool:
+        """Whether `job_id` runs as many times at once as its `max_instances` allows."""
+        registered = self.jobs.get(job_id)
+        limit = registered.definition.max_instances if registered else 1
+        return self.active[job_id] + extra >= limit
+
+    def start_at(self, execution_id: str, job_id: str, scheduled_at: datetime) -> None:
+        """Start a claimed scheduled run at its time (at once if that has come)."""
+        loop = asyncio.get_running_loop()
+        wait = (scheduled_at - utcnow()).total_seconds()
+        if wait <= 0:
+            loop.call_soon(self.start, execution_id, job_id, scheduled_at)
+            return
+        registered = self.jobs.get(job_id)
+        handle = loop.call_later(wait, self._waited, execution_id)
+        self.waiting[execution_id] = Waiting(
+            execution_id, job_id, scheduled_at, registered.version if registered else 0, handle
+        )
+
+    def _waited(self, execution_id: str) -> None:
+        run = self.waiting.pop(execution_id, None)
+        if run is not None:
+            self.start(run.execution_id, run.job_id, run.scheduled_at)
+
+    def start(
+        self,
+        execution_id: str,
+        job_id: str,
+        scheduled_at: datetime,
+        *,
+        attempt: int = 1,
+        trigger_kind: TriggerKind = TriggerKind.SCHEDULE,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Start a claimed run on the loop; a run that cannot start is recorded as failed."""
+        try:
+            self._start(execution_id, job_id, attempt, trigger_kind, arguments)
+        except Exception as error:
+            # The claim is committed: its row must end, whatever went wrong here.
+            logger.exception("claimed run could not start", extra={"job_id": job_id})
+            self._ended(execution_id)
+            self.recorder.finished(execution_id, ExecutionStatus.FAILED, 0.0, error=error)
+
+    def _start(
+        self,
+        execution_id: str,
+        job_id: str,
+        attempt: int,
+        trigger_kind: TriggerKind,
+        arguments: Mapping[str, Any] | None,
+    ) -> None:
+        definition = self.definition(job_id)
+        if definition is None:
+            self.recorder.finished(
+                execution_id,
+                ExecutionStatus.CANCELLED,
+                0.0,
+                error=LookupError(f"job {job_id!r} is no longer scheduled"),
             )
+            return
+        if self.active[job_id] >= definition.max_instances:
+            # Decided when the run is due, not when it was claimed: the previous run may end
+            # in between.
+            self.recorder.finished(execution_id, ExecutionStatus.SKIPPED, 0.0, reason=SKIP_REASON)
             logger.warning(
                 "job run skipped: previous run still going",
                 extra={"job_id": job_id, "execution_id": execution_id},
             )
-
-    def _missed(self, event: JobExecutionEvent) -> None:
-        job_id = base_job_id(event.job_id)
-        execution_id = self.recorder.outcome_without_run(
-            job_id,
-            self._queue(job_id),
-            event.scheduled_run_time,
-            ExecutionStatus.MISSED,
-            "started later than the misfire grace time allows",
-        )
-        logger.warning(
-            "job run missed",
-            extra={
-                "job_id": job_id,
-                "execution_id": execution_id,
-                "scheduled_at": event.scheduled_run_time.isoformat(),
-            },
-        )
-
-    def _queue(self, job_id: str) -> str:
-        definition = self.definitions.get(job_id)
-        return definition.queue.value if definition else "default"
-
-    def scheduled_time(self, store_id: str) -> datetime:
-        times = self.scheduled_times.get(store_id)
-        return times.popleft() if times else utcnow()
-
-    def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until the job store and the history have committed what is queued."""
-        return self.store.flush(timeout) and self.recorder.flush(timeout)
-
-    def at_capacity(self, job_id: str) -> bool:
-        """Whether `job_id` runs as many times at once as its `max_instances` allows.
-
-        APScheduler counts only the runs of one stored job; a manual run or a retry is a
-        stored job of its own, so the limit is enforced here across all of them.
-        """
-        return self.active[job_id] >= self.definitions[job_id].max_instances
-
-    def begin_run(self, execution_id: str, job_id: str) -> RunningRun:
-        """Count a run as in progress."""
+            return
         run = self.running[execution_id] = RunningRun(job_id)
         self.active[job_id] += 1
-        return run
+        self.idle.clear()
+        self.recorder.started(execution_id)
+        run.task = asyncio.ensure_future(
+            self._run(definition, run, execution_id, attempt, trigger_kind, arguments)
+        )
 
-    def end_run(self, execution_id: str) -> None:
-        """Count a run as over."""
+    def _ended(self, execution_id: str) -> None:
         run = self.running.pop(execution_id, None)
         if run is not None:
             self.active[run.job_id] -= 1
+        if not self.running:
+            self.idle.set()
 
-    def plan_run(
+    async def _run(
         self,
-        job_id: str,
+        definition: ScheduledJob,
+        run: RunningRun,
         execution_id: str,
-        run_at: datetime,
-        *,
-        attempt: int = 1,
-        trigger_kind: TriggerKind = TriggerKind.MANUAL,
-        arguments: Mapping[str, Any] | None = None,
+        attempt: int,
+        kind: TriggerKind,
+        arguments: Mapping[str, Any] | None,
     ) -> None:
-        """Put a one-time run of `job_id` in the persistent store, outside its regular schedule.
-
-        The execution row exists already (pending); the run takes it over when it starts.
-        """
-        definition = self.definitions[job_id]
-        store_id = planned_run_id(job_id, execution_id)
-        self.scheduler.add_job(
-            execute,
-            "date",
-            run_date=run_at,
-            id=store_id,
-            name=f"{definition.name} ({trigger_kind.value})",
-            kwargs={
-                "job_id": job_id,
-                "attempt": attempt,
-                "trigger_kind": trigger_kind.value,
-                "store_id": store_id,
-                "execution_id": execution_id,
-                "arguments": dict(arguments or {}),
-            },
-            # A planned run is owed: late is better than never.
-            misfire_grace_time=None,
-            replace_existing=True,
+        context = {"job_id": definition.id, "execution_id": execution_id, "attempt": attempt}
+        logger.info("job started", extra={**context, "trigger": kind.value})
+        began = time.perf_counter()
+        error: BaseException | None = None
+        trace: str | None = None
+        result: Any = None
+        stopped = False
+        try:
+            given = definition.function.parse(arguments) if arguments else {}
+            call_arguments = {**definition.args, **given}
+            result = await _call(definition, run, call_arguments)
+            status = ExecutionStatus.SUCCEEDED
+        except JobCancelled:
+            status, error = ExecutionStatus.CANCELLED, JobCancelled("cancelled on request")
+        except TimeoutError:
+            status = ExecutionStatus.TIMED_OUT
+            error = TimeoutError(f"timed out after {definition.timeout}")
+        except asyncio.CancelledError:
+            status, stopped = ExecutionStatus.INTERRUPTED, True
+            error = RuntimeError("cancelled: the scheduler stopped during the run")
+        except ArgumentError as bad:
+            # Checked when the run was asked for; only a change of code since can get here.
+            status, error = ExecutionStatus.FAILED, bad
+        except Exception as failure:  # noqa: BLE001 - a job's failure is recorded, not raised
+            status, error = ExecutionStatus.FAILED, failure
+            # An expected failure (JobError) is explained by its message; others are bugs.
+            trace = None if isinstance(failure, JobError) else traceback.format_exc()
+        duration_ms = (time.perf_counter() - began) * 1000
+        # The one place a run's end is recorded.
+        self._ended(execution_id)
+        self.recorder.finished(execution_id, status, duration_ms, error=error, traceback=trace)
+        await self._after(
+            definition, status, error, trace, context, duration_ms, attempt, arguments, result
         )
+        if stopped:
+            raise asyncio.CancelledError
 
-    def cancel(self, execution_id: str, job_id: str) -> str:
+    async def _after(
+        self,
+        definition: ScheduledJob,
+        status: ExecutionStatus,
+        error: BaseException | None,
+        trace: str | None,
+        context: dict[str, Any],
+        duration_ms: float,
+        attempt: int,
+        arguments: Mapping[str, Any] | None,
+        result: Any,
+    ) -> None:
+        timing = {**context, "duration_ms": round(duration_ms, 1)}
+        if status is ExecutionStatus.SUCCEEDED:
+            self.streaks.succeeded(definition.id)
+            logger.info("job succeeded", extra={**timing, "result": _summary(result)})
+            return
+        if status is ExecutionStatus.CANCELLED:
+            logger.warning("job cancelled on request", extra=timing)
+            return
+        if status is ExecutionStatus.INTERRUPTED:
+            return
+        message = str(error) or type(error).__name__
+        retry_at = self._retry(definition, attempt, arguments)
+        logger.error(
+            f"job {'timed out' if status is ExecutionStatus.TIMED_OUT else 'failed'}: {message}",
+            extra={
+                **timing,
+                "error": type(error).__name__,
+                "retry_at": retry_at.isoformat() if retry_at else None,
+                **({"traceback": trace} if trace else {}),
+            },
+        )
+        await self.streaks.failed(definition.id, context["execution_id"], message)
+
+    def _retry(
+        self, definition: ScheduledJob, attempt: int, arguments: Mapping[str, Any] | None
+    ) -> datetime | None:
+        if attempt >= definition.retry.attempts:
+            return None
+        run_at = utcnow() + definition.retry.backoff.delay_before(attempt)
+        # A retry is a pending row, so it shows in the history at once, and a leader that
+        # takes over runs it.
+        execution_id = self.recorder.planned(
+            definition.id,
+            definition.queue.value,
+            run_at,
+            attempt=attempt + 1,
+            arguments=arguments,
+        )
+        self.plan(execution_id, definition.id, run_at)
+        return run_at
+
+    def cancel(self, execution_id: str) -> str:
         """Stop a pending or running run; returns what was done. KeyError if neither."""
         run = self.running.get(execution_id)
         if run is None:
-            store_id = planned_run_id(job_id, execution_id)
-            if self.scheduler.get_job(store_id) is None:
+            entry = self.planned.pop(execution_id, None)
+            if entry is None:
                 raise KeyError(execution_id)
-            self.scheduler.remove_job(store_id)
+            if entry[1] is not None:
+                entry[1].cancel()
             self.recorder.finished(
                 execution_id,
                 ExecutionStatus.CANCELLED,
@@ -215,6 +449,15 @@ class JobRuntime:
             run.task.cancel()
         return "the run was cancelled"
 
+    def cancel_runs(self) -> None:
+        """Cancel every run in progress; each records its end as interrupted."""
+        for run in self.running.values():
+            if run.task is not None:
+                run.task.cancel()
+        for _, handle in self.planned.values():
+            if handle is not None:
+                handle.cancel()
+
     def interrupt_running(self, reason: str) -> int:
         """Mark every run still in progress as interrupted; returns how many."""
         for execution_id in list(self.running):
@@ -224,20 +467,25 @@ class JobRuntime:
         count = len(self.running)
         self.running.clear()
         self.active.clear()
+        self.idle.set()
         return count
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the history has committed what is queued."""
+        return self.recorder.flush(timeout)
 
 
 _runtime: JobRuntime | None = None
 
 
 def bind(runtime: JobRuntime) -> None:
-    """Make `runtime` the one `execute` uses; the scheduler process has exactly one."""
+    """Make `runtime` the process's runtime; the scheduler process has exactly one."""
     global _runtime
     _runtime = runtime
 
 
 def current_runtime() -> JobRuntime:
-    """The runtime `execute` uses."""
+    """The runtime `create_scheduler()` bound."""
     if _runtime is None:
         raise RuntimeError("no scheduler runtime: create_scheduler() binds one")
     return _runtime
@@ -256,233 +504,27 @@ def _in_thread(run: RunningRun, func: Any, arguments: Mapping[str, Any]) -> Any:
 async def _call(definition: ScheduledJob, run: RunningRun, arguments: Mapping[str, Any]) -> Any:
     timeout = definition.timeout.total_seconds() if definition.timeout else None
     if inspect.iscoroutinefunction(definition.func):
-        run.task = asyncio.ensure_future(definition.func(**arguments))
+        work = asyncio.ensure_future(definition.func(**arguments))
     else:
         # A blocking function runs in a worker thread. A timeout stops waiting for it, but
         # Python cannot stop the thread itself: make such functions check their own deadlines.
-        run.task = asyncio.ensure_future(
-            asyncio.to_thread(_in_thread, run, definition.func, arguments)
-        )
+        work = asyncio.ensure_future(asyncio.to_thread(_in_thread, run, definition.func, arguments))
     try:
-        return await asyncio.wait_for(asyncio.shield(run.task), timeout)
+        return await asyncio.wait_for(asyncio.shield(work), timeout)
     except TimeoutError:
-        run.task.cancel()
+        work.cancel()
         raise
     except asyncio.CancelledError:
-        # The run's own task was cancelled on request, not the scheduler's wrapper around it.
-        if run.cancel_requested and not _wrapper_cancelled():
+        work.cancel()
+        if run.cancel_requested:
+            # Cancelled on request: the run ends as cancelled, and its task goes on to record it.
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
             raise JobCancelled from None
-        run.task.cancel()
         raise
-
-
-def _wrapper_cancelled() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def _summary(value: object, limit: int = 200) -> str:
     text = repr(value)
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
-
-
-async def execute(
-    job_id: str,
-    attempt: int = 1,
-    trigger_kind: str = TriggerKind.SCHEDULE,
-    store_id: str = "",
-    execution_id: str | None = None,
-    arguments: Mapping[str, Any] | None = None,
-) -> None:
-    """Run job `job_id` once, recording it; failures are recorded and retried, never raised.
-
-    A planned run (a retry, a manual run) passes the id of its pending execution row and the
-    JSON arguments it was given.
-    """
-    runtime = current_runtime()
-    definition = runtime.definitions.get(job_id)
-    if definition is None:
-        logger.error("job not defined; run dropped", extra={"job_id": job_id})
-        if execution_id:
-            runtime.recorder.finished(
-                execution_id, ExecutionStatus.FAILED, 0.0, error=LookupError("job not defined")
-            )
-        return
-    scheduled_at = runtime.scheduled_time(store_id or job_id)
-    kind = TriggerKind(trigger_kind)
-    bad_arguments: ArgumentError | None = None
-    try:
-        call_arguments = {**definition.args, **definition.function.parse(arguments or {})}
-    except ArgumentError as error:
-        # Checked when the run was asked for; only a change of code since can get here.
-        call_arguments, bad_arguments = {}, error
-    if runtime.at_capacity(job_id):
-        reason = SKIP_REASON
-        if execution_id:
-            runtime.recorder.finished(execution_id, ExecutionStatus.SKIPPED, 0.0, reason=reason)
-        else:
-            execution_id = runtime.recorder.outcome_without_run(
-                job_id, definition.queue.value, scheduled_at, ExecutionStatus.SKIPPED, reason
-            )
-        logger.warning(
-            "job run skipped: previous run still going",
-            extra={"job_id": job_id, "execution_id": execution_id},
-        )
-        return
-    if execution_id:
-        runtime.recorder.started_planned(execution_id)
-    else:
-        execution_id = runtime.recorder.started(
-            job_id, definition.queue.value, scheduled_at, attempt, kind
-        )
-    run = runtime.begin_run(execution_id, job_id)
-    context = {"job_id": job_id, "execution_id": execution_id, "attempt": attempt}
-    logger.info("job started", extra={**context, "trigger": kind.value})
-    began = time.perf_counter()
-    try:
-        if bad_arguments is not None:
-            raise bad_arguments
-        result = await _call(definition, run, call_arguments)
-    except JobCancelled:
-        runtime.end_run(execution_id)
-        duration_ms = (time.perf_counter() - began) * 1000
-        runtime.recorder.finished(
-            execution_id,
-            ExecutionStatus.CANCELLED,
-            duration_ms,
-            error=JobCancelled("cancelled on request"),
-        )
-        logger.warning(
-            "job cancelled on request", extra={**context, "duration_ms": round(duration_ms, 1)}
-        )
-        return
-    except TimeoutError as error:
-        failure: BaseException = error
-        status, trace = ExecutionStatus.TIMED_OUT, None
-        message = f"timed out after {definition.timeout}"
-    except asyncio.CancelledError:
-        runtime.end_run(execution_id)
-        runtime.recorder.finished(
-            execution_id,
-            ExecutionStatus.INTERRUPTED,
-            (time.perf_counter() - began) * 1000,
-            error=RuntimeError("cancelled: the scheduler stopped during the run"),
-        )
-        raise
-    except Exception as error:  # noqa: BLE001 - a job's failure is recorded, not propagated
-        failure, status = error, ExecutionStatus.FAILED
-        # An expected failure (JobError) is explained by its message; anything else is a bug.
-        trace = None if isinstance(error, JobError) else traceback.format_exc()
-        message = str(error) or type(error).__name__
-    else:
-        duration_ms = (time.perf_counter() - began) * 1000
-        runtime.end_run(execution_id)
-        runtime.recorder.finished(execution_id, ExecutionStatus.SUCCEEDED, duration_ms)
-        runtime.streaks.succeeded(job_id)
-        logger.info(
-            "job succeeded",
-            extra={**context, "duration_ms": round(duration_ms, 1), "result": _summary(result)},
-        )
-        return
-
-    duration_ms = (time.perf_counter() - began) * 1000
-    runtime.end_run(execution_id)
-    if status is ExecutionStatus.TIMED_OUT:
-        failure = TimeoutError(message)
-    runtime.recorder.finished(execution_id, status, duration_ms, error=failure, traceback=trace)
-    retry_at = _schedule_retry(runtime, definition, attempt, arguments)
-    logger.error(
-        f"job {'timed out' if status is ExecutionStatus.TIMED_OUT else 'failed'}: {message}",
-        extra={
-            **context,
-            "duration_ms": round(duration_ms, 1),
-            "error": type(failure).__name__,
-            "retry_at": retry_at.isoformat() if retry_at else None,
-            **({"traceback": trace} if trace else {}),
-        },
-    )
-    await runtime.streaks.failed(job_id, execution_id, message)
-
-
-def _schedule_retry(
-    runtime: JobRuntime,
-    definition: ScheduledJob,
-    attempt: int,
-    arguments: Mapping[str, Any] | None,
-) -> datetime | None:
-    if attempt >= definition.retry.attempts:
-        return None
-    delay: timedelta = definition.retry.backoff.delay_before(attempt)
-    run_at = utcnow() + delay
-    # A retry is a pending execution and a one-time job in the persistent store, so it shows
-    # in the history at once and survives a restart.
-    execution_id = runtime.recorder.planned(
-        definition.id,
-        definition.queue.value,
-        run_at,
-        attempt=attempt + 1,
-        trigger_kind=TriggerKind.RETRY,
-        arguments=arguments,
-    )
-    runtime.plan_run(
-        definition.id,
-        execution_id,
-        run_at,
-        attempt=attempt + 1,
-        trigger_kind=TriggerKind.RETRY,
-        arguments=arguments,
-    )
-    return run_at
-
-
-def mark_interrupted(engine: Engine) -> int:
-    """Mark runs still recorded as running as interrupted; returns how many there were."""
-    with engine.begin() as connection:
-        result = connection.execute(
-            update(JobExecution)
-            .where(JobExecution.status == ExecutionStatus.RUNNING)
-            .values(
-                status=ExecutionStatus.INTERRUPTED,
-                finished_at=utcnow(),
-                error_type="Interrupted",
-                error_message="the scheduler stopped or died during the run",
-            )
-        )
-    return result.rowcount
-
-
-def mark_lost_planned_runs(engine: Engine, runtime: JobRuntime) -> int:
-    """Mark pending runs with no planned job in the store as interrupted; returns how many.
-
-    The store is written behind, so a crash can lose a planned run its history row announced.
-    """
-    planned = {job.id for job in runtime.scheduler.get_jobs()}
-    with engine.begin() as connection:
-        # A run asked for while this scheduler started has its command still waiting.
-        awaited = select(SchedulerCommand.execution_id).where(
-            SchedulerCommand.status == CommandStatus.PENDING,
-            SchedulerCommand.execution_id.is_not(None),
-        )
-        pending = connection.execute(
-            select(JobExecution.id, JobExecution.job_id).where(
-                JobExecution.status == ExecutionStatus.PENDING,
-                JobExecution.id.not_in(awaited),
-            )
-        ).all()
-        lost = [
-            execution_id
-            for execution_id, job_id in pending
-            if planned_run_id(job_id, execution_id) not in planned
-        ]
-        if lost:
-            connection.execute(
-                update(JobExecution)
-                .where(JobExecution.id.in_(lost))
-                .values(
-                    status=ExecutionStatus.INTERRUPTED,
-                    finished_at=utcnow(),
-                    error_type="Interrupted",
-                    error_message="the scheduler stopped before this planned run was stored",
-                )
-            )
-    return len(lost)

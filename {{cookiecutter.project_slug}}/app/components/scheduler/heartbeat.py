@@ -24,7 +24,7 @@ class Heartbeat:
         self.pid = os.getpid()
         self.started_at: datetime | None = None
 
-    def beat(self, state: SchedulerState, job_count: int) -> None:
+    def beat(self, state: SchedulerState, job_count: int, applied_revision: int = 0) -> None:
         """Write the current state; readers judge freshness by `last_seen`."""
         with session_scope(self.engine) as session:
             # On PostgreSQL the server's clock, so hosts with skewed clocks still agree.
@@ -39,5 +39,6 @@ class Heartbeat:
                     last_seen=now,
                     state=state,
                     job_count=job_count,
+                    applied_revision=applied_revision,
                 )
             )

@@ -1,6 +1,11 @@
-"""Execution history, queued by the event loop and committed by a `BatchWriter` thread.
+"""The execution history: the one module that writes `job_executions`.
 
-A run that starts and ends between two commits is written once, final.
+A run's row is its claim. A scheduled time is claimed by inserting its row in the transaction
+that advances the job's next run; the row's unique key (job id, scheduled time) makes a second
+claim of the same time a conflict, skipped, whichever process tried. A manual run or a retry
+is a `pending` row, claimed by moving it to `running`. Either way the claim commits before the
+run starts. What happens after (start and end times, errors, retries) is queued by the event
+loop and committed by a `BatchWriter` thread, so no run waits for the database to end.
 """
 
 from __future__ import annotations
@@ -8,21 +13,43 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.orm import Session
 
 from app.components.scheduler.writer import BatchWriter
-from app.core.db import utcnow
-from app.core.enums import ExecutionStatus, TriggerKind
-from app.core.models import JobExecution
+from app.core.db import utcnow, write_transaction
+from app.core.enums import UNFINISHED, ExecutionStatus, TriggerKind
+from app.core.models import Job, JobExecution
 
 logger = logging.getLogger("app.scheduler.history")
 
 MAX_TRACEBACK_CHARS = 8000
 MAX_MESSAGE_CHARS = 2000
+
+_INSERT_COLUMNS = (
+    "id",
+    "job_id",
+    "queue",
+    "scheduled_at",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "status",
+    "attempt",
+    "trigger_kind",
+    "error_type",
+    "error_message",
+    "traceback",
+    "instance_id",
+    "input",
+    "retry_of",
+    "epoch",
+)
 
 
 def _clip(text: str | None, limit: int) -> str | None:
@@ -33,11 +60,275 @@ def _clip(text: str | None, limit: int) -> str | None:
     return f"{text[:half]}\n... {len(text) - limit} characters cut ...\n{text[-half:]}"
 
 
+def new_execution_id() -> str:
+    """A fresh execution id."""
+    return uuid.uuid4().hex
+
+
+def execution_row(
+    job_id: str,
+    queue: str,
+    scheduled_at: datetime,
+    status: ExecutionStatus,
+    *,
+    instance_id: str = "",
+    epoch: int | None = None,
+    attempt: int = 1,
+    trigger_kind: TriggerKind = TriggerKind.SCHEDULE,
+    reason: str | None = None,
+    arguments: Mapping[str, Any] | None = None,
+    retry_of: str | None = None,
+    execution_id: str | None = None,
+) -> dict[str, Any]:
+    """A row to insert: a run that starts now, one that never will (with why), or a plan."""
+    now = utcnow()
+    return {
+        "id": execution_id or new_execution_id(),
+        "job_id": job_id,
+        "queue": queue,
+        "scheduled_at": scheduled_at,
+        # A claimed run's start is recorded when it starts.
+        "started_at": None,
+        "finished_at": now if status.is_final else None,
+        "duration_ms": None,
+        "status": status,
+        "attempt": attempt,
+        "trigger_kind": trigger_kind,
+        "error_type": None,
+        "error_message": reason,
+        "traceback": None,
+        "instance_id": instance_id,
+        "input": json.dumps(dict(arguments)) if arguments else None,
+        "retry_of": retry_of,
+        "epoch": epoch,
+    }
+
+
+@dataclass(frozen=True)
+class Advance:
+    """A job's part in a claim: its next run moves on, if its row is still `version`."""
+
+    job_id: str
+    version: int
+    next_run_at: datetime | None
+
+
+def claim_scheduled(
+    engine: Engine, advances: list[Advance], rows: list[dict[str, Any]]
+) -> tuple[set[str], set[str]]:
+    """Claim scheduled times: advance each job and insert its rows, in one transaction.
+
+    Returns the ids of the rows inserted, and the jobs whose row changed since the caller
+    read it (paused, rescheduled or deleted meanwhile): none of their times is claimed, and
+    the caller reloads them. A row whose scheduled time another process claimed first is
+    left out of the ids: it is that process's to run.
+    """
+    with write_transaction(engine) as connection:
+        advanced = _update_from_values(
+            connection,
+            Job.__tablename__,
+            [
+                {"id": a.job_id, "version": a.version, "next_run_at": a.next_run_at}
+                for a in advances
+            ],
+            match=("id", "version"),
+            condition=f"NOT {Job.__tablename__}.paused",
+        )
+        stale = {a.job_id for a in advances} - advanced
+        wanted = [row for row in rows if row["job_id"] not in stale]
+        if not wanted:
+            return set(), stale
+        inserted = _insert(connection, wanted, on_conflict_skip=True)
+    return inserted, stale
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A manual run or a retry this process claimed."""
+
+    execution_id: str
+    job_id: str
+    scheduled_at: datetime
+    attempt: int
+    trigger_kind: str
+    arguments: dict[str, Any] | None
+
+
+def claim_planned(
+    engine: Engine, execution_ids: list[str], instance_id: str, epoch: int
+) -> list[PlannedRun]:
+    """Claim pending manual runs and retries; returns those this process now runs."""
+    with write_transaction(engine) as connection:
+        result = connection.execute(
+            update(JobExecution)
+            .where(
+                JobExecution.id.in_(execution_ids),
+                JobExecution.status == ExecutionStatus.PENDING,
+            )
+            .values(
+                status=ExecutionStatus.RUNNING,
+                started_at=utcnow(),
+                instance_id=instance_id,
+                epoch=epoch,
+            )
+            .returning(
+                JobExecution.id,
+                JobExecution.job_id,
+                JobExecution.scheduled_at,
+                JobExecution.attempt,
+                JobExecution.trigger_kind,
+                JobExecution.input,
+            )
+        )
+        return [
+            PlannedRun(
+                execution_id,
+                job_id,
+                scheduled_at,
+                attempt,
+                trigger_kind,
+                json.loads(stored) if stored else None,
+            )
+            for execution_id, job_id, scheduled_at, attempt, trigger_kind, stored in result
+        ]
+
+
+def add_planned(
+    session: Session,
+    job_id: str,
+    queue: str,
+    *,
+    execution_id: str,
+    trigger_kind: TriggerKind,
+    arguments: Mapping[str, Any] | None,
+    retry_of: str | None,
+) -> None:
+    """Record a manual run (or a manual retry) as pending, in the caller's transaction."""
+    row = execution_row(
+        job_id,
+        queue,
+        utcnow(),
+        ExecutionStatus.PENDING,
+        trigger_kind=trigger_kind,
+        arguments=arguments,
+        retry_of=retry_of,
+        execution_id=execution_id,
+    )
+    session.execute(insert(JobExecution), [row])
+
+
+def pending_planned(engine: Engine) -> list[JobExecution]:
+    """Manual runs and retries waiting to be claimed, soonest first."""
+    with Session(engine, expire_on_commit=False) as session:
+        return list(
+            session.scalars(
+                select(JobExecution)
+                .where(JobExecution.status == ExecutionStatus.PENDING)
+                .order_by(JobExecution.scheduled_at)
+            )
+        )
+
+
+def mark_interrupted(engine: Engine) -> int:
+    """Mark runs still recorded as running as interrupted; returns how many there were.
+
+    Called by a new leader: only the leader runs jobs, so a run still marked running was left
+    by a process that stopped or died during it.
+    """
+    count = 0
+    with write_transaction(engine) as connection:
+        for started, reason in (
+            (True, "the scheduler stopped or died during the run"),
+            (
+                False,
+                "claimed, but the scheduler stopped or died before it recorded the start: "
+                "it may not have run",
+            ),
+        ):
+            result = connection.execute(
+                update(JobExecution)
+                .where(
+                    JobExecution.status == ExecutionStatus.RUNNING,
+                    JobExecution.started_at.is_not(None)
+                    if started
+                    else JobExecution.started_at.is_(None),
+                )
+                .values(
+                    status=ExecutionStatus.INTERRUPTED,
+                    finished_at=utcnow(),
+                    error_type="Interrupted",
+                    error_message=reason,
+                )
+            )
+            count += result.rowcount
+    return count
+
+
+def release(engine: Engine, runs: Iterable[tuple[str, str, datetime, int]]) -> int:
+    """Give back claims of runs that have not started (a clean stop); returns how many.
+
+    Each run is (execution id, job id, scheduled time, job version). Its row goes, and its
+    job's next run moves back to it, unless the job changed since: the next leader claims it
+    at its time.
+    """
+    claims = list(runs)
+    if not claims:
+        return 0
+    earliest: dict[str, tuple[datetime, int]] = {}
+    for _, job_id, scheduled_at, version in claims:
+        if job_id not in earliest or scheduled_at < earliest[job_id][0]:
+            earliest[job_id] = (scheduled_at, version)
+    with write_transaction(engine) as connection:
+        result = connection.execute(
+            delete(JobExecution).where(
+                JobExecution.id.in_([claim[0] for claim in claims]),
+                JobExecution.status == ExecutionStatus.RUNNING,
+                JobExecution.started_at.is_(None),
+            )
+        )
+        for job_id, (scheduled_at, version) in earliest.items():
+            connection.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.version == version)
+                .values(next_run_at=scheduled_at)
+            )
+    return result.rowcount
+
+
+def cancel_pending(connection: Connection, execution_ids: Iterable[str], reason: str) -> int:
+    """Mark pending runs cancelled (their job was deleted); returns how many."""
+    ids = list(execution_ids)
+    if not ids:
+        return 0
+    result = connection.execute(
+        update(JobExecution)
+        .where(JobExecution.id.in_(ids), JobExecution.status == ExecutionStatus.PENDING)
+        .values(
+            status=ExecutionStatus.CANCELLED,
+            finished_at=utcnow(),
+            error_type="JobCancelled",
+            error_message=reason,
+        )
+    )
+    return result.rowcount
+
+
+def prune(connection: Connection, before: datetime) -> int:
+    """Delete finished runs that ended before `before`; runs not finished stay, whatever age."""
+    result = connection.execute(
+        delete(JobExecution).where(
+            JobExecution.status.not_in(UNFINISHED),
+            func.coalesce(JobExecution.finished_at, JobExecution.scheduled_at) < before,
+        )
+    )
+    return result.rowcount
+
+
 _Batch = tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]
 
 
 class HistoryRecorder(BatchWriter):
-    """Queues execution rows; a writer thread commits them."""
+    """Queues the ends of runs and the retries they ask for; a writer thread commits them."""
 
     def __init__(self, engine: Engine, instance_id: str) -> None:
         super().__init__("history-writer", logger, "execution history")
@@ -46,25 +337,6 @@ class HistoryRecorder(BatchWriter):
         self._inserts: dict[str, dict[str, Any]] = {}
         self._updates: dict[str, dict[str, Any]] = {}
 
-    def started(
-        self,
-        job_id: str,
-        queue: str,
-        scheduled_at: datetime,
-        attempt: int,
-        trigger_kind: TriggerKind,
-    ) -> str:
-        """Queue a `running` row for a run that starts now; returns its execution id."""
-        return self._queue_row(
-            job_id,
-            queue,
-            scheduled_at,
-            status=ExecutionStatus.RUNNING,
-            attempt=attempt,
-            trigger_kind=trigger_kind,
-            started_at=utcnow(),
-        )
-
     def planned(
         self,
         job_id: str,
@@ -72,30 +344,26 @@ class HistoryRecorder(BatchWriter):
         run_at: datetime,
         *,
         attempt: int,
-        trigger_kind: TriggerKind,
         arguments: Mapping[str, Any] | None = None,
     ) -> str:
-        """Queue a `pending` row for a run planned at `run_at`; returns its execution id."""
-        return self._queue_row(
+        """Queue a pending retry at `run_at`; returns its execution id."""
+        row = execution_row(
             job_id,
             queue,
             run_at,
-            status=ExecutionStatus.PENDING,
+            ExecutionStatus.PENDING,
             attempt=attempt,
-            trigger_kind=trigger_kind,
+            trigger_kind=TriggerKind.RETRY,
             arguments=arguments,
         )
+        with self._lock:
+            self._inserts[row["id"]] = row
+            self._changed()
+        return str(row["id"])
 
-    def started_planned(self, execution_id: str) -> None:
-        """Queue the start of a run whose pending row exists (a retry, a manual run)."""
-        self._queue_update(
-            execution_id,
-            {
-                "status": ExecutionStatus.RUNNING,
-                "started_at": utcnow(),
-                "instance_id": self.instance_id,
-            },
-        )
+    def started(self, execution_id: str) -> None:
+        """Queue the start of a claimed run."""
+        self._queue_update(execution_id, {"started_at": utcnow()})
 
     def finished(
         self,
@@ -127,66 +395,10 @@ class HistoryRecorder(BatchWriter):
                 self._updates.setdefault(execution_id, {}).update(fields)
             self._changed()
 
-    def outcome_without_run(
-        self,
-        job_id: str,
-        queue: str,
-        scheduled_at: datetime,
-        status: ExecutionStatus,
-        reason: str,
-    ) -> str:
-        """Queue a run that never started (missed, skipped); returns its execution id."""
-        return self._queue_row(
-            job_id,
-            queue,
-            scheduled_at,
-            status=status,
-            finished_at=utcnow(),
-            error_message=reason,
-        )
-
     def pending(self) -> int:
         """How many rows wait to be written."""
         with self._lock:
             return len(self._inserts) + len(self._updates)
-
-    def _queue_row(
-        self,
-        job_id: str,
-        queue: str,
-        scheduled_at: datetime,
-        *,
-        status: ExecutionStatus,
-        attempt: int = 1,
-        trigger_kind: TriggerKind = TriggerKind.SCHEDULE,
-        started_at: datetime | None = None,
-        finished_at: datetime | None = None,
-        error_message: str | None = None,
-        arguments: Mapping[str, Any] | None = None,
-    ) -> str:
-        execution_id = uuid.uuid4().hex
-        row = {
-            "id": execution_id,
-            "job_id": job_id,
-            "queue": queue,
-            "scheduled_at": scheduled_at,
-            "started_at": started_at,
-            "finished_at": finished_at,
-            "duration_ms": None,
-            "status": status,
-            "attempt": attempt,
-            "trigger_kind": trigger_kind,
-            "error_type": None,
-            "error_message": error_message,
-            "traceback": None,
-            "instance_id": self.instance_id,
-            "input": json.dumps(arguments) if arguments else None,
-            "retry_of": None,
-        }
-        with self._lock:
-            self._inserts[execution_id] = row
-            self._changed()
-        return execution_id
 
     def _take(self) -> _Batch | None:
         if not self._inserts and not self._updates:
@@ -208,61 +420,116 @@ class HistoryRecorder(BatchWriter):
         inserts, updates = batch
         with self.engine.begin() as connection:
             if inserts:
-                # The driver's own executemany: SQLAlchemy's per-value processing of thousands
-                # of rows would hold the interpreter lock the event loop needs to fire jobs.
-                to_db = _datetime_for(connection.dialect.name)
-                marks = ", ".join(_placeholders(connection.dialect.paramstyle))
-                connection.exec_driver_sql(
-                    f"INSERT INTO {JobExecution.__tablename__} ({', '.join(_INSERT_COLUMNS)}) "
-                    f"VALUES ({marks})",
-                    [
-                        tuple(
-                            to_db(value) if isinstance(value, datetime) else value
-                            for value in (row[column] for column in _INSERT_COLUMNS)
-                        )
-                        for row in inserts
-                    ],
-                )
-            # One executemany per set of fields: a start and an end differ in what they set,
+                _insert(connection, inserts, on_conflict_skip=False)
+            # One statement per set of fields: a start and an end differ in what they set,
             # and an update must not blank the fields it does not carry.
             by_fields: dict[tuple[str, ...], list[dict[str, Any]]] = {}
             for execution_id, fields in updates.items():
-                names = tuple(sorted(fields))
-                by_fields.setdefault(names, []).append(
-                    {"execution_id": execution_id, **{f"new_{n}": fields[n] for n in names}}
+                by_fields.setdefault(tuple(sorted(fields)), []).append(
+                    {"id": execution_id, **fields}
                 )
-            for names, rows in by_fields.items():
-                # Bound names must differ from column names in an executemany UPDATE.
-                statement = (
-                    update(JobExecution)
-                    .where(JobExecution.id == bindparam("execution_id"))
-                    .values({name: bindparam(f"new_{name}") for name in names})
-                )
-                connection.execute(statement, rows)
+            for rows in by_fields.values():
+                _update_from_values(connection, JobExecution.__tablename__, rows, match=("id",))
 
 
-_INSERT_COLUMNS = (
-    "id",
-    "job_id",
-    "queue",
-    "scheduled_at",
-    "started_at",
-    "finished_at",
-    "duration_ms",
-    "status",
-    "attempt",
-    "trigger_kind",
-    "error_type",
-    "error_message",
-    "traceback",
-    "instance_id",
-    "input",
-    "retry_of",
-)
+# Rows per statement: one round trip each, within SQLite's limit on parameters.
+_CHUNK = 500
+# PostgreSQL takes each column as one array (`unnest`): a few parameters, however many rows,
+# so the statement is parsed and planned in no time. Its element types, where not text:
+_POSTGRES_TYPES = {
+    "scheduled_at": "TIMESTAMP",
+    "started_at": "TIMESTAMP",
+    "finished_at": "TIMESTAMP",
+    "next_run_at": "TIMESTAMP",
+    "duration_ms": "DOUBLE PRECISION",
+    "attempt": "INTEGER",
+    "epoch": "INTEGER",
+    "version": "INTEGER",
+}
 
 
-def _placeholders(paramstyle: str) -> list[str]:
-    return ["?" if paramstyle == "qmark" else "%s"] * len(_INSERT_COLUMNS)
+def _chunks(rows: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(rows), _CHUNK):
+        yield rows[start : start + _CHUNK]
+
+
+def _values(
+    connection: Connection, columns: Sequence[str], rows: list[dict[str, Any]]
+) -> tuple[str, tuple[Any, ...]]:
+    """A query giving `rows` as a table with `columns`, in the driver's terms, with its values."""
+    to_db = _datetime_for(connection.dialect.name)
+
+    def cell(value: Any) -> Any:
+        return to_db(value) if isinstance(value, datetime) else value
+
+    if connection.dialect.name == "postgresql":
+        arrays = ", ".join(
+            f"CAST(%s AS {_POSTGRES_TYPES.get(column, 'TEXT')}[])" for column in columns
+        )
+        return f"SELECT * FROM unnest({arrays})", tuple(
+            [cell(row[column]) for row in rows] for column in columns
+        )
+    row_text = f"({', '.join('?' * len(columns))})"
+    return f"VALUES {', '.join([row_text] * len(rows))}", tuple(
+        cell(row[column]) for row in rows for column in columns
+    )
+
+
+def _update_from_values(
+    connection: Connection,
+    table: str,
+    rows: list[dict[str, Any]],
+    *,
+    match: Sequence[str],
+    condition: str = "",
+) -> set[str]:
+    """Update many rows with one statement per chunk; returns the ids of the rows updated.
+
+    Each row gives the `match` columns, which find it, and the values to set. The driver's own
+    SQL: SQLAlchemy's per-row processing of thousands of rows would hold the interpreter lock
+    the event loop needs to fire jobs.
+    """
+    if not rows:
+        return set()
+    columns = list(rows[0])
+    settings = ", ".join(f"{column} = v.{column}" for column in columns if column not in match)
+    matching = " AND ".join(f"{table}.{column} = v.{column}" for column in match)
+    extra = f" AND {condition}" if condition else ""
+    updated: set[str] = set()
+    for chunk in _chunks(rows):
+        values, parameters = _values(connection, columns, chunk)
+        result = connection.exec_driver_sql(
+            f"WITH v ({', '.join(columns)}) AS ({values}) "
+            f"UPDATE {table} SET {settings} FROM v WHERE {matching}{extra} RETURNING {table}.id",
+            parameters,
+        )
+        updated.update(str(row_id) for (row_id,) in result)
+    return updated
+
+
+def _insert(
+    connection: Connection, rows: list[dict[str, Any]], *, on_conflict_skip: bool
+) -> set[str]:
+    """Insert rows with one statement per chunk; returns the ids inserted.
+
+    With `on_conflict_skip`, a row whose scheduled time is claimed already is left out.
+    """
+    conflict = (
+        " ON CONFLICT (job_id, scheduled_at) "
+        "WHERE trigger_kind = 'schedule' AND epoch IS NOT NULL DO NOTHING"
+        if on_conflict_skip
+        else ""
+    )
+    inserted: set[str] = set()
+    for chunk in _chunks(rows):
+        values, parameters = _values(connection, _INSERT_COLUMNS, chunk)
+        result = connection.exec_driver_sql(
+            f"INSERT INTO {JobExecution.__tablename__} ({', '.join(_INSERT_COLUMNS)}) "
+            f"{values}{conflict} RETURNING id",
+            parameters,
+        )
+        inserted.update(str(row_id) for (row_id,) in result)
+    return inserted
 
 
 def _datetime_for(dialect: str) -> Any:

@@ -1,7 +1,7 @@
 """The code-defined jobs: the one list `create_scheduler()` registers.
 
 To add a job, write a plain function in `app/services/` and add one `ScheduledJob` here. The id
-is the job's identity in the persistent store; keep it stable once deployed. Every option is
+is the job's identity in the `jobs` table; keep it stable once deployed. Every option is
 described on `ScheduledJob` in `definition.py`.
 
 The functions of these jobs are also the ones a job added at runtime (POST /api/jobs) may call,

@@ -1,10 +1,11 @@
 """One scheduler per database runs jobs; any other instance waits on standby.
 
-APScheduler 3 has no coordination between schedulers sharing a job store: two would run every
-job twice. The leader holds a lock that the operating system or the database server releases
-when the process dies, so a standby takes over without a timeout to tune:
+The leader holds a lock that the operating system or the database server releases when the
+process dies, so a standby takes over without a timeout to tune:
 - SQLite: an exclusive `flock` on a file beside the database (one host, as SQLite itself);
 - PostgreSQL: a session-level advisory lock, held by a connection kept open for it.
+Each new leader raises the epoch in `scheduler_lease`; every run it claims carries it. A claim
+is unique per scheduled time whatever the lock says, so two leaders never run one time twice.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import os
 import zlib
 from typing import Protocol
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.core.db import sqlite_path
-from app.core.job_store import JOBS_TABLE
+from app.core.db import sqlite_path, utcnow, write_transaction
+from app.core.models import SchedulerLease
+
+LEASE_NAME = "scheduler"
 
 logger = logging.getLogger("app.scheduler")
 
@@ -78,7 +81,7 @@ class AdvisoryLock:
         try:
             connection = self.engine.connect()
             scope = connection.execute(text("SELECT current_database(), current_schema()")).one()
-            key = zlib.crc32(f"{scope[0]}.{scope[1]}.{JOBS_TABLE}".encode()) - 2**31
+            key = zlib.crc32(f"{scope[0]}.{scope[1]}.{LEASE_NAME}".encode()) - 2**31
             acquired = bool(
                 connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
             )
@@ -136,3 +139,15 @@ def leader_lock(engine: Engine) -> LeaderLock:
     if path is None:
         return NoLock()
     return FileLock(f"{path}.scheduler-lock")
+
+
+def take_epoch(engine: Engine, instance_id: str) -> int:
+    """Record this instance as the leader under a new epoch; returns the epoch."""
+    with write_transaction(engine) as connection:
+        epoch = connection.execute(
+            update(SchedulerLease)
+            .where(SchedulerLease.name == LEASE_NAME)
+            .values(epoch=SchedulerLease.epoch + 1, holder=instance_id, acquired_at=utcnow())
+            .returning(SchedulerLease.epoch)
+        ).scalar_one()
+    return int(epoch)

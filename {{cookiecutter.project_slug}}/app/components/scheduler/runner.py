@@ -8,29 +8,21 @@ import gc
 import logging
 import os
 import signal
-from collections import Counter
+import sys
 
-from apscheduler.events import (
-    EVENT_JOB_ERROR,
-    EVENT_JOB_EXECUTED,
-    EVENT_JOB_SUBMITTED,
-    JobEvent,
-    JobSubmissionEvent,
-)
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.components.scheduler.changes import ChangeApplier
 from app.components.scheduler.consumer import CommandConsumer
 from app.components.scheduler.control import CommandHandler
-from app.components.scheduler.execution import (
-    current_runtime,
-    mark_interrupted,
-    mark_lost_planned_runs,
-)
+from app.components.scheduler.execution import JobRuntime, current_runtime
+from app.components.scheduler.executor import waiting_claims
 from app.components.scheduler.heartbeat import Heartbeat
-from app.components.scheduler.leader import LeaderLock, leader_lock
-from app.components.scheduler.main import create_scheduler, remove_unregistered_jobs
+from app.components.scheduler.history import mark_interrupted, release
+from app.components.scheduler.leader import LeaderLock, leader_lock, take_epoch
+from app.components.scheduler.main import create_scheduler
 from app.core.db import get_engine, redacted_url
 from app.core.enums import SchedulerState
 from app.core.migrations import require_current_schema, upgrade
@@ -40,46 +32,19 @@ logger = logging.getLogger("app.scheduler")
 
 
 def tune_for_latency() -> None:
-    """Keep garbage collection from pausing the event loop once start-up has built the jobs.
+    """Keep the interpreter from pausing the event loop once start-up has built the jobs.
 
-    A full collection walks every live object; with thousands of stored jobs that is a pause
-    of tens of milliseconds while jobs are due (measured by `make bench`). Freezing moves what
-    start-up built out of its sight; objects allocated later are collected as usual.
+    - A full garbage collection walks every live object; with thousands of stored jobs that is
+      a pause of tens of milliseconds while jobs are due (measured by `make bench`). Freezing
+      moves what start-up built out of its sight; objects allocated later are collected as
+      usual.
+    - The threads that commit claims and history hold the interpreter lock for up to the
+      switch interval (5 ms by default) before the loop gets it back; 1 ms keeps a run that
+      falls due meanwhile from waiting that long.
     """
     gc.collect()
     gc.freeze()
-
-
-class RunningJobs:
-    """Counts the runs in progress per job id, from APScheduler's events."""
-
-    def __init__(self, scheduler: AsyncIOScheduler) -> None:
-        self.counts: Counter[str] = Counter()
-        self.changed = asyncio.Event()
-        scheduler.add_listener(self._started, EVENT_JOB_SUBMITTED)
-        scheduler.add_listener(self._finished, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
-
-    def _started(self, event: JobSubmissionEvent) -> None:
-        # One submission covers several missed runs when coalescing is off.
-        self.counts[event.job_id] += len(event.scheduled_run_times)
-
-    def _finished(self, event: JobEvent) -> None:
-        self.counts[event.job_id] -= 1
-        self.changed.set()
-
-    def ids(self) -> list[str]:
-        """The jobs with at least one run in progress."""
-        return sorted(job_id for job_id, count in self.counts.items() if count > 0)
-
-    async def wait_until_idle(self, timeout: float) -> list[str]:
-        """Wait up to `timeout` seconds for every run to end; returns those still running."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.ids() and loop.time() < deadline:
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), deadline - loop.time())
-        return self.ids()
+    sys.setswitchinterval(0.001)
 
 
 class SchedulerProcess:
@@ -93,11 +58,13 @@ class SchedulerProcess:
         self.stop = asyncio.Event()
         self.job_count = 0
         self.consumer: CommandConsumer | None = None
+        self.runtime: JobRuntime | None = None
 
     async def beat(self, state: SchedulerState) -> None:
         # Database calls block, so they run in a thread and leave the event loop to the jobs.
+        applied = self.runtime.applied_revision if self.runtime else 0
         try:
-            await asyncio.to_thread(self.heartbeat.beat, state, self.job_count)
+            await asyncio.to_thread(self.heartbeat.beat, state, self.job_count, applied)
         except SQLAlchemyError as error:
             logger.warning("heartbeat not recorded", extra={"error": str(error).splitlines()[0]})
 
@@ -129,9 +96,16 @@ class SchedulerProcess:
                 scheduler.pause()
                 if self.consumer:
                     self.consumer.suspend()
+                if self.runtime:
+                    await self.release_waiting(self.runtime)
                 if not await self.become_leader():
                     return
-                logger.info("leader lock held again; resuming")
+                instance_id = self.heartbeat.instance_id
+                epoch = await asyncio.to_thread(take_epoch, self.engine, instance_id)
+                logger.info("leader lock held again; resuming", extra={"epoch": epoch})
+                if self.runtime:
+                    self.runtime.epoch = epoch
+                    self.runtime.resume_claiming()
                 scheduler.resume()
                 if self.consumer:
                     self.consumer.resume()
@@ -140,13 +114,31 @@ class SchedulerProcess:
             await self.beat(SchedulerState.RUNNING)
             await self.pause_for_a_beat()
 
-    async def shut_down(self, scheduler: AsyncIOScheduler, running: RunningJobs) -> list[str]:
+    async def release_waiting(self, runtime: JobRuntime) -> None:
+        """Stop claiming, and give back the claims of runs not yet started."""
+        waiting = runtime.stop_claiming()
+        try:
+            released = await asyncio.to_thread(release, self.engine, waiting_claims(waiting))
+        except SQLAlchemyError as error:
+            logger.warning(
+                "claims of runs not yet started could not be released; the next leader marks "
+                "them interrupted",
+                extra={"count": len(waiting), "error": str(error).splitlines()[0]},
+            )
+            return
+        if released:
+            logger.info("claims of runs not yet started released", extra={"count": released})
+
+    async def shut_down(self, scheduler: AsyncIOScheduler, runtime: JobRuntime) -> list[str]:
         """Stop starting jobs, give running ones a bounded time, then stop; returns abandoned."""
-        logger.info("scheduler stopping", extra={"running_jobs": running.ids()})
+        logger.info("scheduler stopping", extra={"running_jobs": _running_ids(runtime)})
         if self.consumer:
             await asyncio.to_thread(self.consumer.stop)
         scheduler.pause()
-        abandoned = await running.wait_until_idle(self.settings.shutdown_timeout_seconds)
+        await self.release_waiting(runtime)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runtime.idle.wait(), self.settings.shutdown_timeout_seconds)
+        abandoned = _running_ids(runtime)
         if abandoned:
             logger.warning(
                 "jobs still running at shutdown were abandoned",
@@ -155,21 +147,22 @@ class SchedulerProcess:
                     "waited_seconds": self.settings.shutdown_timeout_seconds,
                 },
             )
-        # AsyncIOScheduler.shutdown runs on the loop's next turn; it cancels coroutine jobs,
-        # which record themselves as interrupted.
+        # Shutting the timer down cancels the runs still going, which record themselves as
+        # interrupted on the loop's next turns (a run in a thread cannot be stopped, but its
+        # record ends all the same).
         scheduler.shutdown(wait=False)
         await asyncio.sleep(0.1)
-        runtime = current_runtime()
         runtime.interrupt_running("the scheduler stopped during the run")
         await asyncio.to_thread(runtime.recorder.close, self.settings.shutdown_timeout_seconds)
         return abandoned
 
-    async def start_consuming_commands(self) -> None:
-        """Apply the commands sent while no scheduler ran, then listen for new ones."""
-        runtime = current_runtime()
+    async def start_consuming_commands(self, runtime: JobRuntime) -> None:
+        """Apply the changes and commands sent while no scheduler ran, then listen for more."""
+        loop = asyncio.get_running_loop()
         self.consumer = CommandConsumer(
             self.engine,
-            asyncio.get_running_loop(),
+            loop,
+            ChangeApplier(self.engine, loop, runtime),
             CommandHandler(runtime),
             runtime.flush,
             self.settings.command_poll_seconds,
@@ -177,9 +170,6 @@ class SchedulerProcess:
         applied = await asyncio.to_thread(self.consumer.drain)
         if applied:
             logger.info("commands sent while no scheduler ran applied", extra={"count": applied})
-        lost = await asyncio.to_thread(mark_lost_planned_runs, self.engine, runtime)
-        if lost:
-            logger.warning("planned runs lost by a previous scheduler", extra={"count": lost})
         self.consumer.start()
 
     async def run(self) -> list[str]:
@@ -198,30 +188,37 @@ class SchedulerProcess:
                     "runs left by a previous scheduler marked interrupted",
                     extra={"count": interrupted},
                 )
+            instance_id = self.heartbeat.instance_id
+            epoch = await asyncio.to_thread(take_epoch, self.engine, instance_id)
             scheduler = create_scheduler(
-                self.settings, self.engine, instance_id=self.heartbeat.instance_id
+                settings=self.settings, engine=self.engine, instance_id=instance_id, epoch=epoch
             )
-            remove_unregistered_jobs(scheduler, self.engine)
-            running = RunningJobs(scheduler)
+            self.runtime = runtime = current_runtime()
             scheduler.start()
-            await self.start_consuming_commands()
+            await self.beat(SchedulerState.RUNNING)
+            await self.start_consuming_commands(runtime)
             tune_for_latency()
             self.job_count = len(scheduler.get_jobs())
             logger.info(
                 "scheduler started",
                 extra={
-                    "instance_id": self.heartbeat.instance_id,
+                    "instance_id": instance_id,
+                    "epoch": epoch,
                     "database": redacted_url(self.engine.url),
                     "timezone": self.settings.timezone,
                     "jobs": [job.id for job in scheduler.get_jobs()],
                 },
             )
             await self.lead(scheduler)
-            abandoned = await self.shut_down(scheduler, running)
+            abandoned = await self.shut_down(scheduler, runtime)
         await self.beat(SchedulerState.STOPPED)
         await asyncio.to_thread(self.lock.release)
         logger.info("scheduler stopped", extra={"instance_id": self.heartbeat.instance_id})
         return abandoned
+
+
+def _running_ids(runtime: JobRuntime) -> list[str]:
+    return sorted({run.job_id for run in runtime.running.values()})
 
 
 def prepare_schema(engine: Engine, settings: Settings) -> None:

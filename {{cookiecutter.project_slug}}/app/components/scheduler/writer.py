@@ -1,8 +1,8 @@
 """A background writer: commits what other threads queue, in batches, retrying on failure.
 
-The execution history and the job store both use it, so neither makes the event loop wait
-for the database: the loop only queues; this thread commits everything queued so far in one
-transaction (a group commit). If the database refuses, the batch goes back in the queue and
+The execution history uses it for the starts and ends of runs, so no run makes the event loop
+wait for the database: the loop only queues; this thread commits everything queued so far in
+one transaction (a group commit). If the database refuses, the batch goes back in the queue and
 the writer retries with backoff, logging once when the outage starts and once when it ends.
 """
 

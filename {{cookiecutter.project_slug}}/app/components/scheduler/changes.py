@@ -1,0 +1,93 @@
+"""The leader's side of job changes: read what changed in `jobs`, apply it, report it.
+
+The API and the CLI change rows and raise the job revision in one transaction. The leader,
+woken by NOTIFY on PostgreSQL or by polling the revision on SQLite, reads the version of every
+row, reloads the rows whose version differs from the one its timer holds, applies them on the
+event loop, and writes the revision it now holds to its instance row. A sender that reads that
+revision knows the running scheduler acts on its change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.orm import Session
+
+from app.components.scheduler.execution import JobRuntime
+from app.core.models import Job, JobRevision, SchedulerInstance
+from app.core.schedules import ScheduleError
+
+logger = logging.getLogger("app.scheduler")
+
+_APPLY_TIMEOUT_SECONDS = 10.0
+
+
+class ChangeApplier:
+    """Brings the leader's timer to the table's latest revision; called from a thread."""
+
+    def __init__(
+        self, engine: Engine, loop: asyncio.AbstractEventLoop, runtime: JobRuntime
+    ) -> None:
+        self._engine = engine
+        self._loop = loop
+        self._runtime = runtime
+
+    def apply(self) -> int:
+        """Apply every change committed since the last call; returns how many jobs changed."""
+        runtime = self._runtime
+        with self._engine.connect() as connection:
+            revision = (
+                connection.execute(select(JobRevision.revision).where(JobRevision.id == 1)).scalar()
+                or 0
+            )
+            if revision <= runtime.applied_revision:
+                return 0
+            versions = dict(connection.execute(select(Job.id, Job.version)).tuples().all())
+        known = dict(runtime.row_versions)
+        changed = sorted(
+            job_id for job_id, version in versions.items() if known.get(job_id) != version
+        )
+        removed = sorted(set(known) - set(versions))
+        rows: list[Job] = []
+        if changed:
+            with Session(self._engine, expire_on_commit=False) as session:
+                rows = list(session.scalars(select(Job).where(Job.id.in_(changed))))
+        future = asyncio.run_coroutine_threadsafe(self._apply(rows, removed), self._loop)
+        future.result(timeout=_APPLY_TIMEOUT_SECONDS)
+        runtime.applied_revision = max(runtime.applied_revision, revision)
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(SchedulerInstance)
+                .where(SchedulerInstance.instance_id == runtime.instance_id)
+                .values(applied_revision=runtime.applied_revision)
+            )
+        return len(rows) + len(removed)
+
+    async def _apply(self, rows: list[Job], removed: list[str]) -> None:
+        runtime = self._runtime
+        for row in rows:
+            try:
+                definition = runtime.definitions.of(row)
+            except ScheduleError as error:
+                runtime.forget(row.id)
+                runtime.row_versions[row.id] = row.version
+                logger.error(
+                    "job not scheduled: its definition is invalid",
+                    extra={"job_id": row.id, "reason": str(error)},
+                )
+                continue
+            runtime.register(definition, row.version, row.next_run_at, row.paused)
+            logger.info(
+                "job change applied",
+                extra={
+                    "job_id": row.id,
+                    "version": row.version,
+                    "paused": row.paused,
+                    "next_run_at": row.next_run_at.isoformat() if row.next_run_at else None,
+                },
+            )
+        for job_id in removed:
+            runtime.forget(job_id)
+            logger.info("job deleted", extra={"job_id": job_id})
