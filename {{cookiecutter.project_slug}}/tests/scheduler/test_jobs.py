@@ -157,9 +157,7 @@ def test_jobs_removed_from_code_are_removed_from_the_table(
     assert record.getMessage() == "job removed: no longer defined in code"
 
 
-def test_a_code_job_with_a_runtime_jobs_id_is_refused(
-    settings: Settings, engine: Engine
-) -> None:
+def test_a_code_job_with_a_runtime_jobs_id_is_refused(settings: Settings, engine: Engine) -> None:
     create_scheduler((), settings, engine)
     with session_scope(engine) as session:
         session.add(
