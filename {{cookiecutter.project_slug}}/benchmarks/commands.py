@@ -18,16 +18,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from app import ENV_PREFIX
+from benchmarks.databases import database
 
 TARGET_P99_MS = 100.0
 JOB_ID = "cleanup_old_records"
@@ -36,25 +33,6 @@ JOB_ID = "cleanup_old_records"
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-@contextmanager
-def database(url: str | None, scratch: Path) -> Iterator[str]:
-    """A SQLite file in `scratch`, or a fresh schema on the PostgreSQL server at `url`."""
-    if url is None:
-        yield f"sqlite:///{scratch / 'bench.db'}"
-        return
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield scoped.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def free_port() -> int:

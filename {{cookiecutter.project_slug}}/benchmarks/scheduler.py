@@ -22,12 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from benchmarks.databases import database
 
 RAW_SCENARIOS = ("apscheduler-memory", "apscheduler-sqlalchemy")
 WINDOW_SECONDS = 1.0
@@ -69,28 +68,6 @@ async def wait_for_count(count: int, expected: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while len(lateness_ms) < expected and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-
-
-@contextmanager
-def database(url: str | None, scratch: Path) -> Iterator[str]:
-    """A SQLite file in `scratch`, or a fresh schema on the PostgreSQL server at `url`."""
-    if url is None:
-        yield f"sqlite:///{scratch / 'bench.db'}"
-        return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield scoped.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 async def raw_burst(scenario: str, jobs: int, url: str) -> dict[str, Any]:
