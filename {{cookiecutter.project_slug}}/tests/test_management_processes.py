@@ -76,7 +76,15 @@ def api(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
 
 def start_scheduler(start: Launcher, api: Api) -> subprocess.Popen[str]:
     process = start(SCHEDULER, PYTHONPATH=str(PROJECT_ROOT))
-    wait_for(lambda: api.http.get("/health/ready").status_code == 200, 30, "a running scheduler")
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            log = (api.ticks_file.parent.parent / f"{SCHEDULER}.log").read_text()
+            pytest.fail(f"the scheduler exited with {process.returncode}:\n{log[-3000:]}")
+        return api.http.get("/health/ready").status_code == 200
+
+    # Generous: under the container's test profile four workers share two cores.
+    wait_for(ready, 60, "a running scheduler")
     return process
 
 

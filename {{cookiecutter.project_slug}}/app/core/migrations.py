@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import fcntl
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -81,10 +82,17 @@ def _revision_ids(path: Path) -> tuple[str, tuple[str, ...]]:
     raise SchemaError(f"{path.name}: down_revision is neither an id, a list of ids nor None")
 
 
+# CPython 3.11's `ast` keeps recursion state per interpreter, not per thread: two threads
+# parsing at once can fail with "AST constructor recursion depth mismatch".
+_PARSING = threading.Lock()
+
+
 @lru_cache(maxsize=1)
 def revision_chain() -> dict[str, tuple[str, ...]]:
     """Every revision in app/migrations/versions, with the revisions it follows."""
-    return dict(_revision_ids(path) for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")))
+    paths = sorted((MIGRATIONS_DIR / "versions").glob("*.py"))
+    with _PARSING:
+        return dict(_revision_ids(path) for path in paths)
 
 
 @lru_cache(maxsize=1)
