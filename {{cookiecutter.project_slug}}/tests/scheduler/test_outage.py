@@ -92,7 +92,10 @@ async def test_an_outage_leaves_every_scheduled_time_accounted_for(
     # One row per scheduled time, on the job's grid, none left out and none twice.
     assert all(later - earlier == period for earlier, later in itertools.pairwise(times))
     statuses = Counter(row.status for row in rows)
-    assert statuses[ExecutionStatus.SUCCEEDED] == len(ticks)
+    # Stopping the scheduler may catch the last run in flight: it is recorded as interrupted.
+    done = statuses[ExecutionStatus.SUCCEEDED]
+    assert done <= len(ticks) <= done + statuses[ExecutionStatus.INTERRUPTED]
+    assert statuses[ExecutionStatus.INTERRUPTED] <= 1
     # The times that fell due during the outage: the latest ran, the others are missed.
     missed = [row for row in rows if row.status == ExecutionStatus.MISSED]
     assert len(missed) >= OUTAGE_SECONDS / 0.25 - 4
@@ -104,6 +107,7 @@ async def test_an_outage_leaves_every_scheduled_time_accounted_for(
         ExecutionStatus.SUCCEEDED,
         ExecutionStatus.MISSED,
         ExecutionStatus.SKIPPED,
+        ExecutionStatus.INTERRUPTED,
     }
     assert next_run_at is not None
     assert next_run_at > times[-1]
