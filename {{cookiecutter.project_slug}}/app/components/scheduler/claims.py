@@ -57,8 +57,6 @@ class Claimer:
         # Times being claimed right now: neither queued again nor handed over twice.
         self._in_flight: set[tuple[str, datetime]] = set()
         self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self.healthy = True
 
     def submit(self, job_id: str, times: list[datetime], *, left_out: int = 0) -> None:
@@ -93,12 +91,7 @@ class Claimer:
         self._signal()
 
     def _signal(self) -> None:
-        self._idle.clear()
         self._wake.set()
-
-    async def wait_idle(self) -> None:
-        """Wait until everything queued has been claimed (or found claimed elsewhere)."""
-        await self._idle.wait()
 
     async def look_ahead(self, store: MemoryJobStore) -> None:
         """Queue the times falling due within `CLAIM_AHEAD`, until cancelled."""
@@ -170,8 +163,6 @@ class Claimer:
             if not self.healthy:
                 logger.info("due runs claimed again after an outage")
             self.healthy, delay = True, 0.0
-            if not (self._due or self._planned):
-                self._idle.set()
 
     async def _claim_scheduled(
         self, due: dict[str, list[datetime]], left_out: Counter[str]

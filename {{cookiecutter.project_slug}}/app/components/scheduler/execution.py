@@ -238,11 +238,11 @@ class JobRuntime:
 
     # Runs
 
-    def at_capacity(self, job_id: str, extra: int = 0) -> bool:
+    def at_capacity(self, job_id: str) -> bool:
         """Whether `job_id` runs as many times at once as its `max_instances` allows."""
         registered = self.jobs.get(job_id)
         limit = registered.definition.max_instances if registered else 1
-        return self.active[job_id] + extra >= limit
+        return self.active[job_id] >= limit
 
     def start_at(self, execution_id: str, job_id: str, scheduled_at: datetime) -> None:
         """Start a claimed scheduled run at its time (at once if that has come)."""
@@ -298,7 +298,7 @@ class JobRuntime:
                 error=LookupError(f"job {job_id!r} is no longer scheduled"),
             )
             return
-        if self.active[job_id] >= definition.max_instances:
+        if self.at_capacity(job_id):
             # Decided when the run is due, not when it was claimed: the previous run may end
             # in between.
             self.recorder.finished(execution_id, ExecutionStatus.SKIPPED, 0.0, reason=SKIP_REASON)
