@@ -208,7 +208,7 @@ async def project_burst(jobs: int, url: str) -> dict[str, Any]:
     stored_one_off_jobs(url, jobs, start, WINDOW_SECONDS / jobs)
     engine = create_db_engine(url)
     # The probe never fires within the run: only the one-off jobs do.
-    scheduler = create_scheduler(bench_jobs(86400), settings, engine, epoch=1)
+    scheduler = create_scheduler(bench_jobs(86400), settings, engine)
     tune_for_latency()
     scheduler.start()
     await wait_for_count(len(lateness_ms), jobs, timeout=max(60, start - time.time() + 60))
@@ -241,7 +241,7 @@ async def project_idle(stored: int, url: str) -> dict[str, Any]:
     setup = [sys.executable, "-m", "benchmarks.scheduler", "--scenario", "store"]
     subprocess.run([*setup, "--size", str(stored), "--server", url], check=True)
     engine = create_db_engine(url)
-    scheduler = create_scheduler(bench_jobs(IDLE_PERIOD_SECONDS), settings, engine, epoch=1)
+    scheduler = create_scheduler(bench_jobs(IDLE_PERIOD_SECONDS), settings, engine)
     # The leader polls for changes and commands meanwhile, as in the real process.
     runtime = current_runtime()
     loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, update
 
 from app.components.scheduler.heartbeat import Heartbeat
+from app.components.scheduler.lease import Candidate, new_instance_id
 from app.core.db import session_scope, utcnow
 from app.core.enums import SchedulerState
 from app.core.models import SchedulerInstance
@@ -27,9 +28,14 @@ def write_heartbeat(
     age_seconds: float = 0,
     started_at: datetime | None = None,
 ) -> Heartbeat:
-    """Record a heartbeat through the scheduler's own writer, then backdate it if asked."""
-    heartbeat = Heartbeat(engine)
+    """Record a heartbeat through the scheduler's own writer, then backdate it if asked.
+
+    A running instance takes the lease too, if it is free, as a leading scheduler does.
+    """
+    heartbeat = Heartbeat(engine, new_instance_id())
     heartbeat.beat(state, job_count=3)
+    if state == SchedulerState.RUNNING:
+        Candidate(engine, heartbeat.instance_id, 10.0).try_take()
     last_seen = utcnow() - timedelta(seconds=age_seconds)
     with session_scope(engine) as session:
         session.execute(

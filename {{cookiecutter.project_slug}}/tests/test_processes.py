@@ -178,7 +178,7 @@ def test_second_scheduler_waits_on_standby_and_takes_over(
     second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=10) == 0
     log = (tmp_path / "app.entrypoints.scheduler.log").read_text()
-    assert "another scheduler holds the leader lock; waiting on standby" in log
+    assert "another scheduler leads; waiting on standby" in log
 
 
 def slow_job_env(seconds: float, tmp_path: Path) -> dict[str, str]:

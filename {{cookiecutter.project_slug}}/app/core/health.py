@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.db import database_now, session_scope, sqlite_path, utcnow
 from app.core.enums import SchedulerState
 from app.core.job_rows import JobInfo, read_jobs
+from app.core.lease_state import LeaseState, read_lease
 from app.core.migrations import schema_problem
 from app.core.models import SchedulerInstance
 
@@ -30,8 +31,24 @@ class DatabaseHealth(BaseModel):
     detail: str
 
 
+class InstanceInfo(BaseModel):
+    """A scheduler process, from its heartbeat."""
+
+    instance_id: str
+    hostname: str
+    pid: int
+    state: SchedulerState
+    started_at: datetime
+    last_seen: datetime
+    heartbeat_age_seconds: float
+    fresh: bool
+    job_count: int
+    applied_revision: int = Field(description="The job revision this instance has applied.")
+    leader: bool = Field(description="Whether this instance holds the current lease.")
+
+
 class SchedulerHealth(BaseModel):
-    """The leading scheduler's heartbeat and what it means."""
+    """Who leads, under which lease, and the heartbeat of the instance the verdict is about."""
 
     healthy: bool
     detail: str
@@ -44,6 +61,15 @@ class SchedulerHealth(BaseModel):
     heartbeat_age_seconds: float | None = None
     job_count: int | None = None
     standby_instances: int = 0
+    leader: str | None = Field(None, description="The instance holding the current lease.")
+    epoch: int | None = Field(None, description="The lease's epoch, raised by each new leader.")
+    lease_expires_at: datetime | None = Field(
+        None, description="When the lease ends unless its holder renews it (database clock)."
+    )
+    lease_expires_in_seconds: float | None = None
+    instances: list[InstanceInfo] = Field(
+        default_factory=list, description="The instances heard from recently, newest first."
+    )
 
 
 class HealthReport(BaseModel):
@@ -65,26 +91,47 @@ def _age(instance: SchedulerInstance, now: datetime) -> float:
     return (now - instance.last_seen).total_seconds()
 
 
+def _current(lease: LeaseState | None, now: datetime) -> LeaseState | None:
+    """The lease if it is held and has not ended."""
+    if lease is None or lease.holder is None or lease.expires_at is None:
+        return None
+    return lease if lease.expires_at > now else None
+
+
 def _judge(
-    instances: Sequence[SchedulerInstance], stale_after: float, now: datetime
+    instances: Sequence[SchedulerInstance],
+    lease: LeaseState | None,
+    stale_after: float,
+    now: datetime,
 ) -> tuple[bool, str, SchedulerInstance | None]:
     """Healthy or not, why, and the instance the verdict is about (newest first given)."""
+    fresh = [i for i in instances if _age(i, now) <= stale_after]
+    if lease is not None:
+        ends = f"lease epoch {lease.epoch} ends in {_until(lease, now):.1f} s"
+        holder = next((i for i in instances if i.instance_id == lease.holder), None)
+        if holder is None:
+            return False, f"{lease.holder} holds the lease ({ends}) but has no heartbeat", None
+        age = _age(holder, now)
+        if age > stale_after:
+            return (
+                False,
+                f"the leader's last heartbeat was {age:.1f} s ago (stale after "
+                f"{stale_after:g} s); {ends}",
+                holder,
+            )
+        if holder.state != SchedulerState.RUNNING:
+            return False, f"the leader reports {SchedulerState(holder.state).value}; {ends}", holder
+        return True, f"running, heartbeat {age:.1f} s ago; {ends}", holder
     if not instances:
         return False, "no scheduler has reported a heartbeat yet", None
-    fresh = [i for i in instances if _age(i, now) <= stale_after]
-    running = [i for i in fresh if i.state == SchedulerState.RUNNING]
-    if len(running) > 1:
-        ids = ", ".join(i.instance_id for i in running)
-        return False, f"{len(running)} schedulers run at once ({ids}): jobs run twice", running[0]
-    if running:
-        leader = running[0]
-        return True, f"running, heartbeat {_age(leader, now):.1f} s ago", leader
-    if any(i.state == SchedulerState.STANDBY for i in fresh):
-        standby = next(i for i in fresh if i.state == SchedulerState.STANDBY)
-        return False, "no scheduler runs jobs; an instance waits on standby for the lock", standby
+    standby = next((i for i in fresh if i.state == SchedulerState.STANDBY), None)
+    if standby is not None:
+        return False, "no scheduler holds the lease; an instance waits on standby", standby
     latest = instances[0]
     if latest.state == SchedulerState.STOPPED:
         return False, f"stopped {_age(latest, now):.0f} s ago", latest
+    if _age(latest, now) <= stale_after:
+        return False, "no scheduler holds the lease", latest
     return (
         False,
         f"last heartbeat {_age(latest, now):.1f} s ago (stale after {stale_after:g} s)",
@@ -92,15 +139,52 @@ def _judge(
     )
 
 
+def _until(lease: LeaseState, now: datetime) -> float:
+    assert lease.expires_at is not None
+    return (lease.expires_at - now).total_seconds()
+
+
 def _scheduler_health(
-    instances: Sequence[SchedulerInstance], stale_after: float, now: datetime
+    instances: Sequence[SchedulerInstance],
+    stored_lease: LeaseState | None,
+    stale_after: float,
+    now: datetime,
 ) -> SchedulerHealth:
-    healthy, detail, subject = _judge(instances, stale_after, now)
-    standby = sum(
-        1 for i in instances if i.state == SchedulerState.STANDBY and _age(i, now) <= stale_after
-    )
+    lease = _current(stored_lease, now)
+    healthy, detail, subject = _judge(instances, lease, stale_after, now)
+    listed = [
+        InstanceInfo(
+            instance_id=i.instance_id,
+            hostname=i.hostname,
+            pid=i.pid,
+            state=i.state,
+            started_at=i.started_at,
+            last_seen=i.last_seen,
+            heartbeat_age_seconds=round(_age(i, now), 3),
+            fresh=_age(i, now) <= stale_after,
+            job_count=i.job_count,
+            applied_revision=i.applied_revision,
+            leader=lease is not None and i.instance_id == lease.holder,
+        )
+        for i in instances
+    ]
+    lease_fields: dict[str, Any] = {}
+    if lease is not None:
+        lease_fields = {
+            "leader": lease.holder,
+            "epoch": lease.epoch,
+            "lease_expires_at": lease.expires_at,
+            "lease_expires_in_seconds": round(_until(lease, now), 3),
+        }
+    standby = sum(1 for i in listed if i.state == SchedulerState.STANDBY and i.fresh)
     if subject is None:
-        return SchedulerHealth(healthy=healthy, detail=detail)
+        return SchedulerHealth(
+            healthy=healthy,
+            detail=detail,
+            standby_instances=standby,
+            instances=listed,
+            **lease_fields,
+        )
     return SchedulerHealth(
         healthy=healthy,
         detail=detail,
@@ -113,6 +197,8 @@ def _scheduler_health(
         heartbeat_age_seconds=round(_age(subject, now), 3),
         job_count=subject.job_count,
         standby_instances=standby,
+        instances=listed,
+        **lease_fields,
     )
 
 
@@ -147,6 +233,7 @@ def check_health(
             now = checked_at = database_now(session.connection())
             problem = schema_problem(session.connection())
             instances: Sequence[SchedulerInstance] = []
+            lease: LeaseState | None = None
             # A database no scheduler has started against yet has no heartbeat table.
             if inspect(session.connection()).has_table(SchedulerInstance.__tablename__):
                 # Newest first; older rows belong to processes long gone.
@@ -155,10 +242,12 @@ def check_health(
                     .order_by(SchedulerInstance.last_seen.desc())
                     .limit(_INSTANCES_CONSIDERED)
                 ).all()
+            if problem is None:
+                lease = read_lease(session.connection())
         database = DatabaseHealth(
             healthy=problem is None, detail=f"reachable, but {problem}" if problem else "reachable"
         )
-        scheduler = _scheduler_health(instances, stale_after_seconds, now)
+        scheduler = _scheduler_health(instances, lease, stale_after_seconds, now)
         if include_jobs:
             jobs = read_jobs(engine, timezone)
     except (SQLAlchemyError, FileNotFoundError) as error:

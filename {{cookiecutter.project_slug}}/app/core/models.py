@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Float, Index, Integer, String, Text, text
+from sqlalchemy import Boolean, Float, Index, Integer, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UTCDateTime
@@ -57,9 +57,10 @@ class JobRevision(Base):
 
 
 class SchedulerLease(Base):
-    """Who leads: one row, and an epoch raised by each new leader.
+    """Who leads, until when, and under which epoch (raised by each new leader).
 
-    Every claimed run carries the epoch of the leader that claimed it.
+    Every claimed run carries the epoch of the leader that claimed it; the claim is made only
+    while that epoch is the current lease (`app/components/scheduler/lease.py`).
     """
 
     __tablename__ = "scheduler_lease"
@@ -68,6 +69,10 @@ class SchedulerLease(Base):
     holder: Mapped[str | None] = mapped_column(String(64))
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     acquired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # On the database's clock; the holder renews it before then, or loses the lease.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Whether the holder also holds the leader lock, whose release tells a standby it died.
+    holder_locked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class SchedulerInstance(Base):

@@ -83,6 +83,17 @@ class Settings(BaseSettings):
     heartbeat_stale_after_seconds: float = Field(
         15.0, gt=0, description="Heartbeat age after which the scheduler counts as down."
     )
+    leader_lease_seconds: float = Field(
+        10.0,
+        ge=1,
+        le=300,
+        description="How long a scheduler leads without renewing; it renews every third of "
+        "this. A standby takes over when it ends, or at once when the leader's process or "
+        "database session ends.",
+    )
+    standby_poll_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often a standby scheduler checks whether it can lead."
+    )
     misfire_grace_time_seconds: int = Field(
         3600,
         ge=1,
@@ -152,6 +163,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "heartbeat_stale_after_seconds must be larger than heartbeat_interval_seconds"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _standby_polls_within_lease(self) -> Settings:
+        if self.standby_poll_seconds >= self.leader_lease_seconds:
+            raise ValueError("standby_poll_seconds must be smaller than leader_lease_seconds")
         return self
 
     @property

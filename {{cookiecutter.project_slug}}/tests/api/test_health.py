@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, text, update
 
 from app.components.backend.main import create_app
+from app.core.db import utcnow
 from app.core.enums import SchedulerState
+from app.core.models import SchedulerLease
 from app.core.settings import Settings
 from tests.helpers import write_heartbeat
 
@@ -75,12 +78,32 @@ def test_missing_database_file_is_named(settings: Settings, tmp_path: Path) -> N
     assert not missing.parent.exists()
 
 
-def test_two_running_schedulers_are_unhealthy(client: TestClient, engine: Engine) -> None:
+def test_the_lease_holder_is_the_leader(client: TestClient, engine: Engine) -> None:
+    leader = write_heartbeat(engine)
+    # Reports running, but the lease is the first one's: it does not lead.
+    other = write_heartbeat(engine)
+    response = client.get("/health/ready")
+    assert response.status_code == 200
+    scheduler = response.json()["scheduler"]
+    assert scheduler["leader"] == scheduler["instance_id"] == leader.instance_id
+    assert scheduler["epoch"] == 1
+    assert 0 < scheduler["lease_expires_in_seconds"] <= 10
+    assert "lease epoch 1 ends in" in scheduler["detail"]
+    flags = {item["instance_id"]: item["leader"] for item in scheduler["instances"]}
+    assert flags == {leader.instance_id: True, other.instance_id: False}
+
+
+def test_an_ended_lease_is_not_ready(client: TestClient, engine: Engine) -> None:
     write_heartbeat(engine)
-    write_heartbeat(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            update(SchedulerLease).values(expires_at=utcnow() - timedelta(seconds=1))
+        )
     response = client.get("/health/ready")
     assert response.status_code == 503
-    assert "2 schedulers run at once" in response.json()["scheduler"]["detail"]
+    scheduler = response.json()["scheduler"]
+    assert scheduler["detail"] == "no scheduler holds the lease"
+    assert scheduler["leader"] is None
 
 
 def test_standby_alone_is_unhealthy_and_counted(client: TestClient, engine: Engine) -> None:

@@ -24,6 +24,7 @@ from app.core.settings import SettingsError, get_settings
         ("SYNC_URL", "ftp://example.com", "must start with http:// or https://"),
 {%- endif %}
         ("HEARTBEAT_STALE_AFTER_SECONDS", "0.1", "must be larger than heartbeat_interval_seconds"),
+        ("STANDBY_POLL_SECONDS", "20", "must be smaller than leader_lease_seconds"),
     ],
 )
 def test_invalid_setting_is_named(
@@ -34,7 +35,7 @@ def test_invalid_setting_is_named(
     with pytest.raises(SettingsError) as caught:
         get_settings()
     assert message in str(caught.value)
-    if variable != "HEARTBEAT_STALE_AFTER_SECONDS":
+    if variable not in {"HEARTBEAT_STALE_AFTER_SECONDS", "STANDBY_POLL_SECONDS"}:
         assert f"{ENV_PREFIX}{variable}:" in str(caught.value)
 
 

@@ -14,9 +14,9 @@ from app.core.enums import (
     ExecutionStatus,
     JobState,
     Queue,
-    SchedulerState,
     TriggerKind,
 )
+from app.core.health import InstanceInfo
 from app.core.job_rows import JobInfo
 from app.core.schedule_specs import RecurringSpec, ScheduleSpec
 
@@ -132,21 +132,6 @@ class CommandResult(BaseModel):
     job: JobDetail | None = Field(None, description="The job as it is after the change.")
 
 
-class InstanceInfo(BaseModel):
-    """A scheduler process, from its heartbeat."""
-
-    instance_id: str
-    hostname: str
-    pid: int
-    state: SchedulerState
-    started_at: datetime
-    last_seen: datetime
-    heartbeat_age_seconds: float
-    fresh: bool
-    job_count: int
-    applied_revision: int = Field(description="The job revision this instance has applied.")
-
-
 class QueueCounts(BaseModel):
     """Executions of one queue label, by status, since `counts_since`."""
 
@@ -173,6 +158,11 @@ class SchedulerStatus(BaseModel):
     healthy: bool
     detail: str
     instances: list[InstanceInfo]
+    leader: str | None = Field(description="The instance holding the current lease, if any.")
+    epoch: int | None = Field(description="The current lease's epoch, raised by each new leader.")
+    lease_expires_at: datetime | None = Field(
+        description="When the lease ends unless its holder renews it (the database's clock)."
+    )
     jobs: JobCounts
     queues: list[QueueCounts]
     counts_since: datetime

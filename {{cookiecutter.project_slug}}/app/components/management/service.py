@@ -32,7 +32,6 @@ from app.components.management.schemas import (
     ExecutionInfo,
     ExecutionPage,
     FunctionInfo,
-    InstanceInfo,
     JobCounts,
     JobDetail,
     JobPage,
@@ -183,10 +182,6 @@ class Management:
         with session_scope(self.engine) as session:
             now = database_now(session.connection())
             since = now - COUNTS_WINDOW
-            instances = session.scalars(
-                select(SchedulerInstance).order_by(SchedulerInstance.last_seen.desc()).limit(20)
-            ).all()
-            stale_after = self.settings.heartbeat_stale_after_seconds
             counts: dict[str, QueueCounts] = {q.value: QueueCounts(queue=q.value) for q in Queue}
             rows = session.execute(
                 select(JobExecution.queue, JobExecution.status, func.count())
@@ -202,21 +197,10 @@ class Management:
             return SchedulerStatus(
                 healthy=health.scheduler.healthy,
                 detail=health.scheduler.detail,
-                instances=[
-                    InstanceInfo(
-                        instance_id=i.instance_id,
-                        hostname=i.hostname,
-                        pid=i.pid,
-                        state=i.state,
-                        started_at=i.started_at,
-                        last_seen=i.last_seen,
-                        heartbeat_age_seconds=round((now - i.last_seen).total_seconds(), 3),
-                        fresh=(now - i.last_seen).total_seconds() <= stale_after,
-                        job_count=i.job_count,
-                        applied_revision=i.applied_revision,
-                    )
-                    for i in instances
-                ],
+                instances=health.scheduler.instances,
+                leader=health.scheduler.leader,
+                epoch=health.scheduler.epoch,
+                lease_expires_at=health.scheduler.lease_expires_at,
                 jobs=JobCounts(
                     total=sum(jobs.values()),
                     scheduled=jobs[JobState.SCHEDULED],

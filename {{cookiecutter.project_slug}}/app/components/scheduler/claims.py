@@ -27,6 +27,7 @@ from app.components.scheduler.history import (
     claim_scheduled,
     execution_row,
 )
+from app.components.scheduler.lease import LeaseLost
 from app.core.db import utcnow
 from app.core.enums import ExecutionStatus, TriggerKind
 
@@ -141,6 +142,10 @@ class Claimer:
                     due = {}
                 if planned:
                     await self._claim_planned(planned)
+            except LeaseLost as error:
+                # Nothing was claimed, and nothing more will be: the runtime stops.
+                self.runtime.depose(str(error))
+                return
             except Exception as error:
                 self._in_flight -= flying
                 for job_id, times in due.items():
@@ -238,7 +243,7 @@ class Claimer:
                 )
             following = next_fire(registered.trigger, ordered[-1])
             advances.append(Advance(definition.id, registered.version, following))
-        inserted, stale = claim_scheduled(runtime.engine, advances, rows)
+        inserted, stale = claim_scheduled(runtime.engine, advances, rows, runtime.fence)
         return inserted, stale, rows
 
     async def _claim_planned(self, planned: list[str]) -> None:
@@ -248,9 +253,7 @@ class Claimer:
             return
         # A retry's pending row is written behind; it must be there to be claimed.
         await asyncio.to_thread(runtime.recorder.flush)
-        claimed = await asyncio.to_thread(
-            claim_planned, runtime.engine, wanted, runtime.instance_id, runtime.epoch
-        )
+        claimed = await asyncio.to_thread(claim_planned, runtime.engine, wanted, runtime.fence)
         for eid in wanted:
             runtime.planned.pop(eid, None)
         for run in claimed:

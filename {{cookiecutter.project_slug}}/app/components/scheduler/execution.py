@@ -23,6 +23,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.components.scheduler.alerts import FailureStreaks
 from app.components.scheduler.catalog import Definitions
@@ -30,7 +31,8 @@ from app.components.scheduler.claims import SKIP_REASON, Claimer
 from app.components.scheduler.definition import ScheduledJob
 from app.components.scheduler.fires import due_times
 from app.components.scheduler.functions import ArgumentError
-from app.components.scheduler.history import HistoryRecorder
+from app.components.scheduler.history import LOST_LEADERSHIP, Fence, HistoryRecorder
+from app.components.scheduler.lease import Lease
 from app.core.db import utcnow
 from app.core.enums import ExecutionStatus, TriggerKind
 from app.core.errors import JobError
@@ -82,7 +84,8 @@ class JobRuntime:
     recorder: HistoryRecorder
     streaks: FailureStreaks
     settings: Settings
-    epoch: int = 0
+    # The leadership the runtime acts under; it claims and starts nothing once it is lost.
+    lease: Lease
     jobs: dict[str, Registered] = field(default_factory=dict)
     running: dict[str, RunningRun] = field(default_factory=dict)
     # Runs in progress per job id, kept beside `running` so the limit check stays O(1).
@@ -102,38 +105,88 @@ class JobRuntime:
     definitions: Definitions = field(default_factory=lambda: Definitions(()))
     # Runs claimed ahead of their time, by execution id, until they start.
     waiting: dict[str, Waiting] = field(default_factory=dict)
+    # Set when the lease is lost: the runtime has stopped claiming and waits to be shut down.
+    deposed: asyncio.Event = field(default_factory=asyncio.Event)
     claimer: Claimer = field(init=False)
     _claiming: asyncio.Task[None] | None = None
+    _keeping: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         self.claimer = Claimer(self)
         self.idle.set()
 
+    @property
+    def epoch(self) -> int:
+        """The leader's epoch, stored with every run it claims."""
+        return self.lease.epoch
+
+    @property
+    def fence(self) -> Fence:
+        """What every claim checks is still the current lease."""
+        return (self.lease.instance_id, self.lease.epoch)
+
     def begin(self) -> None:
-        """Start claiming (the timer starts): plan the runs found pending at build."""
+        """Start claiming and renewing the lease (the timer starts); plan pending runs."""
         for execution_id, job_id, run_at in self.planned_at_start:
             self.plan(execution_id, job_id, run_at)
         self.planned_at_start = []
-        self.resume_claiming()
-
-    def resume_claiming(self) -> None:
-        """Claim due times (again)."""
         if self._claiming is None:
             self._claiming = asyncio.ensure_future(self._claim())
+        if self._keeping is None:
+            self._keeping = asyncio.ensure_future(self._keep_lease())
+
+    async def _keep_lease(self) -> None:
+        """Renew the lease every third of it; depose this runtime once it cannot."""
+        lease = self.lease
+        failing = False
+        while lease.valid():
+            await asyncio.sleep(min(lease.seconds / 3 if not failing else 0.5, lease.remaining()))
+            if not lease.valid():
+                break
+            try:
+                # A renewal that hangs past the lease's end must not keep the leader firing.
+                await asyncio.wait_for(asyncio.to_thread(lease.renew), lease.remaining())
+            except (SQLAlchemyError, TimeoutError) as error:
+                if not failing:
+                    logger.error(
+                        "lease not renewed; retrying until it ends",
+                        extra={
+                            "error": str(error).splitlines()[0] or type(error).__name__,
+                            "seconds_left": round(max(lease.remaining(), 0.0), 3),
+                        },
+                    )
+                failing = True
+                continue
+            if failing and lease.valid():
+                logger.info("lease renewed again", extra={"epoch": lease.epoch})
+            failing = False
+        self.depose(lease.lost or "the lease could not be renewed before it ended")
 
     async def _claim(self) -> None:
         store = self.scheduler._lookup_jobstore("default")
         await asyncio.gather(self.claimer.run(), self.claimer.look_ahead(store))
 
-    def stop_claiming(self) -> list[Waiting]:
-        """Claim nothing more; returns the runs claimed ahead that have not started.
-
-        Their claims are the caller's to release (`history.release`), so that the next
-        leader runs them at their time.
-        """
+    def depose(self, reason: str) -> None:
+        """Fail-stop: the lease is lost, so claim and start nothing more; idempotent."""
+        self.lease.lose(reason)
+        if self.deposed.is_set():
+            return
+        logger.error("leadership lost; claiming stopped", extra={"reason": self.lease.lost})
         if self._claiming is not None:
             self._claiming.cancel()
             self._claiming = None
+        self.deposed.set()
+
+    def stop_claiming(self) -> list[Waiting]:
+        """Claim nothing more, stop renewing; returns the runs claimed ahead, not started.
+
+        Their claims are the caller's to release (`history.release`): while the lease holds,
+        the next leader runs them at their time.
+        """
+        for task in (self._claiming, self._keeping):
+            if task is not None:
+                task.cancel()
+        self._claiming = self._keeping = None
         waiting = list(self.waiting.values())
         for run in waiting:
             run.handle.cancel()
@@ -143,7 +196,7 @@ class JobRuntime:
     @property
     def instance_id(self) -> str:
         """This scheduler process's id, stored with every run it claims."""
-        return self.recorder.instance_id
+        return self.lease.instance_id
 
     # Jobs
 
@@ -273,6 +326,14 @@ class JobRuntime:
         arguments: Mapping[str, Any] | None = None,
     ) -> None:
         """Start a claimed run on the loop; a run that cannot start is recorded as failed."""
+        if not self.lease.valid():
+            # Claimed under a lease that has ended since (the process was frozen, or cut off):
+            # another leader may run by now, and this one starts nothing more.
+            self.recorder.finished(
+                execution_id, ExecutionStatus.MISSED, 0.0, reason=LOST_LEADERSHIP
+            )
+            self.depose(self.lease.lost or "the lease ended before a claimed run's time")
+            return
         try:
             self._start(execution_id, job_id, attempt, trigger_kind, arguments)
         except Exception as error:
@@ -482,6 +543,16 @@ def bind(runtime: JobRuntime) -> None:
     """Make `runtime` the process's runtime; the scheduler process has exactly one."""
     global _runtime
     _runtime = runtime
+
+
+def retire_stopped_runtime() -> None:
+    """Give up the lease of the bound runtime if its timer is not running.
+
+    A process has one runtime: building another, as a restart does, replaces one that was
+    never started or has been shut down, and its lease goes with it.
+    """
+    if _runtime is not None and not _runtime.scheduler.running:
+        _runtime.lease.give_up()
 
 
 def current_runtime() -> JobRuntime:

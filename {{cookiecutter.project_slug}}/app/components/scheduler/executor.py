@@ -31,7 +31,7 @@ def waiting_claims(waiting: Iterable[Waiting]) -> list[tuple[str, str, datetime,
 
 
 class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]  # APScheduler ships no types
-    """Gives due times to the runtime; starts and stops the runtime's claimer with the timer."""
+    """Gives due times to the runtime; starts and stops its claimer and its lease with the timer."""
 
     def __init__(self, runtime: JobRuntime) -> None:
         super().__init__()
@@ -45,7 +45,7 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]  # APScheduler ships
         runtime = self._runtime
         waiting = runtime.stop_claiming()
         try:
-            release(runtime.engine, waiting_claims(waiting))
+            release(runtime.engine, waiting_claims(waiting), runtime.fence)
         except SQLAlchemyError as error:
             # Left as claimed: the next leader marks them interrupted ("may not have run").
             logger.warning(
@@ -54,6 +54,8 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]  # APScheduler ships
             )
         # Runs still going are cancelled: coroutine runs record themselves as interrupted.
         runtime.cancel_runs()
+        # The timer is gone, so this process leads no more: a standby need not wait.
+        runtime.lease.give_up()
 
     def submit_job(self, job: Job, run_times: list[datetime]) -> None:
         # No instance count here: `max_instances` is applied when the times are claimed.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from datetime import datetime
 
 from sqlalchemy import Engine
@@ -17,9 +16,9 @@ from app.core.models import SchedulerInstance
 class Heartbeat:
     """Records this process's state and job count under a fresh instance id."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, instance_id: str) -> None:
         self.engine = engine
-        self.instance_id = uuid.uuid4().hex[:12]
+        self.instance_id = instance_id
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
         self.started_at: datetime | None = None

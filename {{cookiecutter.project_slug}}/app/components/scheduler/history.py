@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from app.components.scheduler.lease import LeaseLost, check_fence
 from app.components.scheduler.writer import BatchWriter
 from app.core.db import utcnow, write_transaction
 from app.core.enums import UNFINISHED, ExecutionStatus, TriggerKind
@@ -30,6 +31,8 @@ logger = logging.getLogger("app.scheduler.history")
 
 MAX_TRACEBACK_CHARS = 8000
 MAX_MESSAGE_CHARS = 2000
+# Why a claimed run did not start: its claimer's lease ended first.
+LOST_LEADERSHIP = "the scheduler lost leadership before the run's time; not run"
 
 _INSERT_COLUMNS = (
     "id",
@@ -104,6 +107,10 @@ def execution_row(
     }
 
 
+# The lease a claim is made under: the claiming instance and its epoch.
+Fence = tuple[str, int]
+
+
 @dataclass(frozen=True)
 class Advance:
     """A job's part in a claim: its next run moves on, if its row is still `version`."""
@@ -114,16 +121,18 @@ class Advance:
 
 
 def claim_scheduled(
-    engine: Engine, advances: list[Advance], rows: list[dict[str, Any]]
+    engine: Engine, advances: list[Advance], rows: list[dict[str, Any]], lease: Fence
 ) -> tuple[set[str], set[str]]:
     """Claim scheduled times: advance each job and insert its rows, in one transaction.
 
     Returns the ids of the rows inserted, and the jobs whose row changed since the caller
     read it (paused, rescheduled or deleted meanwhile): none of their times is claimed, and
     the caller reloads them. A row whose scheduled time another process claimed first is
-    left out of the ids: it is that process's to run.
+    left out of the ids: it is that process's to run. Raises `LeaseLost` if `lease` is no
+    longer the current one: nothing is claimed.
     """
     with write_transaction(engine) as connection:
+        check_fence(connection, *lease)
         advanced = _update_from_values(
             connection,
             Job.__tablename__,
@@ -154,11 +163,14 @@ class PlannedRun:
     arguments: dict[str, Any] | None
 
 
-def claim_planned(
-    engine: Engine, execution_ids: list[str], instance_id: str, epoch: int
-) -> list[PlannedRun]:
-    """Claim pending manual runs and retries; returns those this process now runs."""
+def claim_planned(engine: Engine, execution_ids: list[str], lease: Fence) -> list[PlannedRun]:
+    """Claim pending manual runs and retries; returns those this process now runs.
+
+    Raises `LeaseLost` if `lease` is no longer the current one: nothing is claimed.
+    """
+    instance_id, epoch = lease
     with write_transaction(engine) as connection:
+        check_fence(connection, instance_id, epoch)
         result = connection.execute(
             update(JobExecution)
             .where(
@@ -264,35 +276,50 @@ def mark_interrupted(engine: Engine) -> int:
     return count
 
 
-def release(engine: Engine, runs: Iterable[tuple[str, str, datetime, int]]) -> int:
-    """Give back claims of runs that have not started (a clean stop); returns how many.
+def release(
+    engine: Engine, runs: Iterable[tuple[str, str, datetime, int]], lease: Fence
+) -> tuple[int, int]:
+    """Give back claims of runs that have not started; returns (released, missed).
 
-    Each run is (execution id, job id, scheduled time, job version). Its row goes, and its
-    job's next run moves back to it, unless the job changed since: the next leader claims it
-    at its time.
+    Each run is (execution id, job id, scheduled time, job version). While `lease` is current
+    (a clean stop), its row goes and its job's next run moves back to it, unless the job
+    changed since: the next leader claims it at its time. Once the lease is lost, the next
+    leader may already have moved on from that time, so the row stays, recorded as missed.
     """
     claims = list(runs)
     if not claims:
-        return 0
+        return 0, 0
+    unstarted = (
+        JobExecution.id.in_([claim[0] for claim in claims]),
+        JobExecution.status == ExecutionStatus.RUNNING,
+        JobExecution.started_at.is_(None),
+    )
     earliest: dict[str, tuple[datetime, int]] = {}
     for _, job_id, scheduled_at, version in claims:
         if job_id not in earliest or scheduled_at < earliest[job_id][0]:
             earliest[job_id] = (scheduled_at, version)
     with write_transaction(engine) as connection:
-        result = connection.execute(
-            delete(JobExecution).where(
-                JobExecution.id.in_([claim[0] for claim in claims]),
-                JobExecution.status == ExecutionStatus.RUNNING,
-                JobExecution.started_at.is_(None),
+        try:
+            check_fence(connection, *lease)
+        except LeaseLost:
+            missed = connection.execute(
+                update(JobExecution)
+                .where(*unstarted)
+                .values(
+                    status=ExecutionStatus.MISSED,
+                    finished_at=utcnow(),
+                    error_message=LOST_LEADERSHIP,
+                )
             )
-        )
+            return 0, missed.rowcount
+        result = connection.execute(delete(JobExecution).where(*unstarted))
         for job_id, (scheduled_at, version) in earliest.items():
             connection.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.version == version)
                 .values(next_run_at=scheduled_at)
             )
-    return result.rowcount
+    return result.rowcount, 0
 
 
 def cancel_pending(connection: Connection, execution_ids: Iterable[str], reason: str) -> int:

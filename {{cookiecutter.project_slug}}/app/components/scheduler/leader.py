@@ -1,11 +1,10 @@
-"""One scheduler per database runs jobs; any other instance waits on standby.
+"""The leader's lock: a fast sign that a leader died, beside its lease (`lease.py`).
 
-The leader holds a lock that the operating system or the database server releases when the
-process dies, so a standby takes over without a timeout to tune:
+The lock is freed by the kernel or the database server when the process or its session ends,
+so a standby that gets it knows the leader it belonged to is gone and takes the lease at once.
+The lease and its epoch stay the fence; the lock only makes a failover faster.
 - SQLite: an exclusive `flock` on a file beside the database (one host, as SQLite itself);
 - PostgreSQL: a session-level advisory lock, held by a connection kept open for it.
-Each new leader raises the epoch in `scheduler_lease`; every run it claims carries it. A claim
-is unique per scheduled time whatever the lock says, so two leaders never run one time twice.
 """
 
 from __future__ import annotations
@@ -16,13 +15,11 @@ import os
 import zlib
 from typing import Protocol
 
-from sqlalchemy import Connection, Engine, text, update
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.core.db import sqlite_path, utcnow, write_transaction
-from app.core.models import SchedulerLease
-
-LEASE_NAME = "scheduler"
+from app.core.db import sqlite_path
+from app.core.lease_state import LEASE_NAME
 
 logger = logging.getLogger("app.scheduler")
 
@@ -74,6 +71,7 @@ class AdvisoryLock:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._connection: Connection | None = None
+        self._key = 0
 
     def try_acquire(self) -> bool:
         if self.holds():
@@ -81,9 +79,11 @@ class AdvisoryLock:
         try:
             connection = self.engine.connect()
             scope = connection.execute(text("SELECT current_database(), current_schema()")).one()
-            key = zlib.crc32(f"{scope[0]}.{scope[1]}.{LEASE_NAME}".encode()) - 2**31
+            self._key = zlib.crc32(f"{scope[0]}.{scope[1]}.{LEASE_NAME}".encode()) - 2**31
             acquired = bool(
-                connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
+                connection.execute(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}
+                ).scalar()
             )
             # Commit so the connection is not left idle in a transaction while it holds the lock.
             connection.commit()
@@ -110,12 +110,16 @@ class AdvisoryLock:
         return True
 
     def release(self) -> None:
-        if self._connection is not None:
-            # Invalidating closes the session itself rather than returning it to the pool, where
-            # it would keep the lock.
-            self._connection.invalidate()
-            self._connection.close()
-            self._connection = None
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
+            connection.commit()
+        except SQLAlchemyError:
+            # Closing the session itself, rather than returning it to the pool, frees the lock.
+            connection.invalidate()
+        connection.close()
 
 
 class NoLock:
@@ -139,15 +143,3 @@ def leader_lock(engine: Engine) -> LeaderLock:
     if path is None:
         return NoLock()
     return FileLock(f"{path}.scheduler-lock")
-
-
-def take_epoch(engine: Engine, instance_id: str) -> int:
-    """Record this instance as the leader under a new epoch; returns the epoch."""
-    with write_transaction(engine) as connection:
-        epoch = connection.execute(
-            update(SchedulerLease)
-            .where(SchedulerLease.name == LEASE_NAME)
-            .values(epoch=SchedulerLease.epoch + 1, holder=instance_id, acquired_at=utcnow())
-            .returning(SchedulerLease.epoch)
-        ).scalar_one()
-    return int(epoch)

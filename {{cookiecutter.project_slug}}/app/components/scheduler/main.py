@@ -8,7 +8,6 @@ the jobs added at runtime. APScheduler keeps them in its memory store; the table
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 
 from apscheduler.jobstores.memory import MemoryJobStore
@@ -25,14 +24,15 @@ from app.components.scheduler.catalog import (
     validated,
 )
 from app.components.scheduler.definition import ScheduledJob
-from app.components.scheduler.execution import JobRuntime, bind
+from app.components.scheduler.execution import JobRuntime, bind, retire_stopped_runtime
 from app.components.scheduler.executor import ClaimingExecutor
 from app.components.scheduler.history import HistoryRecorder, pending_planned
+from app.components.scheduler.lease import Candidate, Lease, LeaseHeld, new_instance_id
 from app.core.db import create_db_engine, session_scope, write_session
 from app.core.models import JobRevision
 from app.core.settings import Settings, get_settings
 
-__all__ = ["JobDefinitionError", "create_scheduler"]
+__all__ = ["JobDefinitionError", "LeaseHeld", "create_scheduler"]
 
 logger = logging.getLogger("app.scheduler")
 
@@ -42,16 +42,22 @@ def create_scheduler(
     settings: Settings | None = None,
     engine: Engine | None = None,
     *,
-    instance_id: str | None = None,
-    epoch: int = 0,
+    lease: Lease | None = None,
 ) -> AsyncIOScheduler:
-    """An unstarted timer with every job registered, for the leader of epoch `epoch`.
+    """An unstarted timer with every job registered, for the holder of `lease`.
 
     `jobs` defaults to the code's list. Building it first stores the code's jobs in the table
-    (new ones added, changed ones reset, removed ones deleted), so only a leader calls it.
+    (new ones added, changed ones reset, removed ones deleted), so only a leader calls it:
+    without a `lease` it takes one under a new instance id (`LeaseHeld` if another scheduler
+    leads), after retiring this process's previous timer if that is not running. Once started, the timer renews the lease, and stops claiming if it cannot.
     """
     settings = settings or get_settings()
     engine = engine or create_db_engine(settings.database_url)
+    if lease is None:
+        retire_stopped_runtime()
+        lease = Candidate(engine, new_instance_id(), settings.leader_lease_seconds).try_take()
+        if lease is None:
+            raise LeaseHeld("another scheduler leads this database; stop it first")
     code = code_jobs() if jobs is None else tuple(jobs)
     validated(code, settings.timezone)
     with write_session(engine) as session:
@@ -68,10 +74,10 @@ def create_scheduler(
     runtime = JobRuntime(
         scheduler=scheduler,
         engine=engine,
-        recorder=HistoryRecorder(engine, instance_id or uuid.uuid4().hex[:12]),
+        recorder=HistoryRecorder(engine, lease.instance_id),
         streaks=FailureStreaks(settings.alert_after_consecutive_failures, alert_hook(settings)),
         settings=settings,
-        epoch=epoch,
+        lease=lease,
         applied_revision=revision,
         definitions=Definitions(code),
     )

@@ -1,4 +1,4 @@
-"""Runs the scheduler until SIGTERM or SIGINT: leader lock, heartbeat, and a bounded stop."""
+"""Runs the scheduler until SIGTERM or SIGINT: standby, leadership, heartbeat, a bounded stop."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import os
 import signal
 import sys
+import time
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
@@ -21,7 +23,7 @@ from app.components.scheduler.execution import JobRuntime, current_runtime
 from app.components.scheduler.executor import waiting_claims
 from app.components.scheduler.heartbeat import Heartbeat
 from app.components.scheduler.history import mark_interrupted, release
-from app.components.scheduler.leader import LeaderLock, leader_lock, take_epoch
+from app.components.scheduler.lease import Candidate, Lease, new_instance_id
 from app.components.scheduler.main import create_scheduler
 from app.core.db import get_engine, redacted_url
 from app.core.enums import SchedulerState
@@ -48,77 +50,141 @@ def tune_for_latency() -> None:
 
 
 class SchedulerProcess:
-    """The scheduler process's life: standby, leading, stopping."""
+    """The scheduler process's life: standby, leading (each time from the tables), stopping."""
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
-        self.heartbeat = Heartbeat(engine)
-        self.lock: LeaderLock = leader_lock(engine)
+        instance_id = new_instance_id()
+        self.heartbeat = Heartbeat(engine, instance_id)
+        self.candidate = Candidate(engine, instance_id, settings.leader_lease_seconds)
         self.stop = asyncio.Event()
         self.job_count = 0
         self.consumer: CommandConsumer | None = None
         self.runtime: JobRuntime | None = None
+        self._beaten_at = -math.inf
+
+    @property
+    def instance_id(self) -> str:
+        return self.heartbeat.instance_id
 
     async def beat(self, state: SchedulerState) -> None:
         # Database calls block, so they run in a thread and leave the event loop to the jobs.
         applied = self.runtime.applied_revision if self.runtime else 0
+        self._beaten_at = time.monotonic()
         try:
             await asyncio.to_thread(self.heartbeat.beat, state, self.job_count, applied)
         except SQLAlchemyError as error:
             logger.warning("heartbeat not recorded", extra={"error": str(error).splitlines()[0]})
 
-    async def pause_for_a_beat(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), self.settings.heartbeat_interval_seconds)
+    async def pause(self, seconds: float, *, until: asyncio.Event | None = None) -> None:
+        """Wait `seconds`, or less if told to stop (or `until` is set)."""
+        waits = [asyncio.ensure_future(self.stop.wait())]
+        if until is not None:
+            waits.append(asyncio.ensure_future(until.wait()))
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
 
-    async def become_leader(self) -> bool:
-        """Wait on standby until this process holds the lock; False if told to stop first."""
-        announced = False
+    async def wait_for_lease(self) -> Lease | None:
+        """Wait on standby until this process takes the lease; None if told to stop first."""
+        announced = unreachable = False
         while not self.stop.is_set():
-            if await asyncio.to_thread(self.lock.try_acquire):
-                return True
-            if not announced:
+            try:
+                lease = await asyncio.to_thread(self.candidate.try_take)
+            except SQLAlchemyError as error:
+                if not unreachable:
+                    logger.error(
+                        "cannot reach the database to take the lease; retrying",
+                        extra={"error": str(error).splitlines()[0]},
+                    )
+                unreachable, lease = True, None
+            else:
+                unreachable = False
+            if lease is not None:
+                return lease
+            if not announced and not unreachable:
                 logger.warning(
-                    "another scheduler holds the leader lock; waiting on standby",
-                    extra={"instance_id": self.heartbeat.instance_id},
+                    "another scheduler leads; waiting on standby",
+                    extra={"instance_id": self.instance_id},
                 )
                 announced = True
-            await self.beat(SchedulerState.STANDBY)
-            await self.pause_for_a_beat()
-        return False
+            if time.monotonic() - self._beaten_at >= self.settings.heartbeat_interval_seconds:
+                await self.beat(SchedulerState.STANDBY)
+            await self.pause(self.settings.standby_poll_seconds)
+        return None
 
-    async def lead(self, scheduler: AsyncIOScheduler) -> None:
-        """Beat until told to stop; if the lock is lost, pause until it is held again."""
-        while not self.stop.is_set():
-            if not await asyncio.to_thread(self.lock.holds):
-                logger.error("leader lock lost; pausing until it is held again")
-                scheduler.pause()
-                if self.consumer:
-                    self.consumer.suspend()
-                if self.runtime:
-                    await self.release_waiting(self.runtime)
-                if not await self.become_leader():
-                    return
-                instance_id = self.heartbeat.instance_id
-                epoch = await asyncio.to_thread(take_epoch, self.engine, instance_id)
-                logger.info("leader lock held again; resuming", extra={"epoch": epoch})
-                if self.runtime:
-                    self.runtime.epoch = epoch
-                    self.runtime.resume_claiming()
-                scheduler.resume()
-                if self.consumer:
-                    self.consumer.resume()
+    async def lead(self, lease: Lease) -> list[str]:
+        """Lead under `lease` until told to stop or the lease is lost; returns abandoned jobs.
+
+        Everything is built from the tables: a process that led before trusts none of what it
+        remembers from then.
+        """
+        try:
+            scheduler, runtime = await self.build(lease)
+        except SQLAlchemyError as error:
+            logger.error(
+                "could not start leading; back on standby",
+                extra={"epoch": lease.epoch, "error": str(error).splitlines()[0]},
+            )
+            await asyncio.to_thread(lease.give_up)
+            return []
+        logger.info(
+            "scheduler started",
+            extra={
+                "instance_id": self.instance_id,
+                "epoch": lease.epoch,
+                "database": redacted_url(self.engine.url),
+                "timezone": self.settings.timezone,
+                "jobs": [job.id for job in scheduler.get_jobs()],
+            },
+        )
+        while not self.stop.is_set() and not runtime.deposed.is_set():
+            await self.pause(self.settings.heartbeat_interval_seconds, until=runtime.deposed)
+            if runtime.deposed.is_set():
+                break
             with contextlib.suppress(SQLAlchemyError):
                 self.job_count = len(await asyncio.to_thread(scheduler.get_jobs))
             await self.beat(SchedulerState.RUNNING)
-            await self.pause_for_a_beat()
+        if runtime.deposed.is_set():
+            await self.beat(SchedulerState.STANDBY)
+        abandoned = await self.shut_down(scheduler, runtime)
+        await asyncio.to_thread(lease.give_up)
+        if runtime.deposed.is_set() and not self.stop.is_set():
+            logger.warning(
+                "back on standby after losing leadership",
+                extra={"epoch": lease.epoch, "reason": lease.lost},
+            )
+        return abandoned
+
+    async def build(self, lease: Lease) -> tuple[AsyncIOScheduler, JobRuntime]:
+        """The timer and the runtime of one leadership, started, from the tables."""
+        # Only the leader runs jobs, so any run still marked running was left by a process
+        # that stopped, died or lost the lease during it.
+        interrupted = await asyncio.to_thread(mark_interrupted, self.engine)
+        if interrupted:
+            logger.warning(
+                "runs left by a previous scheduler marked interrupted",
+                extra={"count": interrupted},
+            )
+        scheduler = await asyncio.to_thread(
+            create_scheduler, settings=self.settings, engine=self.engine, lease=lease
+        )
+        self.runtime = runtime = current_runtime()
+        scheduler.start()
+        await self.beat(SchedulerState.RUNNING)
+        await self.start_consuming_commands(runtime)
+        tune_for_latency()
+        self.job_count = len(scheduler.get_jobs())
+        return scheduler, runtime
 
     async def release_waiting(self, runtime: JobRuntime) -> None:
         """Stop claiming, and give back the claims of runs not yet started."""
         waiting = runtime.stop_claiming()
         try:
-            released = await asyncio.to_thread(release, self.engine, waiting_claims(waiting))
+            released, missed = await asyncio.to_thread(
+                release, self.engine, waiting_claims(waiting), runtime.fence
+            )
         except SQLAlchemyError as error:
             logger.warning(
                 "claims of runs not yet started could not be released; the next leader marks "
@@ -128,12 +194,17 @@ class SchedulerProcess:
             return
         if released:
             logger.info("claims of runs not yet started released", extra={"count": released})
+        if missed:
+            logger.warning(
+                "claimed runs not started: leadership was lost first", extra={"count": missed}
+            )
 
     async def shut_down(self, scheduler: AsyncIOScheduler, runtime: JobRuntime) -> list[str]:
         """Stop starting jobs, give running ones a bounded time, then stop; returns abandoned."""
         logger.info("scheduler stopping", extra={"running_jobs": _running_ids(runtime)})
         if self.consumer:
             await asyncio.to_thread(self.consumer.stop)
+            self.consumer = None
         scheduler.pause()
         await self.release_waiting(runtime)
         with contextlib.suppress(TimeoutError):
@@ -177,43 +248,14 @@ class SchedulerProcess:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop.set)
-
         abandoned: list[str] = []
-        if await self.become_leader():
-            # Only the leader runs jobs, so any run still marked running was left by a process
-            # that stopped or died during it.
-            interrupted = await asyncio.to_thread(mark_interrupted, self.engine)
-            if interrupted:
-                logger.warning(
-                    "runs left by a previous scheduler marked interrupted",
-                    extra={"count": interrupted},
-                )
-            instance_id = self.heartbeat.instance_id
-            epoch = await asyncio.to_thread(take_epoch, self.engine, instance_id)
-            scheduler = create_scheduler(
-                settings=self.settings, engine=self.engine, instance_id=instance_id, epoch=epoch
-            )
-            self.runtime = runtime = current_runtime()
-            scheduler.start()
-            await self.beat(SchedulerState.RUNNING)
-            await self.start_consuming_commands(runtime)
-            tune_for_latency()
-            self.job_count = len(scheduler.get_jobs())
-            logger.info(
-                "scheduler started",
-                extra={
-                    "instance_id": instance_id,
-                    "epoch": epoch,
-                    "database": redacted_url(self.engine.url),
-                    "timezone": self.settings.timezone,
-                    "jobs": [job.id for job in scheduler.get_jobs()],
-                },
-            )
-            await self.lead(scheduler)
-            abandoned = await self.shut_down(scheduler, runtime)
+        while not self.stop.is_set():
+            lease = await self.wait_for_lease()
+            if lease is None:
+                break
+            abandoned = await self.lead(lease)
         await self.beat(SchedulerState.STOPPED)
-        await asyncio.to_thread(self.lock.release)
-        logger.info("scheduler stopped", extra={"instance_id": self.heartbeat.instance_id})
+        logger.info("scheduler stopped", extra={"instance_id": self.instance_id})
         return abandoned
 
 

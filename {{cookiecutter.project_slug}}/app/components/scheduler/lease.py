@@ -1,0 +1,217 @@
+"""Leadership is a lease: one row, taken and renewed by conditional updates on the database clock.
+
+- A leader renews its lease every third of `LEADER_LEASE_SECONDS`. One that cannot renew in
+  time stops claiming before the lease ends (fail-stop): it does not wait to be told.
+- Each new leader raises the epoch, the fencing token. Every claim checks, in its own
+  transaction, that its epoch is still the current and unexpired lease, so a leader that was
+  frozen, cut off or slow claims nothing once it has lost the lease, whatever its memory says.
+- A standby tries about every second. It takes a lease that has ended, or one whose holder has
+  lost its lock: the leader holds a lock that the kernel or the database server frees when its
+  process or session ends (`leader.py`), so a dead leader is replaced at once, not after the
+  lease. A frozen leader keeps its lock, and only the end of its lease replaces it.
+- A clean stop gives the lease up at once.
+
+SQLite runs on one host and takes the same lease on that host's clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Connection, DateTime, Engine, Interval, bindparam, literal, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql import ColumnElement, literal_column
+
+from app.components.scheduler.leader import LeaderLock, leader_lock
+from app.core.db import UTCDateTime, utcnow, write_transaction
+from app.core.lease_state import LEASE_NAME
+from app.core.models import SchedulerLease
+
+logger = logging.getLogger("app.scheduler")
+
+
+class LeaseLost(Exception):
+    """This process's lease is no longer the current one; it claims nothing more."""
+
+
+class LeaseHeld(Exception):
+    """Another scheduler holds the lease."""
+
+
+def new_instance_id() -> str:
+    """A fresh id for a scheduler process: every run it claims names it."""
+    return uuid.uuid4().hex[:12]
+
+
+def _clock(connection: Connection) -> ColumnElement[Any]:
+    """Now, on the database server's clock where there is one (PostgreSQL)."""
+    if connection.dialect.name == "postgresql":
+        # clock_timestamp(), not now(): now() is the start of the transaction.
+        return literal_column("(clock_timestamp() AT TIME ZONE 'UTC')", DateTime())
+    return literal(utcnow(), UTCDateTime())
+
+
+def _later(connection: Connection, seconds: float) -> ColumnElement[Any]:
+    if connection.dialect.name == "postgresql":
+        return _clock(connection) + bindparam("lease", timedelta(seconds=seconds), Interval())
+    return literal(utcnow() + timedelta(seconds=seconds), UTCDateTime())
+
+
+def check_fence(connection: Connection, instance_id: str, epoch: int) -> None:
+    """Raise `LeaseLost` unless `epoch` is the current, unexpired lease of `instance_id`.
+
+    Called first in every claiming transaction. On PostgreSQL the row is locked for share:
+    a standby's take waits for the claim to commit, and the claim fails once the take has.
+    SQLite's write transactions run one at a time, so the check alone is enough there.
+    """
+    query = select(SchedulerLease.epoch).where(
+        SchedulerLease.name == LEASE_NAME,
+        SchedulerLease.holder == instance_id,
+        SchedulerLease.epoch == epoch,
+        SchedulerLease.expires_at > _clock(connection),
+    )
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    if connection.execute(query).first() is None:
+        raise LeaseLost(f"the lease of epoch {epoch} is no longer this scheduler's")
+
+
+class Lease:
+    """This process's hold on leadership under one epoch, from its take to its end."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        lock: LeaderLock,
+        instance_id: str,
+        epoch: int,
+        seconds: float,
+        valid_until: float,
+    ) -> None:
+        self.engine = engine
+        self.lock = lock
+        self.instance_id = instance_id
+        self.epoch = epoch
+        self.seconds = seconds
+        # On this process's monotonic clock, which counts time spent frozen: a process
+        # stopped past its lease finds it invalid the moment it continues.
+        self.valid_until = valid_until
+        self.lost: str | None = None
+
+    def valid(self) -> bool:
+        """Whether this process may still start runs under the lease."""
+        return self.lost is None and time.monotonic() < self.valid_until
+
+    def remaining(self) -> float:
+        """Seconds left before the lease ends unless renewed."""
+        return self.valid_until - time.monotonic()
+
+    def renew(self) -> bool:
+        """Extend the lease; False if it is lost. Raises `SQLAlchemyError` if unknown."""
+        sent = time.monotonic()
+        locked = self.lock.holds() or self.lock.try_acquire()
+        with write_transaction(self.engine) as connection:
+            renewed = connection.execute(
+                update(SchedulerLease)
+                .where(
+                    SchedulerLease.name == LEASE_NAME,
+                    SchedulerLease.holder == self.instance_id,
+                    SchedulerLease.epoch == self.epoch,
+                    SchedulerLease.expires_at > _clock(connection),
+                )
+                .values(expires_at=_later(connection, self.seconds), holder_locked=locked)
+                .returning(SchedulerLease.epoch)
+            ).first()
+        if renewed is None:
+            self.lose("another scheduler took the lease, or it ended before it was renewed")
+            return False
+        if self.lost is None:
+            self.valid_until = sent + self.seconds
+        return self.lost is None
+
+    def lose(self, reason: str) -> None:
+        """Mark the lease lost; the first reason is kept."""
+        if self.lost is None:
+            self.lost = reason
+
+    def give_up(self) -> None:
+        """End the lease now if it is still held, so no standby waits for it; free the lock."""
+        if self.lost is not None:
+            self.lock.release()
+            return
+        self.lost = "given up"
+        try:
+            with write_transaction(self.engine) as connection:
+                connection.execute(
+                    update(SchedulerLease)
+                    .where(
+                        SchedulerLease.name == LEASE_NAME,
+                        SchedulerLease.holder == self.instance_id,
+                        SchedulerLease.epoch == self.epoch,
+                    )
+                    .values(expires_at=_clock(connection), holder_locked=False)
+                )
+        except SQLAlchemyError as error:
+            logger.warning(
+                "lease not given up; a standby takes over when it ends",
+                extra={"error": str(error).splitlines()[0]},
+            )
+        self.lock.release()
+
+
+class Candidate:
+    """A scheduler process that may lead: it takes the lease when it is free."""
+
+    def __init__(self, engine: Engine, instance_id: str, seconds: float) -> None:
+        self.engine = engine
+        self.instance_id = instance_id
+        self.seconds = seconds
+        self.lock = leader_lock(engine)
+
+    def try_take(self) -> Lease | None:
+        """The lease under a new epoch if it has ended or its holder died; else None."""
+        sent = time.monotonic()
+        locked = self.lock.try_acquire()
+        try:
+            epoch = self._take(locked)
+        except BaseException:
+            self.lock.release()
+            raise
+        if epoch is None:
+            # A standby keeps no lock: a leader without one (it took the lease when its
+            # frozen predecessor still held the lock) takes it at its next renewal.
+            self.lock.release()
+            return None
+        return Lease(
+            self.engine, self.lock, self.instance_id, epoch, self.seconds, sent + self.seconds
+        )
+
+    def _take(self, locked: bool) -> int | None:
+        with write_transaction(self.engine) as connection:
+            now = _clock(connection)
+            free = (
+                SchedulerLease.holder.is_(None)
+                | SchedulerLease.expires_at.is_(None)
+                | (SchedulerLease.expires_at <= now)
+            )
+            if locked:
+                # This process holds the lock, so a holder that held it has lost it: its
+                # process or its database session ended.
+                free = free | SchedulerLease.holder_locked
+            epoch = connection.execute(
+                update(SchedulerLease)
+                .where(SchedulerLease.name == LEASE_NAME, free)
+                .values(
+                    holder=self.instance_id,
+                    epoch=SchedulerLease.epoch + 1,
+                    acquired_at=now,
+                    expires_at=_later(connection, self.seconds),
+                    holder_locked=locked,
+                )
+                .returning(SchedulerLease.epoch)
+            ).scalar()
+        return None if epoch is None else int(epoch)
