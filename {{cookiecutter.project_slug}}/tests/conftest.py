@@ -21,6 +21,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from app import ENV_PREFIX
+from app.components.scheduler.execution import current_runtime
 from app.components.scheduler.main import create_scheduler
 from app.core.db import create_db_engine, get_engine
 from app.core.migrations import upgrade
@@ -108,6 +109,8 @@ def engine(settings: Settings) -> Engine:
 def registered(settings: Settings, engine: Engine) -> list[str]:
     """The code's job ids, stored in the `jobs` table as a scheduler leaves them at start."""
     scheduler = create_scheduler(settings=settings, engine=engine)
+    # Built, never started: it leads no more, as a scheduler that stopped.
+    current_runtime().lease.give_up()
     return sorted(job.id for job in scheduler.get_jobs())
 
 

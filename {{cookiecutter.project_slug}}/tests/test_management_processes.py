@@ -266,7 +266,14 @@ def test_cli_manages_the_running_scheduler(
     assert code == 0
     status = json.loads(output)
     assert status["healthy"] is True
-    assert status["instances"][0]["pid"] == scheduler.pid
+    leader = status["instances"][0]
+    assert leader["pid"] == scheduler.pid
+    assert leader["leader"] is True
+    assert status["leader"] == leader["instance_id"]
+    assert status["epoch"] >= 1
+    assert status["lease_expires_at"] is not None
+    code, output = cli("scheduler", "status", *remote)
+    assert f"Lease: {leader['instance_id']} leads under epoch {status['epoch']}" in output
 
 
 def test_cli_refuses_a_wrong_token(api: Api, scheduler: subprocess.Popen[str]) -> None:

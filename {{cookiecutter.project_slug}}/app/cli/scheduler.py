@@ -31,7 +31,7 @@ def status(as_json: JsonOption = False, url: UrlOption = None, token: TokenOptio
     stdout.print(f"Scheduler: {verdict}: ", end="")
     stdout.print(report.detail, markup=False)
     instances = Table(title="Instances", title_justify="left")
-    for column in ("Instance", "Host", "PID", "State", "Heartbeat", "Jobs"):
+    for column in ("Instance", "Host", "PID", "State", "Leader", "Heartbeat", "Jobs"):
         instances.add_column(column, no_wrap=True)
     for item in report.instances:
         age = f"{item.heartbeat_age_seconds:.1f} s ago" + ("" if item.fresh else " (stale)")
@@ -40,10 +40,18 @@ def status(as_json: JsonOption = False, url: UrlOption = None, token: TokenOptio
             item.hostname,
             str(item.pid),
             item.state.value,
+            "yes" if item.leader else "",
             age,
             str(item.job_count),
         )
     stdout.print(instances)
+    if report.leader is not None and report.lease_expires_at is not None:
+        stdout.print(
+            f"Lease: {report.leader} leads under epoch {report.epoch}, renewed until "
+            f"{when(report.lease_expires_at)}"
+        )
+    else:
+        stdout.print("Lease: no scheduler leads")
     jobs = report.jobs
     stdout.print(
         f"Jobs: {jobs.total} ({jobs.scheduled} scheduled, {jobs.paused} paused, "

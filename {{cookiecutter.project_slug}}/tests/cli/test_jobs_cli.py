@@ -63,6 +63,7 @@ def test_a_change_without_a_scheduler_is_stored(registered: list[str]) -> None:
     assert code == 0
     assert "1 command(s) waiting for a scheduler" in output
     assert "Job revision 2: changes since revision 0 wait for a scheduler" in output
+    assert "Lease: no scheduler leads" in output
 
 
 @pytest.mark.parametrize(

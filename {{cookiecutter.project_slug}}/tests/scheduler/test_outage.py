@@ -66,6 +66,9 @@ async def test_an_outage_leaves_every_scheduled_time_accounted_for(
     ticks.clear()
     period = timedelta(seconds=0.25)
     job = ScheduledJob(id="tick", name="Tick", func=tick, schedule=Interval(seconds=0.25))
+    # An outage shorter than the lease: the leader keeps leading through it. (One longer than
+    # the lease ends the leadership; the process leads again from the tables once it can.)
+    settings = settings.model_copy(update={"leader_lease_seconds": 30.0})
     scheduler = create_scheduler((job,), settings, engine)
     scheduler.start()
     runtime = current_runtime()

@@ -26,6 +26,7 @@ from app.components.scheduler.history import (
     claim_planned,
     claim_scheduled,
     execution_row,
+    release,
 )
 from app.components.scheduler.lease import LeaseLost
 from app.core.db import utcnow
@@ -42,6 +43,8 @@ SKIP_REASON = "the previous run was still going (max_instances reached)"
 CLAIM_AHEAD = timedelta(milliseconds=250)
 _LOOK_AHEAD_EVERY_SECONDS = 0.05
 _RETRY_CAP_SECONDS = 10.0
+# What a claim returns: ids of the rows inserted, jobs changed meanwhile, the rows it tried.
+_Claimed = tuple[set[str], set[str], list[dict[str, Any]]]
 
 
 class Claimer:
@@ -182,7 +185,13 @@ class Claimer:
         ]
         if not jobs:
             return
-        inserted, stale, rows = await asyncio.to_thread(self._claim_in_thread, jobs)
+        claiming = asyncio.ensure_future(asyncio.to_thread(self._claim_in_thread, jobs))
+        try:
+            inserted, stale, rows = await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            # Stopped while the claim commits: what it claims is given back, not left running.
+            claiming.add_done_callback(self._give_back)
+            raise
         for job_id in sorted(stale):
             logger.info(
                 "job changed while its run was being claimed; the change applies instead",
@@ -210,9 +219,28 @@ class Claimer:
                     },
                 )
 
-    def _claim_in_thread(
-        self, jobs: list[tuple[Registered, list[datetime], int]]
-    ) -> tuple[set[str], set[str], list[dict[str, Any]]]:
+    def _give_back(self, claiming: asyncio.Future[_Claimed]) -> None:
+        if claiming.cancelled() or claiming.exception() is not None:
+            return
+        inserted, _, rows = claiming.result()
+        runtime = self.runtime
+        claims = [
+            (row["id"], row["job_id"], row["scheduled_at"], registered.version)
+            for row in rows
+            if row["id"] in inserted
+            and row["status"] is ExecutionStatus.RUNNING
+            and (registered := runtime.jobs.get(row["job_id"])) is not None
+        ]
+        try:
+            release(runtime.engine, claims, runtime.fence)
+        except SQLAlchemyError as error:
+            logger.warning(
+                "claims made while stopping could not be given back; the next leader marks "
+                "them interrupted",
+                extra={"count": len(claims), "error": str(error).splitlines()[0]},
+            )
+
+    def _claim_in_thread(self, jobs: list[tuple[Registered, list[datetime], int]]) -> _Claimed:
         runtime = self.runtime
         now = utcnow()
         grace = runtime.settings.misfire_grace_time

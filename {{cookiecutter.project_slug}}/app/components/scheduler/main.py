@@ -49,7 +49,8 @@ def create_scheduler(
     `jobs` defaults to the code's list. Building it first stores the code's jobs in the table
     (new ones added, changed ones reset, removed ones deleted), so only a leader calls it:
     without a `lease` it takes one under a new instance id (`LeaseHeld` if another scheduler
-    leads), after retiring this process's previous timer if that is not running. Once started, the timer renews the lease, and stops claiming if it cannot.
+    leads), after retiring this process's previous timer if that is not running. Once
+    started, the timer renews the lease, and stops claiming if it cannot.
     """
     settings = settings or get_settings()
     engine = engine or create_db_engine(settings.database_url)
