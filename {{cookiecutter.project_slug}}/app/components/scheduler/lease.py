@@ -101,6 +101,7 @@ class Lease:
         # stopped past its lease finds it invalid the moment it continues.
         self.valid_until = valid_until
         self.lost: str | None = None
+        self._ended = False
 
     def valid(self) -> bool:
         """Whether this process may still start runs under the lease."""
@@ -139,27 +140,30 @@ class Lease:
             self.lost = reason
 
     def give_up(self) -> None:
-        """End the lease now if it is still held, so no standby waits for it; free the lock."""
-        if self.lost is not None:
-            self.lock.release()
-            return
-        self.lost = "given up"
-        try:
-            with write_transaction(self.engine) as connection:
-                connection.execute(
-                    update(SchedulerLease)
-                    .where(
-                        SchedulerLease.name == LEASE_NAME,
-                        SchedulerLease.holder == self.instance_id,
-                        SchedulerLease.epoch == self.epoch,
+        """End the lease now, if it is still this one, so no standby waits; free the lock.
+
+        The update names this epoch, so it never touches a successor's lease. It is made even
+        after the lease was lost here: a renewal that timed out may still have committed.
+        """
+        self.lose("given up")
+        if not self._ended:
+            self._ended = True
+            try:
+                with write_transaction(self.engine) as connection:
+                    connection.execute(
+                        update(SchedulerLease)
+                        .where(
+                            SchedulerLease.name == LEASE_NAME,
+                            SchedulerLease.holder == self.instance_id,
+                            SchedulerLease.epoch == self.epoch,
+                        )
+                        .values(expires_at=_clock(connection), holder_locked=False)
                     )
-                    .values(expires_at=_clock(connection), holder_locked=False)
+            except SQLAlchemyError as error:
+                logger.warning(
+                    "lease not given up; a standby takes over when it ends",
+                    extra={"error": str(error).splitlines()[0]},
                 )
-        except SQLAlchemyError as error:
-            logger.warning(
-                "lease not given up; a standby takes over when it ends",
-                extra={"error": str(error).splitlines()[0]},
-            )
         self.lock.release()
 
 
