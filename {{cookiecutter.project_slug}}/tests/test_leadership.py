@@ -21,12 +21,12 @@ from sqlalchemy.engine import make_url
 
 from app import ENV_PREFIX
 from app.core.enums import SchedulerState
-from app.core.health import HealthReport, InstanceInfo, check_health
+from app.core.health import InstanceInfo
 from app.core.models import JobExecution
 from app.core.settings import Settings
 from tests.conftest import Launcher
 from tests.helpers import account_for, wait_for
-from tests.test_processes import PROJECT_ROOT
+from tests.test_processes import PROJECT_ROOT, Health
 from tests.tick_scheduler import TICK_JOB_ID
 
 Replica = Callable[..., subprocess.Popen[str]]
@@ -52,15 +52,8 @@ def replica(start: Launcher, settings: Settings) -> Replica:
     return launch
 
 
-class Cluster:
+class Cluster(Health):
     """What the replicas' shared database says about them."""
-
-    def __init__(self, engine: Engine, settings: Settings) -> None:
-        self.engine = engine
-        self.stale_after = settings.heartbeat_stale_after_seconds
-
-    def report(self) -> HealthReport:
-        return check_health(self.engine, self.stale_after)
 
     def leader_pid(self) -> int | None:
         report = self.report()

@@ -177,27 +177,24 @@ def _scheduler_health(
             "lease_expires_in_seconds": round(_until(lease, now), 3),
         }
     standby = sum(1 for i in listed if i.state == SchedulerState.STANDBY and i.fresh)
-    if subject is None:
-        return SchedulerHealth(
-            healthy=healthy,
-            detail=detail,
-            standby_instances=standby,
-            instances=listed,
-            **lease_fields,
-        )
+    subject_fields: dict[str, Any] = {}
+    if subject is not None:
+        subject_fields = {
+            "instance_id": subject.instance_id,
+            "hostname": subject.hostname,
+            "pid": subject.pid,
+            "state": subject.state,
+            "started_at": subject.started_at,
+            "last_seen": subject.last_seen,
+            "heartbeat_age_seconds": round(_age(subject, now), 3),
+            "job_count": subject.job_count,
+        }
     return SchedulerHealth(
         healthy=healthy,
         detail=detail,
-        instance_id=subject.instance_id,
-        hostname=subject.hostname,
-        pid=subject.pid,
-        state=subject.state,
-        started_at=subject.started_at,
-        last_seen=subject.last_seen,
-        heartbeat_age_seconds=round(_age(subject, now), 3),
-        job_count=subject.job_count,
         standby_instances=standby,
         instances=listed,
+        **subject_fields,
         **lease_fields,
     )
 
