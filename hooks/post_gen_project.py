@@ -27,6 +27,8 @@ MANIFEST: dict[str, dict[str, str]] = {
     "tests/services/test_reports.py": {"include_example_jobs": "yes"},
     "tests/services/test_sync.py": {"include_example_jobs": "yes"},
     "tests/services/test_temp_files.py": {"include_example_jobs": "yes"},
+    # It ends PostgreSQL sessions; a SQLite project has none.
+    "tests/test_postgres_sessions.py": {"database": "postgresql"},
 }
 
 

@@ -260,14 +260,19 @@ def test_sigterm_stops_the_scheduler_cleanly_within_the_grace_period(stack: Stac
 
 
 def test_prod_profile_runs_from_the_runtime_image(stack: Stack) -> None:
-    with timed(f"docker {stack.name}: prod profile up --wait"):
-        up = stack.make("docker-up", "PROFILE=prod", timeout=300)
+    """Three scheduler replicas: one leads, two wait on standby, every container healthy."""
+    with timed(f"docker {stack.name}: prod profile up --wait, scheduler scaled to 3"):
+        up = stack.make(
+            "docker-up", "PROFILE=prod", "ARGS=--scale=scheduler-prod=3", timeout=300
+        )
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-    for service in ("api-prod", "scheduler-prod"):
-        container = stack.container("prod", service)
+    listed = stack.compose("--profile", "prod", "ps", "-q", "scheduler-prod")
+    schedulers = listed.stdout.split()
+    assert len(schedulers) == 3, listed.stdout + listed.stderr
+    for container in [stack.container("prod", "api-prod"), *schedulers]:
         health = stack.state(container)["Health"]
         assert isinstance(health, dict)
-        assert health["Status"] == "healthy", (service, health)
+        assert health["Status"] == "healthy", (container, health)
         inspected = docker(
             "inspect",
             "--format",
@@ -278,10 +283,15 @@ def test_prod_profile_runs_from_the_runtime_image(stack: Stack) -> None:
         assert policy == "unless-stopped"
         assert int(memory) > 0
     status = stack.compose(
-        "--profile", "prod", "exec", "-T", "api-prod", stack.slug, "scheduler", "status"
+        "--profile", "prod", "exec", "-T", "api-prod", stack.slug, "scheduler", "status", "--json"
     )
     assert status.returncode == 0, status.stdout + status.stderr
-    assert "healthy" in status.stdout
+    report = json.loads(status.stdout)
+    assert report["healthy"] is True, report["detail"]
+    fresh = [i for i in report["instances"] if i["fresh"]]
+    assert sorted(i["state"] for i in fresh) == ["running", "standby", "standby"], fresh
+    assert [i["instance_id"] for i in fresh if i["leader"]] == [report["leader"]]
+    assert len({i["hostname"] for i in fresh}) == 3
 
     down = stack.make("docker-down", "PROFILE=prod", "ARGS=-v")
     assert down.returncode == 0, down.stderr

@@ -39,6 +39,7 @@ POSTGRES_URL = os.environ.get(
     "TEMPLATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 BUILT_IN_JOBS = {"system_maintenance", "cleanup_old_records"}
+DRILLS = ("kill", "terminate", "freeze", "changes", "burst", "outage")
 EXAMPLE_JOBS = {"daily_report", "cleanup_temp_files", "sync_external_data"}
 
 VARIANTS: dict[str, dict[str, str]] = {
@@ -197,6 +198,31 @@ def test_migrations_build_the_schema_the_models_describe(
         assert "Up to date." in current.stdout
     finally:
         drop()
+
+
+def test_failover_drills(project: Generated) -> None:
+    """`make bench-failover`: every drill on PostgreSQL; on SQLite, 2 replicas killed 10 times."""
+    if project.postgres:
+        args, drills = f"--drill all --rounds 20 --database-url {POSTGRES_URL}", DRILLS
+    else:
+        args, drills = "--drill kill --replicas 2 --rounds 10", ("kill",)
+    with timed(f"{project.name}: make bench-failover ({args.split(' --database-url')[0]})"):
+        result = project.run("make", "bench-failover", env={"FAILOVER_ARGS": args}, timeout=900)
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    lines = {
+        line.split(":", 1)[0].removeprefix("drill "): line
+        for line in result.stdout.splitlines()
+        if line.startswith("drill ")
+    }
+    assert set(lines) == set(drills), result.stdout
+    for drill, line in lines.items():
+        assert "duplicates 0, unaccounted 0" in line, line
+        assert "FAILED" not in line, line
+    assert "target failover p99 <= 3 s: met" in lines["kill"]
+    failover = lines["kill"].split("failover ", 1)[1].split(";")[0]
+    database = "PostgreSQL" if project.postgres else "SQLite"
+    record_figure(f"{project.name}: kill -9 of the leader on {database}", failover)
 
 
 def test_benchmark_runs(project: Generated) -> None:

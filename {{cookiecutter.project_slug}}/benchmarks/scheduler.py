@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,19 @@ async def raw_burst(scenario: str, jobs: int, url: str) -> dict[str, Any]:
     }
 
 
-def stored_one_off_jobs(url: str, jobs: int, first_due: float, spread: float) -> None:
-    """Store `jobs` runtime jobs that run once, due `spread` seconds apart from `first_due`."""
+def stored_one_off_jobs(
+    url: str,
+    jobs: int,
+    first_due: float,
+    spread: float,
+    *,
+    function: str = "probe",
+    arguments: Callable[[str, float], dict[str, Any]] = lambda _job_id, due: {"due": due},
+) -> None:
+    """Store `jobs` runtime jobs that run once, due `spread` seconds apart from `first_due`.
+
+    Each calls the registered `function` with `arguments(job id, due time)`.
+    """
     from sqlalchemy import insert
 
     from app.core.db import create_db_engine, session_scope, utcnow
@@ -129,13 +141,14 @@ def stored_one_off_jobs(url: str, jobs: int, first_due: float, spread: float) ->
     for i in range(jobs):
         due = first_due + spread * i
         at = datetime.fromtimestamp(due, UTC)
+        job_id = f"one_off_{i}"
         rows.append(
             {
-                "id": f"one_off_{i}",
+                "id": job_id,
                 "origin": "runtime",
                 "name": f"One-off {i}",
-                "function": "probe",
-                "args": json.dumps({"due": due}),
+                "function": function,
+                "args": json.dumps(arguments(job_id, due)),
                 "queue": "default",
                 "schedule": dump_spec(OnceSpec(at=at)),
                 "code_schedule": None,

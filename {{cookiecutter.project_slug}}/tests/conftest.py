@@ -14,7 +14,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -26,6 +26,10 @@ from app.components.scheduler.main import create_scheduler
 from app.core.db import create_db_engine, get_engine
 from app.core.migrations import upgrade
 from app.core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    # Imported where used: they import this module's `Launcher`.
+    from tests.replicas import Cluster, Replica
 
 
 def _postgres_schema_url(base_url: str) -> Iterator[str]:
@@ -165,3 +169,19 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.fixture
+def replica(start: Launcher, settings: Settings) -> Replica:
+    """Starts a scheduler replica with a once-a-second tick (`tests/replicas.py`)."""
+    from tests.replicas import replica_launcher
+
+    return replica_launcher(start, settings)
+
+
+@pytest.fixture
+def cluster(fresh_engine: Engine, settings: Settings) -> Cluster:
+    """The replicas as their shared database reports them."""
+    from tests.replicas import Cluster
+
+    return Cluster(fresh_engine, settings)

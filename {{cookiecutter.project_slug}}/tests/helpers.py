@@ -5,23 +5,21 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pytest
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, update
 
 from app.components.scheduler.heartbeat import Heartbeat
 from app.components.scheduler.lease import Candidate, new_instance_id
 from app.core.db import session_scope, utcnow
-from app.core.enums import SchedulerState, TriggerKind
-from app.core.models import JobExecution, SchedulerInstance
+from app.core.enums import SchedulerState
+from app.core.models import SchedulerInstance
 
 
 def write_heartbeat(
@@ -89,37 +87,3 @@ async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.02)
-
-
-@dataclass(frozen=True)
-class Accounting:
-    """How the scheduled times of a once-a-second job are recorded, from its first to its last."""
-
-    times: int
-    duplicates: list[datetime]
-    unaccounted: list[datetime]
-    statuses: dict[str, int]
-
-
-def account_for(engine: Engine, job_id: str) -> Accounting:
-    """Every scheduled time of `job_id` (every second) should have exactly one row."""
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(JobExecution.scheduled_at, JobExecution.status).where(
-                JobExecution.job_id == job_id,
-                JobExecution.trigger_kind == TriggerKind.SCHEDULE,
-            )
-        ).all()
-    per_time = Counter(row.scheduled_at for row in rows)
-    if not per_time:
-        return Accounting(0, [], [], {})
-    first, last = min(per_time), max(per_time)
-    expected = [
-        first + timedelta(seconds=k) for k in range(int((last - first).total_seconds()) + 1)
-    ]
-    return Accounting(
-        times=len(expected),
-        duplicates=sorted(moment for moment, count in per_time.items() if count > 1),
-        unaccounted=[moment for moment in expected if moment not in per_time],
-        statuses=dict(Counter(str(row.status) for row in rows)),
-    )

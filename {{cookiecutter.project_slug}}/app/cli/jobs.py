@@ -33,7 +33,7 @@ from app.cli.output import (
 from app.core.enums import CommandStatus, ExecutionStatus, JobState, Queue
 
 if TYPE_CHECKING:
-    from app.cli.output import Manager
+    from app.components.management.protocol import JobManager
     from app.components.management.schemas import CommandResult, ExecutionInfo, JobDetail
     from app.core.schedule_specs import Spec
 
@@ -198,7 +198,7 @@ def show(
         _print_job(job)
 
 
-def _wait_for_run(manage: Manager, execution_id: str, timeout: float) -> ExecutionInfo:
+def _wait_for_run(manage: JobManager, execution_id: str, timeout: float) -> ExecutionInfo:
     deadline = time.monotonic() + timeout
     while True:
         execution = manage.execution(execution_id)

@@ -21,11 +21,8 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
     from sqlalchemy import Engine
 
-    from app.components.management.remote import RemoteManagement
-    from app.components.management.service import Management
+    from app.components.management.protocol import JobManager
     from app.core.settings import Settings
-
-    Manager = Management | RemoteManagement
 
 # Piped output has no terminal width to follow; a wide table beats one that wraps every cell.
 stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -80,7 +77,7 @@ def load_settings() -> Settings:
 
 
 @contextmanager
-def manager(url: str | None, token: str | None) -> Iterator[Manager]:
+def manager(url: str | None, token: str | None) -> Iterator[JobManager]:
     """The database (by default) or a remote API; any failure exits with a clear message."""
     settings = load_settings()
     if url:

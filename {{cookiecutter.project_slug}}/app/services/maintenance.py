@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from app.core.db import get_engine, sqlite_path
 from app.core.settings import get_settings
@@ -41,9 +41,17 @@ def run_system_maintenance(
     database_bytes = None
     if database_file is not None:
         # Without a checkpoint the WAL file grows as long as some reader keeps it busy.
-        with engine.connect() as connection:
-            connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
-            connection.execute(text("PRAGMA optimize"))
+        # Outside a transaction, each pragma takes the locks it needs, waiting for them as
+        # busy_timeout allows; in a read transaction that then writes, SQLite fails at once
+        # if another process committed in between.
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cursor.execute("PRAGMA optimize")
+            cursor.close()
+        finally:
+            raw.close()
         database_bytes = database_file.stat().st_size
 
     data_dir.mkdir(parents=True, exist_ok=True)

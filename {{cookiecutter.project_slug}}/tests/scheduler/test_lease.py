@@ -92,6 +92,22 @@ def test_a_holder_whose_lock_went_is_replaced_at_once(engines: tuple[Engine, Eng
     successor.give_up()
 
 
+def test_a_free_lease_taken_without_the_lock_gets_it_soon(
+    engines: tuple[Engine, Engine],
+) -> None:
+    first, second = candidates(engines)
+    # Another process holds the lock for a moment, as a standby does while it tries.
+    assert second.lock.try_acquire()
+    lease = taken(first)
+    assert not lease.locked
+    assert lease.renewal_interval() == 0.5
+    second.lock.release()
+    assert lease.renew()
+    assert lease.locked
+    assert lease.renewal_interval() == pytest.approx(10 / 3)
+    lease.give_up()
+
+
 def test_a_frozen_holder_is_replaced_when_its_lease_ends(
     engines: tuple[Engine, Engine],
 ) -> None:
@@ -113,8 +129,11 @@ def test_a_leader_without_the_lock_takes_it_when_renewing(
     first, second = candidates(engines, seconds=1.0)
     frozen = taken(first)
     leader = taken_within(second, 5)
+    assert not leader.locked
+    assert leader.renewal_interval() == pytest.approx(1 / 3), "renewed soon, for the lock"
     frozen.give_up()  # the frozen process continues, finds its lease lost and lets go
     assert leader.renew()
+    assert leader.locked
     with engines[0].connect() as connection:
         locked = connection.scalar(select(SchedulerLease.holder_locked))
     assert locked, "the new leader holds the lock now, so its death is seen at once"

@@ -136,11 +136,12 @@ class JobRuntime:
             self._keeping = asyncio.ensure_future(self._keep_lease())
 
     async def _keep_lease(self) -> None:
-        """Renew the lease every third of it; depose this runtime once it cannot."""
+        """Renew the lease every third of it (or sooner); depose this runtime once it cannot."""
         lease = self.lease
         failing = False
         while lease.valid():
-            await asyncio.sleep(min(lease.seconds / 3 if not failing else 0.5, lease.remaining()))
+            interval = 0.5 if failing else lease.renewal_interval()
+            await asyncio.sleep(min(interval, lease.remaining()))
             if not lease.valid():
                 break
             try:

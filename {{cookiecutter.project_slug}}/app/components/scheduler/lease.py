@@ -91,6 +91,7 @@ class Lease:
         epoch: int,
         seconds: float,
         valid_until: float,
+        locked: bool,
     ) -> None:
         self.engine = engine
         self.lock = lock
@@ -101,6 +102,9 @@ class Lease:
         # stopped past its lease finds it invalid the moment it continues.
         self.valid_until = valid_until
         self.lost: str | None = None
+        # Whether the lease row says this holder has the lock, so that its death is seen at
+        # once; without it, renewals come sooner, to take the lock as soon as it is free.
+        self.locked = locked
         self._ended = False
 
     def valid(self) -> bool:
@@ -110,6 +114,10 @@ class Lease:
     def remaining(self) -> float:
         """Seconds left before the lease ends unless renewed."""
         return self.valid_until - time.monotonic()
+
+    def renewal_interval(self) -> float:
+        """Every third of the lease; every half second while this holder lacks the lock."""
+        return self.seconds / 3 if self.locked else min(self.seconds / 3, 0.5)
 
     def renew(self) -> bool:
         """Extend the lease; False if it is lost. Raises `SQLAlchemyError` if unknown."""
@@ -130,6 +138,7 @@ class Lease:
         if renewed is None:
             self.lose("another scheduler took the lease, or it ended before it was renewed")
             return False
+        self.locked = locked
         if self.lost is None:
             self.valid_until = sent + self.seconds
         return self.lost is None
@@ -186,12 +195,19 @@ class Candidate:
             self.lock.release()
             raise
         if epoch is None:
-            # A standby keeps no lock: a leader without one (it took the lease when its
-            # frozen predecessor still held the lock) takes it at its next renewal.
+            # A standby keeps no lock: a leader without one (it took a free lease while
+            # another process held the lock for a moment, or an ended one from a frozen
+            # holder) takes it at one of its next renewals.
             self.lock.release()
             return None
         return Lease(
-            self.engine, self.lock, self.instance_id, epoch, self.seconds, sent + self.seconds
+            self.engine,
+            self.lock,
+            self.instance_id,
+            epoch,
+            self.seconds,
+            sent + self.seconds,
+            locked,
         )
 
     def _take(self, locked: bool) -> int | None:
