@@ -262,9 +262,7 @@ def test_sigterm_stops_the_scheduler_cleanly_within_the_grace_period(stack: Stac
 def test_prod_profile_runs_from_the_runtime_image(stack: Stack) -> None:
     """Three scheduler replicas: one leads, two wait on standby, every container healthy."""
     with timed(f"docker {stack.name}: prod profile up --wait, scheduler scaled to 3"):
-        up = stack.make(
-            "docker-up", "PROFILE=prod", "ARGS=--scale=scheduler-prod=3", timeout=300
-        )
+        up = stack.make("docker-up", "PROFILE=prod", "ARGS=--scale=scheduler-prod=3", timeout=300)
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
     listed = stack.compose("--profile", "prod", "ps", "-q", "scheduler-prod")
     schedulers = listed.stdout.split()

@@ -202,10 +202,10 @@ def test_migrations_build_the_schema_the_models_describe(
 
 def test_failover_drills(project: Generated) -> None:
     """`make bench-failover`: every drill on PostgreSQL; on SQLite, 2 replicas killed 10 times."""
-    if project.postgres:
-        args, drills = f"--drill all --rounds 20 --database-url {POSTGRES_URL}", DRILLS
-    else:
-        args, drills = "--drill kill --replicas 2 --rounds 10", ("kill",)
+    drills: tuple[str, ...] = DRILLS
+    args = f"--drill all --rounds 20 --database-url {POSTGRES_URL}"
+    if not project.postgres:
+        drills, args = ("kill",), "--drill kill --replicas 2 --rounds 10"
     with timed(f"{project.name}: make bench-failover ({args.split(' --database-url')[0]})"):
         result = project.run("make", "bench-failover", env={"FAILOVER_ARGS": args}, timeout=900)
     print(result.stdout)
@@ -216,7 +216,7 @@ def test_failover_drills(project: Generated) -> None:
         if line.startswith("drill ")
     }
     assert set(lines) == set(drills), result.stdout
-    for drill, line in lines.items():
+    for line in lines.values():
         assert "duplicates 0, unaccounted 0" in line, line
         assert "FAILED" not in line, line
     assert "target failover p99 <= 3 s: met" in lines["kill"]

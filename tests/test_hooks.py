@@ -25,6 +25,10 @@ pre_gen = load_hook("pre_gen_project")
 post_gen = load_hook("post_gen_project")
 
 
+# A SQLite project has no PostgreSQL sessions to end.
+SQLITE_LACKS = "tests/test_postgres_sessions.py"
+
+
 def valid_answers(**changes: str) -> dict[str, Any]:
     answers = {
         key: value[0] if isinstance(value, list) else value for key, value in DEFAULTS.items()
@@ -102,15 +106,20 @@ def test_control_characters_in_the_name_are_refused() -> None:
 @pytest.mark.parametrize(
     ("changes", "removed"),
     [
-        ({}, set()),
-        ({"use_docker": "no"}, {"Dockerfile", ".dockerignore", "docker-compose.yml"}),
+        ({}, {SQLITE_LACKS}),
+        ({"database": "postgresql"}, set()),
+        (
+            {"use_docker": "no"},
+            {"Dockerfile", ".dockerignore", "docker-compose.yml", SQLITE_LACKS},
+        ),
         (
             {"include_example_jobs": "no"},
             {
                 p
                 for p in post_gen.MANIFEST
                 if any(part in p for part in ("reports", "sync", "temp_files", "files.py"))
-            },
+            }
+            | {SQLITE_LACKS},
         ),
     ],
 )
