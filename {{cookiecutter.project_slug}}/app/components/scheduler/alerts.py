@@ -10,8 +10,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
-import httpx
-
 from app.core.errors import error_text
 from app.core.settings import Settings
 
@@ -40,6 +38,10 @@ def webhook_alert(url: str, timeout: float = 10.0) -> AlertHook:
     """POST each alert as JSON to `url`; a webhook that fails is logged, never raised."""
 
     async def send(alert: FailureAlert) -> None:
+        # Imported on the first alert: httpx (and the CLI libraries it loads) costs the
+        # scheduler about 5 MB of memory that most processes never need.
+        import httpx
+
         try:
             async with httpx.AsyncClient(timeout=timeout) as client:
                 response = await client.post(url, json={"event": "job_failing", **asdict(alert)})

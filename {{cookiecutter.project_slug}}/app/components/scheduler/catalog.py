@@ -209,7 +209,11 @@ def sync_code_jobs(session: Session, code: Sequence[ScheduledJob], default_zone:
     jobs removed from the code are deleted. Pauses and next run times of the others stay.
     """
     now = utcnow()
-    rows = {row.id: row for row in session.scalars(select(Job))}
+    # The code's rows and any row with a code job's id; not the runtime jobs, which may be
+    # thousands and are none of this function's business.
+    ids = [job.id for job in code]
+    wanted = (Job.origin == JobOrigin.CODE) | Job.id.in_(ids)
+    rows = {row.id: row for row in session.scalars(select(Job).where(wanted))}
     changed = False
     for job in code:
         row = rows.get(job.id)
