@@ -64,9 +64,12 @@ def _later(connection: Connection, seconds: float) -> ColumnElement[Any]:
 def check_fence(connection: Connection, instance_id: str, epoch: int) -> None:
     """Raise `LeaseLost` unless `epoch` is the current, unexpired lease of `instance_id`.
 
-    Called first in every claiming transaction. On PostgreSQL the row is locked for share:
-    a standby's take waits for the claim to commit, and the claim fails once the take has.
-    SQLite's write transactions run one at a time, so the check alone is enough there.
+    Called first in every claiming transaction, so a leader that lost its lease (frozen, cut
+    off, slow) claims nothing from then on. The row is read, not locked: a lock would make a
+    standby's take wait for a claim that a frozen leader left open, as long as it stays
+    frozen. A claim already past this check when a standby takes over may still commit; the
+    claims' unique key keeps the new leader from claiming the same times again, and a run
+    whose lease ended before its time does not start (`Lease.valid`).
     """
     query = select(SchedulerLease.epoch).where(
         SchedulerLease.name == LEASE_NAME,
@@ -74,8 +77,6 @@ def check_fence(connection: Connection, instance_id: str, epoch: int) -> None:
         SchedulerLease.epoch == epoch,
         SchedulerLease.expires_at > _clock(connection),
     )
-    if connection.dialect.name == "postgresql":
-        query = query.with_for_update(read=True)
     if connection.execute(query).first() is None:
         raise LeaseLost(f"the lease of epoch {epoch} is no longer this scheduler's")
 
