@@ -245,3 +245,28 @@ def test_claims_given_back_after_losing_the_lease_are_recorded_missed(
     # The successor may already have moved on from that time: it is not put back.
     assert next_run_at == after
     successor.give_up()
+
+
+def test_claims_landing_after_a_clean_stop_are_given_back(
+    engines: tuple[Engine, Engine],
+) -> None:
+    engine = engines[0]
+    stored_job(engine)
+    lease = taken(candidates(engines)[0])
+    moment = utcnow().replace(microsecond=0) + timedelta(seconds=5)
+    rows = claim_rows(lease, moment)
+    claim_scheduled(
+        engine,
+        [Advance("probe", 1, moment + timedelta(seconds=1))],
+        rows,
+        (lease.instance_id, lease.epoch),
+    )
+    # The stop gave the lease up while this claim was still committing; nobody leads since.
+    lease.give_up()
+    released, missed = release(
+        engine, [(str(rows[0]["id"]), "probe", moment, 1)], (lease.instance_id, lease.epoch)
+    )
+    assert (released, missed) == (1, 0)
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(JobExecution)) == 0
+        assert connection.scalar(select(Job.next_run_at).where(Job.id == "probe")) == moment

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.components.scheduler.lease import LeaseLost, check_fence
+from app.components.scheduler.lease import LeaseLost, check_fence, check_no_successor
 from app.components.scheduler.writer import BatchWriter
 from app.core.db import utcnow, write_transaction
 from app.core.enums import UNFINISHED, ExecutionStatus, TriggerKind
@@ -281,10 +281,11 @@ def release(
 ) -> tuple[int, int]:
     """Give back claims of runs that have not started; returns (released, missed).
 
-    Each run is (execution id, job id, scheduled time, job version). While `lease` is current
-    (a clean stop), its row goes and its job's next run moves back to it, unless the job
-    changed since: the next leader claims it at its time. Once the lease is lost, the next
-    leader may already have moved on from that time, so the row stays, recorded as missed.
+    Each run is (execution id, job id, scheduled time, job version). While no other scheduler
+    has led since `lease` (a clean stop, even just after giving the lease up), its row goes
+    and its job's next run moves back to it, unless the job changed since: the next leader
+    claims it at its time. Once another has led, it may already have moved on from that time,
+    so the row stays, recorded as missed.
     """
     claims = list(runs)
     if not claims:
@@ -300,7 +301,7 @@ def release(
             earliest[job_id] = (scheduled_at, version)
     with write_transaction(engine) as connection:
         try:
-            check_fence(connection, *lease)
+            check_no_successor(connection, *lease)
         except LeaseLost:
             missed = connection.execute(
                 update(JobExecution)

@@ -81,6 +81,24 @@ def check_fence(connection: Connection, instance_id: str, epoch: int) -> None:
         raise LeaseLost(f"the lease of epoch {epoch} is no longer this scheduler's")
 
 
+def check_no_successor(connection: Connection, instance_id: str, epoch: int) -> None:
+    """Raise `LeaseLost` if another scheduler has taken the lease since epoch `epoch`.
+
+    For giving claims back, which may happen just after this process gave the lease up
+    (a claim that landed during its stop). The row is locked until the caller commits, so no
+    standby takes the lease, and builds its timer from the tables, halfway through.
+    """
+    query = select(SchedulerLease.epoch).where(
+        SchedulerLease.name == LEASE_NAME,
+        SchedulerLease.holder == instance_id,
+        SchedulerLease.epoch == epoch,
+    )
+    if connection.dialect.name == "postgresql":
+        query = query.with_for_update()
+    if connection.execute(query).first() is None:
+        raise LeaseLost(f"another scheduler has led since epoch {epoch}")
+
+
 class Lease:
     """This process's hold on leadership under one epoch, from its take to its end."""
 
