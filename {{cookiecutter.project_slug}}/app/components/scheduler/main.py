@@ -19,7 +19,7 @@ from app.components.scheduler.catalog import (
     Definitions,
     JobDefinitionError,
     code_jobs,
-    load_catalog,
+    stream_records,
     sync_code_jobs,
     validated,
 )
@@ -29,7 +29,9 @@ from app.components.scheduler.executor import ClaimingExecutor
 from app.components.scheduler.history import HistoryRecorder, pending_planned
 from app.components.scheduler.lease import Candidate, Lease, LeaseHeld, new_instance_id
 from app.core.db import create_db_engine, session_scope, write_session
+from app.core.enums import JobOrigin
 from app.core.models import JobRevision
+from app.core.schedules import ScheduleError
 from app.core.settings import Settings, get_settings
 
 __all__ = ["JobDefinitionError", "LeaseHeld", "create_scheduler"]
@@ -65,12 +67,6 @@ def create_scheduler(
         sync_code_jobs(session, code, settings.timezone)
     with session_scope(engine) as session:
         revision = session.scalar(select(JobRevision.revision).where(JobRevision.id == 1)) or 0
-        catalog = load_catalog(session, code)
-    for job_id, reason in catalog.invalid.items():
-        logger.error(
-            "runtime job not scheduled: its definition is invalid",
-            extra={"job_id": job_id, "reason": reason},
-        )
     scheduler = AsyncIOScheduler(jobstores={"default": MemoryJobStore()}, timezone=settings.zone)
     runtime = JobRuntime(
         scheduler=scheduler,
@@ -84,11 +80,19 @@ def create_scheduler(
     )
     scheduler.add_executor(ClaimingExecutor(runtime), "default")
     bind(runtime)
-    for job_id, definition in catalog.jobs.items():
-        row = catalog.rows.get(job_id)
-        if row is not None and job_id not in catalog.invalid:
+    with engine.connect() as connection:
+        for row in stream_records(connection):
+            runtime.row_versions[row.id] = row.version
+            try:
+                definition = runtime.definitions.of(row)
+            except ScheduleError as error:
+                if row.origin == JobOrigin.RUNTIME:
+                    logger.error(
+                        "runtime job not scheduled: its definition is invalid",
+                        extra={"job_id": row.id, "reason": str(error)},
+                    )
+                continue
             runtime.register(definition, row.version, row.next_run_at, row.paused)
-    runtime.row_versions = {job_id: row.version for job_id, row in catalog.rows.items()}
     runtime.planned_at_start = [
         (row.id, row.job_id, row.scheduled_at) for row in pending_planned(engine)
     ]
