@@ -61,6 +61,15 @@ def _later(connection: Connection, seconds: float) -> ColumnElement[Any]:
     return literal(utcnow() + timedelta(seconds=seconds), UTCDateTime())
 
 
+def _held_by(instance_id: str, epoch: int) -> tuple[ColumnElement[bool], ...]:
+    """The lease row as `instance_id` holds it under `epoch`."""
+    return (
+        SchedulerLease.name == LEASE_NAME,
+        SchedulerLease.holder == instance_id,
+        SchedulerLease.epoch == epoch,
+    )
+
+
 def check_fence(connection: Connection, instance_id: str, epoch: int) -> None:
     """Raise `LeaseLost` unless `epoch` is the current, unexpired lease of `instance_id`.
 
@@ -72,10 +81,7 @@ def check_fence(connection: Connection, instance_id: str, epoch: int) -> None:
     whose lease ended before its time does not start (`Lease.valid`).
     """
     query = select(SchedulerLease.epoch).where(
-        SchedulerLease.name == LEASE_NAME,
-        SchedulerLease.holder == instance_id,
-        SchedulerLease.epoch == epoch,
-        SchedulerLease.expires_at > _clock(connection),
+        *_held_by(instance_id, epoch), SchedulerLease.expires_at > _clock(connection)
     )
     if connection.execute(query).first() is None:
         raise LeaseLost(f"the lease of epoch {epoch} is no longer this scheduler's")
@@ -88,11 +94,7 @@ def check_no_successor(connection: Connection, instance_id: str, epoch: int) -> 
     (a claim that landed during its stop). The row is locked until the caller commits, so no
     standby takes the lease, and builds its timer from the tables, halfway through.
     """
-    query = select(SchedulerLease.epoch).where(
-        SchedulerLease.name == LEASE_NAME,
-        SchedulerLease.holder == instance_id,
-        SchedulerLease.epoch == epoch,
-    )
+    query = select(SchedulerLease.epoch).where(*_held_by(instance_id, epoch))
     if connection.dialect.name == "postgresql":
         query = query.with_for_update()
     if connection.execute(query).first() is None:
@@ -146,9 +148,7 @@ class Lease:
             renewed = connection.execute(
                 update(SchedulerLease)
                 .where(
-                    SchedulerLease.name == LEASE_NAME,
-                    SchedulerLease.holder == self.instance_id,
-                    SchedulerLease.epoch == self.epoch,
+                    *_held_by(self.instance_id, self.epoch),
                     SchedulerLease.expires_at > _clock(connection),
                 )
                 .values(expires_at=_later(connection, self.seconds), holder_locked=locked)
@@ -180,11 +180,7 @@ class Lease:
                 with write_transaction(self.engine) as connection:
                     connection.execute(
                         update(SchedulerLease)
-                        .where(
-                            SchedulerLease.name == LEASE_NAME,
-                            SchedulerLease.holder == self.instance_id,
-                            SchedulerLease.epoch == self.epoch,
-                        )
+                        .where(*_held_by(self.instance_id, self.epoch))
                         .values(expires_at=_clock(connection), holder_locked=False)
                     )
             except SQLAlchemyError as error:
