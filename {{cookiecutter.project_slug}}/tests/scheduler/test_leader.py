@@ -1,4 +1,4 @@
-"""Only one scheduler per database holds the leader lock."""
+"""Only one scheduler per database holds the leader lock (the lease's fast signal)."""
 
 from __future__ import annotations
 
