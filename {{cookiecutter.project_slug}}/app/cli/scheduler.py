@@ -31,7 +31,7 @@ def status(as_json: JsonOption = False, url: UrlOption = None, token: TokenOptio
     stdout.print(f"Scheduler: {verdict}: ", end="")
     stdout.print(report.detail, markup=False)
     instances = Table(title="Instances", title_justify="left")
-    for column in ("Instance", "Host", "PID", "State", "Leader", "Heartbeat", "Jobs"):
+    for column in ("Instance", "Host", "PID", "State", "Leader", "Heartbeat", "In timer"):
         instances.add_column(column, no_wrap=True)
     for item in report.instances:
         age = f"{item.heartbeat_age_seconds:.1f} s ago" + ("" if item.fresh else " (stale)")

@@ -42,7 +42,9 @@ class InstanceInfo(BaseModel):
     last_seen: datetime
     heartbeat_age_seconds: float
     fresh: bool
-    job_count: int
+    job_count: int = Field(
+        description="Jobs in its timer: the code's, and the runtime jobs due within the horizon."
+    )
     applied_revision: int = Field(description="The job revision this instance has applied.")
     leader: bool = Field(description="Whether this instance holds the current lease.")
 

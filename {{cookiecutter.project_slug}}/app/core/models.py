@@ -25,6 +25,8 @@ class Job(Base):
     """
 
     __tablename__ = "jobs"
+    # The leader reads the runtime jobs coming within its horizon by their next run.
+    __table_args__ = (Index("ix_jobs_next_run_at", "next_run_at"),)
 
     id: Mapped[str] = mapped_column(String(191), primary_key=True)
     origin: Mapped[JobOrigin] = mapped_column(String(16))

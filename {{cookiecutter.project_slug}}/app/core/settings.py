@@ -94,6 +94,14 @@ class Settings(BaseSettings):
     standby_poll_seconds: float = Field(
         1.0, gt=0, le=60, description="How often a standby scheduler checks whether it can lead."
     )
+    timer_horizon_seconds: float = Field(
+        600.0,
+        ge=60,
+        le=86400,
+        description="How far ahead the leader holds runtime jobs in memory. Jobs due later wait "
+        "in the database until they come within it, so the leader's memory grows with the jobs "
+        "due soon, not with every job stored.",
+    )
     misfire_grace_time_seconds: int = Field(
         3600,
         ge=1,

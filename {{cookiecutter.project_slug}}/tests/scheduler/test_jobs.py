@@ -21,7 +21,7 @@ from app.core.schedule_specs import IntervalSpec
 from app.core.schedules import Cron, CronFields, Interval, Once, describe_trigger
 from app.core.settings import Settings
 from app.services.retention import cleanup_old_records
-from tests.helpers import stop, wait_until
+from tests.helpers import stop, store_runtime_row, wait_until
 
 
 def expected_triggers(timezone: str) -> dict[str, str]:
@@ -159,21 +159,7 @@ def test_jobs_removed_from_code_are_removed_from_the_table(
 
 def test_a_code_job_with_a_runtime_jobs_id_is_refused(settings: Settings, engine: Engine) -> None:
     create_scheduler((), settings, engine)
-    with session_scope(engine) as session:
-        session.add(
-            Job(
-                id="taken",
-                origin=JobOrigin.RUNTIME,
-                name="Added at runtime",
-                function="record_run",
-                args="{}",
-                queue="default",
-                schedule='{"kind": "interval", "seconds": 60}',
-                paused=False,
-                version=1,
-                updated_at=utcnow(),
-            )
-        )
+    store_runtime_row(engine, "taken", "record_run")
     clash = ScheduledJob(id="taken", name="In code", func=record_run, schedule=Interval(hours=1))
     with pytest.raises(JobDefinitionError, match="job 'taken' is defined in code and was also"):
         create_scheduler((clash,), settings, engine)

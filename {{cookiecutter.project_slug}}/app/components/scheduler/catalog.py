@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol, cast
+from typing import Protocol
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, delete, select, text, update
@@ -64,18 +64,6 @@ class JobRecord(Protocol):
     def next_run_at(self) -> datetime | None: ...
     @property
     def version(self) -> int: ...
-
-
-def stream_records(connection: Connection) -> Iterator[JobRecord]:
-    """Every row of `jobs` as plain columns, a few hundred at a time.
-
-    A leader with thousands of jobs builds its timer from these: holding them all as ORM
-    objects at once would leave the process about 10 MB larger for good.
-    """
-    result = connection.execution_options(yield_per=500).execute(
-        select(*Job.__table__.columns).order_by(Job.id)
-    )
-    return cast(Iterator[JobRecord], iter(result))
 
 
 def code_jobs() -> tuple[ScheduledJob, ...]:

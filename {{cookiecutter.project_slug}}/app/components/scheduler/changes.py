@@ -44,7 +44,7 @@ class ChangeApplier:
             )
             if revision <= runtime.applied_revision:
                 return 0
-            versions = dict(connection.execute(select(Job.id, Job.version)).tuples().all())
+            versions = dict(iter(connection.execute(select(Job.id, Job.version))))
         known = dict(runtime.row_versions)
         changed = sorted(
             job_id for job_id, version in versions.items() if known.get(job_id) != version
@@ -68,6 +68,10 @@ class ChangeApplier:
     async def _apply(self, rows: list[Job], removed: list[str]) -> None:
         runtime = self._runtime
         for row in rows:
+            if row.id not in runtime.jobs and not runtime.horizon.covers(row):
+                # Not held, and not due within the horizon: read again when it is.
+                runtime.row_versions[row.id] = row.version
+                continue
             try:
                 definition = runtime.definitions.of(row)
             except ScheduleError as error:

@@ -89,6 +89,10 @@ class Claimer:
         self._due.pop(job_id, None)
         self._left_out.pop(job_id, None)
 
+    def held_jobs(self) -> set[str]:
+        """The jobs with times queued or being claimed."""
+        return {*self._due, *(owner for owner, _ in self._in_flight)}
+
     def submit_planned(self, execution_id: str) -> None:
         """Queue a pending manual run or retry whose time has come."""
         self._planned.append(execution_id)
@@ -198,6 +202,8 @@ class Claimer:
                 extra={"job_id": job_id},
             )
         for row in rows:
+            # A one-off job that ran, or a job next due beyond the horizon, may be let go.
+            runtime.horizon.may_go_quiet(row["job_id"])
             if row["id"] not in inserted:
                 if row["job_id"] not in stale:
                     logger.info(
@@ -279,6 +285,10 @@ class Claimer:
         wanted = [eid for eid in planned if eid in runtime.planned]
         if not wanted:
             return
+        # A manual run of a job due beyond the horizon: read before claiming, so a database
+        # that does not answer leaves the runs planned, to be claimed on the next try.
+        for job_id in sorted({runtime.planned[eid][0] for eid in wanted}):
+            await runtime.load(job_id)
         # A retry's pending row is written behind; it must be there to be claimed.
         await asyncio.to_thread(runtime.recorder.flush)
         claimed = await asyncio.to_thread(claim_planned, runtime.engine, wanted, runtime.fence)

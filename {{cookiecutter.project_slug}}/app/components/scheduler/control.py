@@ -7,9 +7,12 @@ rejected with the reason.
 
 from __future__ import annotations
 
+import asyncio
+
+from app.components.scheduler.changes import ChangeApplier
 from app.components.scheduler.claims import SKIP_REASON
 from app.components.scheduler.commands import CommandKind
-from app.components.scheduler.consumer import CommandRejected
+from app.components.scheduler.consumer import CommandConsumer, CommandRejected
 from app.components.scheduler.execution import JobRuntime
 from app.core.db import utcnow
 from app.core.enums import ExecutionStatus
@@ -26,14 +29,15 @@ class CommandHandler:
         kind = CommandKind(command.kind)
         job_id, execution_id = command.job_id or "", command.execution_id or ""
         if kind in (CommandKind.RUN, CommandKind.RETRY):
-            return self._run(job_id, execution_id)
+            return await self._run(job_id, execution_id)
         if kind is CommandKind.CANCEL:
             return self._cancel(execution_id)
         raise CommandRejected(f"unknown command {command.kind!r}")
 
-    def _run(self, job_id: str, execution_id: str) -> str:
+    async def _run(self, job_id: str, execution_id: str) -> str:
         runtime = self.runtime
-        definition = runtime.definition(job_id)
+        # The timer holds only the jobs due within its horizon: a later one is read here.
+        definition = await runtime.load(job_id)
         if definition is None:
             runtime.recorder.finished(
                 execution_id,
@@ -61,3 +65,15 @@ class CommandHandler:
             raise CommandRejected(
                 f"execution {execution_id} is neither pending nor running in the scheduler"
             ) from None
+
+
+def command_consumer(runtime: JobRuntime, loop: asyncio.AbstractEventLoop) -> CommandConsumer:
+    """What applies the changes and commands sent to the leader, to `runtime` on `loop`."""
+    return CommandConsumer(
+        runtime.engine,
+        loop,
+        ChangeApplier(runtime.engine, loop, runtime),
+        CommandHandler(runtime),
+        runtime.flush,
+        runtime.settings.command_poll_seconds,
+    )

@@ -26,16 +26,18 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.components.scheduler.alerts import FailureStreaks
-from app.components.scheduler.catalog import Definitions
+from app.components.scheduler.catalog import Definitions, JobRecord
 from app.components.scheduler.claims import SKIP_REASON, Claimer
 from app.components.scheduler.definition import ScheduledJob
 from app.components.scheduler.fires import due_times
 from app.components.scheduler.functions import ArgumentError
 from app.components.scheduler.history import LOST_LEADERSHIP, Fence, HistoryRecorder
+from app.components.scheduler.horizon import Horizon, record
 from app.components.scheduler.lease import Lease
 from app.core.db import utcnow
-from app.core.enums import ExecutionStatus, TriggerKind
+from app.core.enums import ExecutionStatus, JobOrigin, TriggerKind
 from app.core.errors import JobError
+from app.core.schedules import ScheduleError
 from app.core.settings import Settings
 
 logger = logging.getLogger("app.scheduler.jobs")
@@ -97,7 +99,7 @@ class JobRuntime:
     planned_at_start: list[tuple[str, str, datetime]] = field(default_factory=list)
     # The job revision the timer holds: the leader reports it, and applies what is newer.
     applied_revision: int = 0
-    # The version of every row the timer was built or changed from, valid or not.
+    # The version of every row the leader has seen (held in the timer or not, valid or not).
     row_versions: dict[str, int] = field(default_factory=dict)
     # The jobs given to the timer: only these have an APScheduler job to remove.
     timed: set[str] = field(default_factory=set)
@@ -108,11 +110,14 @@ class JobRuntime:
     # Set when the lease is lost: the runtime has stopped claiming and waits to be shut down.
     deposed: asyncio.Event = field(default_factory=asyncio.Event)
     claimer: Claimer = field(init=False)
+    # Which runtime jobs the timer holds: those due within the horizon.
+    horizon: Horizon = field(init=False)
     _claiming: asyncio.Task[None] | None = None
     _keeping: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         self.claimer = Claimer(self)
+        self.horizon = Horizon(self.settings.timer_horizon_seconds)
         self.idle.set()
 
     @property
@@ -165,7 +170,9 @@ class JobRuntime:
 
     async def _claim(self) -> None:
         store = self.scheduler._lookup_jobstore("default")
-        await asyncio.gather(self.claimer.run(), self.claimer.look_ahead(store))
+        await asyncio.gather(
+            self.claimer.run(), self.claimer.look_ahead(store), self.horizon.keep(self)
+        )
 
     def depose(self, reason: str) -> None:
         """Fail-stop: the lease is lost, so claim and start nothing more; idempotent."""
@@ -215,6 +222,11 @@ class JobRuntime:
         self.claimer.discard(definition.id)
         self.jobs[definition.id] = Registered(definition, trigger, version)
         self.row_versions[definition.id] = version
+        if definition.origin is JobOrigin.RUNTIME and not self.horizon.due_within(
+            next_run_at, paused
+        ):
+            # Held for a change or a manual run, not for a time due soon.
+            self.horizon.may_go_quiet(definition.id)
         if next_run_at is None and not paused:
             return  # a one-time job that has run
         upcoming = next_run_at
@@ -247,12 +259,68 @@ class JobRuntime:
             if self.scheduler.get_job(job_id) is not None:
                 self.scheduler.remove_job(job_id)
 
+    def take(self, row: JobRecord) -> ScheduledJob | None:
+        """Give the timer a row's job, unless it holds the job or a newer version is known.
+
+        Returns the definition the leader holds, or None: the row was overtaken by a change
+        applied meanwhile, or its definition is invalid (reported once per version).
+        """
+        registered = self.jobs.get(row.id)
+        if registered is not None:
+            return registered.definition
+        if self.row_versions.get(row.id, 0) > row.version:
+            return None
+        self.row_versions[row.id] = row.version
+        try:
+            definition = self.definitions.of(row)
+        except ScheduleError as error:
+            if row.origin == JobOrigin.RUNTIME and self.horizon.invalid.get(row.id) != row.version:
+                self.horizon.invalid[row.id] = row.version
+                logger.error(
+                    "runtime job not scheduled: its definition is invalid",
+                    extra={"job_id": row.id, "reason": str(error)},
+                )
+            return None
+        self.register(definition, row.version, row.next_run_at, row.paused)
+        return definition
+
+    async def load(self, job_id: str) -> ScheduledJob | None:
+        """The definition the leader runs `job_id` with, read from its row if not held."""
+        registered = self.jobs.get(job_id)
+        if registered is not None:
+            return registered.definition
+        row = await asyncio.to_thread(record, self.engine, job_id)
+        return None if row is None else self.take(row)
+
+    def busy_jobs(self) -> set[str]:
+        """The jobs with a run going, or claimed, planned or queued to be claimed."""
+        return {
+            *(job_id for job_id, count in self.active.items() if count),
+            *self.claimer.held_jobs(),
+            *(run.job_id for run in self.waiting.values()),
+            *(owner for owner, _ in self.planned.values()),
+        }
+
+    def due_by(self, job_id: str, moment: datetime) -> bool:
+        """Whether the timer has a time of `job_id` due by `moment`."""
+        timed = self.scheduler.get_job(job_id, "default") if job_id in self.timed else None
+        return (
+            timed is not None and timed.next_run_time is not None and timed.next_run_time <= moment
+        )
+
+    def let_go(self, job_id: str) -> None:
+        """Drop a quiet job from memory; its row (and version) keep what the timer needs."""
+        self.unregister(job_id)
+        self.jobs.pop(job_id, None)
+
     def forget(self, job_id: str) -> list[str]:
         """Drop a deleted job and its planned runs; returns their execution ids."""
         self.unregister(job_id)
         self.claimer.discard(job_id)
         self.jobs.pop(job_id, None)
         self.row_versions.pop(job_id, None)
+        self.horizon.candidates.pop(job_id, None)
+        self.horizon.invalid.pop(job_id, None)
         dropped = [eid for eid, (owner, _) in self.planned.items() if owner == job_id]
         for execution_id in dropped:
             _, handle = self.planned.pop(execution_id)

@@ -1,8 +1,9 @@
-"""The scheduler: `create_scheduler()` builds the leader's timer with every job registered.
+"""The scheduler: `create_scheduler()` builds the leader's timer from the code and the table.
 
 The jobs are the code's list (`JOBS` in `jobs.py`, or the list a caller passes) and the rows
 of the `jobs` table: schedules changed through the API or the CLI, pauses, next run times and
-the jobs added at runtime. APScheduler keeps them in its memory store; the table is the record.
+the jobs added at runtime. APScheduler keeps in its memory store the code's jobs and the
+runtime jobs due within the horizon (`horizon.py`); the table is the record.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from app.components.scheduler.catalog import (
     Definitions,
     JobDefinitionError,
     code_jobs,
-    stream_records,
     sync_code_jobs,
     validated,
 )
@@ -27,11 +27,10 @@ from app.components.scheduler.definition import ScheduledJob
 from app.components.scheduler.execution import JobRuntime, bind, retire_stopped_runtime
 from app.components.scheduler.executor import ClaimingExecutor
 from app.components.scheduler.history import HistoryRecorder, pending_planned
+from app.components.scheduler.horizon import records, versions
 from app.components.scheduler.lease import Candidate, Lease, LeaseHeld, new_instance_id
 from app.core.db import create_db_engine, session_scope, write_session
-from app.core.enums import JobOrigin
 from app.core.models import JobRevision
-from app.core.schedules import ScheduleError
 from app.core.settings import Settings, get_settings
 
 __all__ = ["JobDefinitionError", "LeaseHeld", "create_scheduler"]
@@ -46,7 +45,7 @@ def create_scheduler(
     *,
     lease: Lease | None = None,
 ) -> AsyncIOScheduler:
-    """An unstarted timer with every job registered, for the holder of `lease`.
+    """An unstarted timer with the jobs due within the horizon, for the holder of `lease`.
 
     `jobs` defaults to the code's list. Building it first stores the code's jobs in the table
     (new ones added, changed ones reset, removed ones deleted), so only a leader calls it:
@@ -80,19 +79,13 @@ def create_scheduler(
     )
     scheduler.add_executor(ClaimingExecutor(runtime), "default")
     bind(runtime)
+    runtime.horizon.advance()
     with engine.connect() as connection:
-        for row in stream_records(connection):
-            runtime.row_versions[row.id] = row.version
-            try:
-                definition = runtime.definitions.of(row)
-            except ScheduleError as error:
-                if row.origin == JobOrigin.RUNTIME:
-                    logger.error(
-                        "runtime job not scheduled: its definition is invalid",
-                        extra={"job_id": row.id, "reason": str(error)},
-                    )
-                continue
-            runtime.register(definition, row.version, row.next_run_at, row.paused)
+        runtime.row_versions.update(versions(connection))
+        # The code's jobs, and the runtime jobs due within the horizon: the others are read
+        # as they come within it.
+        for row in records(connection, runtime.horizon):
+            runtime.take(row)
     runtime.planned_at_start = [
         (row.id, row.job_id, row.scheduled_at) for row in pending_planned(engine)
     ]

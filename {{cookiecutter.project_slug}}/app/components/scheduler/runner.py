@@ -16,9 +16,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.components.scheduler.changes import ChangeApplier
 from app.components.scheduler.consumer import CommandConsumer
-from app.components.scheduler.control import CommandHandler
+from app.components.scheduler.control import command_consumer
 from app.components.scheduler.execution import JobRuntime, current_runtime
 from app.components.scheduler.executor import waiting_claims
 from app.components.scheduler.heartbeat import Heartbeat
@@ -26,7 +25,7 @@ from app.components.scheduler.history import mark_interrupted, release
 from app.components.scheduler.lease import Candidate, Lease, new_instance_id
 from app.components.scheduler.main import create_scheduler
 from app.core.db import get_engine, redacted_url
-from app.core.enums import SchedulerState
+from app.core.enums import JobOrigin, SchedulerState
 from app.core.migrations import require_current_schema, upgrade
 from app.core.settings import Settings
 
@@ -136,7 +135,10 @@ class SchedulerProcess:
                 "epoch": lease.epoch,
                 "database": redacted_url(self.engine.url),
                 "timezone": self.settings.timezone,
-                "jobs": [job.id for job in scheduler.get_jobs()],
+                "jobs": sorted(runtime.definitions.code),
+                "runtime_jobs_within_horizon": sum(
+                    held.definition.origin is JobOrigin.RUNTIME for held in runtime.jobs.values()
+                ),
             },
         )
         while not self.stop.is_set() and not runtime.deposed.is_set():
@@ -230,14 +232,7 @@ class SchedulerProcess:
     async def start_consuming_commands(self, runtime: JobRuntime) -> None:
         """Apply the changes and commands sent while no scheduler ran, then listen for more."""
         loop = asyncio.get_running_loop()
-        self.consumer = CommandConsumer(
-            self.engine,
-            loop,
-            ChangeApplier(self.engine, loop, runtime),
-            CommandHandler(runtime),
-            runtime.flush,
-            self.settings.command_poll_seconds,
-        )
+        self.consumer = command_consumer(runtime, loop)
         applied = await asyncio.to_thread(self.consumer.drain)
         if applied:
             logger.info("commands sent while no scheduler ran applied", extra={"count": applied})
