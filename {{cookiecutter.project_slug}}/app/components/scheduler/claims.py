@@ -213,7 +213,13 @@ class Claimer:
                 continue
             context = {"job_id": row["job_id"], "execution_id": row["id"]}
             if row["status"] is ExecutionStatus.RUNNING:
-                self._claimed[(row["job_id"], row["scheduled_at"])] = time.monotonic()
+                registered = runtime.jobs.get(row["job_id"])
+                if registered is not None and next_fire(registered.trigger, row["scheduled_at"]):
+                    self._claimed[(row["job_id"], row["scheduled_at"])] = time.monotonic()
+                else:
+                    # The job's last time (a one-off job): the timer has nothing more to hand
+                    # over, and firing it only to drop the time costs a burst dearly.
+                    runtime.unregister(row["job_id"])
                 runtime.start_at(row["id"], row["job_id"], row["scheduled_at"])
             else:
                 logger.warning(

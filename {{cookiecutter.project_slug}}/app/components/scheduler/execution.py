@@ -642,26 +642,36 @@ def _in_thread(run: RunningRun, func: Any, arguments: Mapping[str, Any]) -> Any:
 
 
 async def _call(definition: ScheduledJob, run: RunningRun, arguments: Mapping[str, Any]) -> Any:
-    timeout = definition.timeout.total_seconds() if definition.timeout else None
-    if inspect.iscoroutinefunction(definition.func):
-        work = asyncio.ensure_future(definition.func(**arguments))
-    else:
-        # A blocking function runs in a worker thread. A timeout stops waiting for it, but
-        # Python cannot stop the thread itself: make such functions check their own deadlines.
-        work = asyncio.ensure_future(asyncio.to_thread(_in_thread, run, definition.func, arguments))
     try:
-        return await asyncio.wait_for(asyncio.shield(work), timeout)
-    except TimeoutError:
-        work.cancel()
-        raise
+        return await _awaited(definition, run, arguments)
     except asyncio.CancelledError:
-        work.cancel()
         if run.cancel_requested:
             # Cancelled on request: the run ends as cancelled, and its task goes on to record it.
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
             raise JobCancelled from None
+        raise
+
+
+async def _awaited(definition: ScheduledJob, run: RunningRun, arguments: Mapping[str, Any]) -> Any:
+    timeout = definition.timeout.total_seconds() if definition.timeout else None
+    coroutine = inspect.iscoroutinefunction(definition.func)
+    if coroutine and timeout is None:
+        # Awaited in the run's own task: a cancellation reaches it directly, and the run costs
+        # no second task and no shield, which a burst of thousands of runs a second notices.
+        return await definition.func(**arguments)
+    if coroutine:
+        work = asyncio.ensure_future(definition.func(**arguments))
+    else:
+        # A blocking function runs in a worker thread. A timeout stops waiting for it, but
+        # Python cannot stop the thread itself: make such functions check their own deadlines.
+        work = asyncio.ensure_future(asyncio.to_thread(_in_thread, run, definition.func, arguments))
+    try:
+        # Shielded: on a timeout the wait ends at once, even if the job ignores cancellation.
+        return await asyncio.wait_for(asyncio.shield(work), timeout)
+    except (TimeoutError, asyncio.CancelledError):
+        work.cancel()
         raise
 
 

@@ -84,7 +84,10 @@ class BatchWriter(ABC):
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
-        self._wake.set()
+        # Setting an event takes its lock and notifies: a burst queues thousands of changes
+        # before the writer wakes, and only the first needs to wake it.
+        if not self._wake.is_set():
+            self._wake.set()
 
     def _run(self) -> None:
         delay = 0.0
