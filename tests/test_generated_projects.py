@@ -256,7 +256,13 @@ def test_benchmark_runs(project: Generated) -> None:
         ran, history, twice, _p50, p99, _max = rows[("project", name)]
         assert (ran, history, twice) == ("300", "300", "0")
         record_figure(f"{project.name}: burst of 300 on {name}, p99 lateness", f"{p99} ms")
-    assert "scheduler process memory (RSS) with 1000 jobs" in result.stdout
+    for name in databases:
+        idle = result.stdout.split(f"Idle ({name}): 1000 jobs stored", 1)[1]
+        # The timer holds the probe alone while the stored jobs are due beyond its horizon,
+        # and every one of them once they are due within it.
+        assert "due beyond the horizon (1 held in the timer)" in idle
+        assert "due within the horizon (1001 held in the timer)" in idle
+        assert "memory (RSS) at rest: no jobs stored" in idle
     database = "postgresql" if project.postgres else "sqlite"
     assert f"Commands: 50 pause/resume changes through the API ({database})" in result.stdout
     assert "next GET showed the change: 50 of 50" in result.stdout

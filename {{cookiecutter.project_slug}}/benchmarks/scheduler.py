@@ -393,7 +393,7 @@ def main() -> None:
         )
         for where, r in idle.items():
             print(
-                f"  due {where} the horizon ({r['held']} jobs held in the timer): runs {r['ran']}, "
+                f"  due {where} the horizon ({r['held']} held in the timer): runs {r['ran']}, "
                 f"lateness p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms"
             )
         print(
