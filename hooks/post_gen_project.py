@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -54,18 +53,11 @@ def remove(project_dir: Path, relative_paths: list[str]) -> None:
 
 
 def write_env_file(project_dir: Path, env_prefix: str, compose_postgres: bool) -> None:
-    """A `.env` with fresh random secrets: `.gitignore` keeps it out of the repository."""
-    lines = [
-        "# Local settings; not tracked by git. .env.example lists every setting.",
-        f"{env_prefix}API_TOKEN={secrets.token_urlsafe(32)}",
-    ]
+    """A `.env` with fresh secrets, written by the project's own script (as `make .env` is)."""
+    command = [sys.executable, "scripts/new_env_file.py", env_prefix]
     if compose_postgres:
-        lines += [
-            "# The compose file's PostgreSQL password (for its containers, not for make run).",
-            f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}",
-        ]
-    (project_dir / ".env").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (project_dir / ".env").chmod(0o600)
+        command.append("--postgres")
+    subprocess.run(command, cwd=project_dir, check=True, capture_output=True, text=True)
 
 
 def template_commit(repo_dir: str) -> str | None:
@@ -120,6 +112,34 @@ def write_cruft_state(project_dir: Path, answers: dict[str, Any]) -> None:
     (project_dir / ".cruft.json").write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
 
 
+def next_steps(project_dir: Path, answers: dict[str, Any]) -> str:
+    """What to type next, printed once the project is written."""
+    started_in = Path(os.environ.get("PWD", ".")).resolve()
+    try:
+        where = str(project_dir.resolve().relative_to(started_in))
+    except ValueError:
+        where = str(project_dir.resolve())
+    prefix = answers["__env_prefix"]
+    lines = [
+        f"Generated {answers['project_slug']} in {project_dir.resolve()}",
+        "",
+        "Next:",
+        f"  cd {where}",
+        "  make run     # the API on http://127.0.0.1:8000 and the scheduler; Ctrl-C stops both",
+        "  make help    # every target: test, check, docs, migrations, benchmarks",
+        "",
+        f"The API token is {prefix}API_TOKEN in .env (never committed: git ignores .env).",
+        f"Another port: {prefix}API_PORT=8080 in .env.",
+    ]
+    if answers["database"] == "postgresql":
+        database = answers["project_slug"].replace("-", "_")
+        lines.append(
+            f"make run needs PostgreSQL on 127.0.0.1:5432 with a database {database} "
+            f"(createdb -h 127.0.0.1 -U postgres {database}), or {prefix}DATABASE_URL in .env."
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     """Apply the manifest to the project in the working directory, then write its `.env`."""
     answers = json.loads(ANSWERS_JSON)
@@ -131,6 +151,7 @@ def main() -> int:
     compose_postgres = answers["database"] == "postgresql" and answers["use_docker"] == "yes"
     write_env_file(Path.cwd(), answers["__env_prefix"], compose_postgres)
     write_cruft_state(Path.cwd(), answers)
+    print(next_steps(Path.cwd(), answers))
     return 0
 
 

@@ -49,6 +49,8 @@ RESERVED_SLUGS = frozenset(
     }
 )
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+")
+# A title for the API's page and the CLI's help, not a paragraph.
+NAME_MAX_LENGTH = 100
 
 
 def check_slug(slug: str) -> str | None:
@@ -85,6 +87,8 @@ def check_answers(answers: dict[str, Any]) -> list[str]:
         errors.append("project_name must not be empty")
     elif not name.isprintable():
         errors.append("project_name must be one line of printable characters")
+    elif len(name) > NAME_MAX_LENGTH:
+        errors.append(f"project_name is longer than {NAME_MAX_LENGTH} characters")
     python_version = str(answers.get("python_version", ""))
     if python_version not in SUPPORTED_PYTHON:
         errors.append(

@@ -116,6 +116,8 @@ def makefile_prerequisites(makefile: str, target: str) -> list[str]:
 def test_ci_workflow_runs_the_makefile_check_targets(project: Path) -> None:
     workflow = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text())
     makefile = (project / "Makefile").read_text()
+    # Least privilege: a pull request's checks cannot push, tag or comment with the token.
+    assert workflow["permissions"] == {"contents": "read"}
     [job] = workflow["jobs"].values()
     runs = [step["run"] for step in job["steps"] if "run" in step]
     targets = []

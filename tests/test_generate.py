@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -118,32 +119,75 @@ def test_job_list_matches_the_example_option(variant: tuple[dict[str, str], Path
     assert ids & examples in (set(), examples)
 
 
-def test_quotes_and_backslashes_are_data(tmp_path: Path) -> None:
-    name = "Acme \"Billing\" \\ 'quoted' \"\"\"triple\"\"\" '''more'''"
-    description = 'Says "hi" \\ and \'bye\'; """ends"""'
-    project = generate(
-        tmp_path, project_name=name, project_slug="acme-billing", description=description
-    )
+def project_name_in(project: Path) -> str:
+    """PROJECT_NAME as Python reads it from the generated package."""
     init = ast.parse((project / "app" / "__init__.py").read_text())
-    [project_name] = [
+    [name] = [
         ast.literal_eval(node.value)
         for node in init.body
         if isinstance(node, ast.Assign)
         and isinstance(node.targets[0], ast.Name)
         and node.targets[0].id == "PROJECT_NAME"
     ]
-    assert project_name == name
+    return str(name)
+
+
+def ruff_problems(project: Path) -> str:
+    """What ruff check and ruff format --check say of the project; empty when it is clean."""
+    said = ""
+    for command in (["check"], ["format", "--check"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, "--no-cache", "."],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            said += result.stdout + result.stderr
+    return said
+
+
+def test_quotes_and_backslashes_are_data(tmp_path: Path) -> None:
+    name = "Acme \"Billing\" \\ 'quoted' \"\"\"triple\"\"\" '''more'''"
+    description = 'Says "hi" \\ and \'bye\'; """ends"""'
+    project = generate(
+        tmp_path, project_name=name, project_slug="acme-billing", description=description
+    )
+    assert project_name_in(project) == name
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["description"] == description
     for path in project.rglob("*.py"):
         ast.parse(path.read_text(), filename=str(path))
+    assert ruff_problems(project) == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ('Say "Hi"', "say-hi"),
+        ("Back\\slash", "back-slash"),
+        ("Zoë's Billing", "zoes-billing"),
+        # A typographic apostrophe (U+2019), the one phones type.
+        ("Zoë\u2019s Café", "zoes-cafe"),
+        ('"Quoted" at the start', "quoted-at-the-start"),
+        ("Ünïcødé Биллинг 日本", "unicode-billing-ri-ben"),
+        ("3D Printing", "project-3d-printing"),
+        ("!!!", "project"),
+    ],
+)
+def test_any_printable_name_generates_a_clean_project(tmp_path: Path, name: str, slug: str) -> None:
+    project = generate(tmp_path, project_name=name)
+    assert project.name == slug
+    assert project_name_in(project) == name
+    assert ruff_problems(project) == ""
 
 
 @pytest.mark.parametrize(
     ("answers", "message"),
     [
         ({"project_slug": "1-service"}, "project_slug '1-service' is not usable"),
-        ({"project_name": "42"}, "project_slug '42' is not usable"),
+        ({"project_name": "x" * 101}, "project_name is longer than 100 characters"),
         ({"project_slug": "Acme_Billing"}, "project_slug 'Acme_Billing' is not usable"),
         ({"project_slug": "typer"}, "project_slug 'typer' is the name of a package"),
         (
@@ -200,3 +244,23 @@ def test_env_file_holds_a_fresh_token_that_git_ignores(
     assert f"# {prefix}_API_TOKEN=\n" in (project / ".env.example").read_text()
     other = generate(tmp_path, project_name=option(variant[0], "project_name"))
     assert token not in (other / ".env").read_text()
+
+
+def test_make_env_in_a_fresh_clone_writes_what_generation_wrote(
+    variant: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    _, project = variant
+    clone = tmp_path / "clone"
+    shutil.copytree(project, clone, ignore=shutil.ignore_patterns(".env"))
+    result = subprocess.run(
+        ["make", ".env"], cwd=clone, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    def keys(path: Path) -> list[str]:
+        text = path.read_text()
+        return re.findall(r"^(\w+)=", text, re.MULTILINE)
+
+    assert keys(clone / ".env") == keys(project / ".env")
+    assert (clone / ".env").stat().st_mode & 0o077 == 0
+    assert (clone / ".env").read_text() != (project / ".env").read_text()

@@ -143,3 +143,21 @@ def test_remove_refuses_a_path_the_template_lacks(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(FileNotFoundError, match=r"manifest names missing\.txt"):
         post_gen.remove(tmp_path, ["missing.txt"])
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_next_steps_say_where_to_go_and_where_the_token_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database: str
+) -> None:
+    project = tmp_path / "out" / "acme-billing"
+    project.mkdir(parents=True)
+    monkeypatch.setenv("PWD", str(tmp_path))
+    answers = valid_answers(
+        project_slug="acme-billing", database=database, __env_prefix="ACME_BILLING_"
+    )
+    said = post_gen.next_steps(project, answers).splitlines()
+    assert "  cd out/acme-billing" in said
+    assert any(line.startswith("  make run ") for line in said)
+    assert "The API token is ACME_BILLING_API_TOKEN in .env" in "\n".join(said)
+    assert "ACME_BILLING_API_PORT=8080" in "\n".join(said)
+    assert any("createdb" in line for line in said) == (database == "postgresql")

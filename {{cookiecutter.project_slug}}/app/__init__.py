@@ -1,8 +1,15 @@
-"""{{ cookiecutter.project_name | replace('\\', '') | replace('"', '') }}: an API and a scheduler sharing one database."""
+{#- The name as Python source, quoted the way ruff format would: double quotes unless the name
+    has more double than single quotes. #}
+{%- set name = cookiecutter.project_name | replace('\\', '\\\\') -%}
+"""The application's identity: its name, its command and its settings' prefix."""
 
 from importlib.metadata import version
 
-PROJECT_NAME = {{ cookiecutter.project_name | tojson }}
+{% if name.count('"') > name.count("'") -%}
+PROJECT_NAME = '{{ name | replace("'", "\\'") }}'
+{% else -%}
+PROJECT_NAME = "{{ name | replace('"', '\\"') }}"
+{% endif -%}
 # The distribution's name, which is also the command-line tool's.
 COMMAND = "{{ cookiecutter.project_slug }}"
 # Every setting's environment variable starts with this (see app/core/settings.py).
