@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import weakref
 from collections.abc import Iterator
@@ -80,6 +81,18 @@ def _begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# The database and what lies beside it hold every job's arguments and every run's errors:
+# readable by the service's own user only, whatever the umask.
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def open_private_file(path: Path) -> int:
+    """A read-write descriptor of `path`, created owner-only (with its folder) if missing."""
+    path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+
+
 def create_db_engine(url: str, *, create_file: bool = True) -> Engine:
     """An engine for `url`.
 
@@ -91,7 +104,9 @@ def create_db_engine(url: str, *, create_file: bool = True) -> Engine:
     if path is None:
         return create_engine(url, pool_pre_ping=True)
     if create_file:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # Created here rather than by SQLite, which would use the umask's mode; its WAL, SHM
+        # and journal files take the database file's mode.
+        os.close(open_private_file(path))
         engine = create_engine(url)
     else:
         read_write = f"{path.absolute().as_uri()}?mode=rw"

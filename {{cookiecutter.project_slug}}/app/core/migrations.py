@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, MetaData, inspect, text
 
 from app import COMMAND
-from app.core.db import Base, sqlite_path
+from app.core.db import Base, open_private_file, sqlite_path
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -134,11 +135,13 @@ def _sqlite_upgrade_lock(engine: Engine) -> Iterator[None]:
     if path is None:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.migrate-lock", "a") as handle:
+    fd = open_private_file(path.with_name(f"{path.name}.migrate-lock"))
+    try:
         # Released when the file closes, also when the process dies.
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
 def _refuse_unversioned_tables(connection: Connection) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from app.core.db import get_engine, sqlite_path
+from app.core.db import PRIVATE_DIR_MODE, get_engine, sqlite_path
 from app.core.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def run_system_maintenance(
             raw.close()
         database_bytes = database_file.stat().st_size
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
     usage = shutil.disk_usage(data_dir)
     free_percent = round(100 * usage.free / usage.total, 2)
     low_disk = free_percent < threshold

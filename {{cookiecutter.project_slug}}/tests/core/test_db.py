@@ -1,7 +1,9 @@
-"""The SQLite file is created on first use and opened in WAL mode; timestamps stay UTC."""
+"""The SQLite file is created on first use, private and in WAL mode; timestamps stay UTC."""
 
 from __future__ import annotations
 
+import os
+import stat
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -9,8 +11,10 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import OperationalError
 
+from app.components.scheduler.leader import leader_lock
 from app.core.db import create_db_engine, session_scope, sqlite_path
 from app.core.enums import SchedulerState
+from app.core.migrations import upgrade
 from app.core.models import SchedulerInstance
 
 
@@ -24,6 +28,27 @@ def test_sqlite_file_and_folder_are_created_in_wal_mode(tmp_path: Path) -> None:
         assert mode == "wal"
     finally:
         engine.dispose()
+
+
+def test_the_database_and_its_companions_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "app.db"
+    previous = os.umask(0)
+    engine = create_db_engine(f"sqlite:///{path}")
+    try:
+        upgrade(engine)
+        lock = leader_lock(engine)
+        assert lock.try_acquire()
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE written (id INTEGER)"))
+        companions = {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()}
+        lock.release()
+    finally:
+        os.umask(previous)
+        engine.dispose()
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    suffixes = ("", "-wal", "-shm", ".migrate-lock", ".scheduler-lock")
+    assert set(companions) == {f"app.db{suffix}" for suffix in suffixes}
+    assert set(companions.values()) == {0o600}
 
 
 def test_missing_file_is_not_created_when_creation_is_off(tmp_path: Path) -> None:

@@ -13,12 +13,13 @@ import fcntl
 import logging
 import os
 import zlib
+from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.core.db import sqlite_path
+from app.core.db import open_private_file, sqlite_path
 from app.core.lease_state import LEASE_NAME
 
 logger = logging.getLogger("app.scheduler")
@@ -40,14 +41,14 @@ class LeaderLock(Protocol):
 class FileLock:
     """An exclusive lock on a file; the kernel releases it when the process exits."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
 
     def try_acquire(self) -> bool:
         if self._fd is not None:
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_private_file(self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -142,4 +143,4 @@ def leader_lock(engine: Engine) -> LeaderLock:
     path = sqlite_path(engine.url)
     if path is None:
         return NoLock()
-    return FileLock(f"{path}.scheduler-lock")
+    return FileLock(path.with_name(f"{path.name}.scheduler-lock"))
