@@ -130,3 +130,28 @@ def test_ci_workflow_runs_the_makefile_check_targets(project: Path) -> None:
     if postgres:
         assert "pg_isready" in job["services"]["postgres"]["options"]
         assert job["env"]["TEST_DATABASE_URL"].startswith("postgresql+psycopg://")
+
+
+def test_the_documented_generate_command_gives_clear_errors_only(tmp_path: Path) -> None:
+    """The README's own command, run with a bad answer: the hook's lines, no traceback."""
+    [command] = [
+        line
+        for block in blocks(TEMPLATE / "README.md")
+        for line in block.commands()
+        if line.startswith("uvx cookiecutter")
+    ]
+    locked = re.search(
+        r'name = "cookiecutter"\nversion = "([^"]+)"', (TEMPLATE / "uv.lock").read_text()
+    )
+    assert locked
+    assert command.startswith(f"uvx cookiecutter=={locked[1]} "), (
+        "the README pins the locked version"
+    )
+    bad = command.replace("build/example", str(tmp_path / "out")) + " project_slug=Not_Usable"
+    result = subprocess.run(
+        ["bash", "-c", bad], cwd=TEMPLATE, capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    assert "ERROR: project_slug 'Not_Usable' is not usable" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

@@ -264,3 +264,17 @@ def test_make_env_in_a_fresh_clone_writes_what_generation_wrote(
     assert keys(clone / ".env") == keys(project / ".env")
     assert (clone / ".env").stat().st_mode & 0o077 == 0
     assert (clone / ".env").read_text() != (project / ".env").read_text()
+
+
+def test_make_says_what_to_do_when_uv_does_not_run(
+    variant: tuple[dict[str, str], Path],
+) -> None:
+    _, project = variant
+    # `false` exists, as a pyenv shim does, but fails when run.
+    result = subprocess.run(
+        ["make", "run", "UV=false"], cwd=project, capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    assert "error: 'false --version' failed: uv cannot run in this folder." in result.stderr
+    assert "python3 -m pip install uv" in result.stderr
+    assert "make run UV=/path/to/uv" in result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -138,18 +139,47 @@ def test_local_runner_starts_both_and_stops_both(
 ) -> None:
     local = start("app.entrypoints.local")
     wait_for(lambda: api_ready(env), 30, "both processes")
-    pid = health.leader_pid()
-    assert pid is not None
-
-    # Stopping the scheduler leaves the API up, reporting the scheduler as down.
-    os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: api_ready(env, healthy=False), 10, "the API to report the scheduler down")
-    assert local.poll() is None
-
     local.send_signal(signal.SIGINT)
     assert local.wait(timeout=15) == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{api_url(env)}/health/ready", timeout=1)
+    assert health.report().scheduler.detail.startswith("stopped")
+
+
+def test_local_runner_stops_the_api_when_the_scheduler_exits(
+    env: dict[str, str], start: Launcher, health: Health, tmp_path: Path
+) -> None:
+    local = start("app.entrypoints.local")
+    wait_for(lambda: api_ready(env), 30, "both processes")
+    pid = health.leader_pid()
+    assert pid is not None
+
+    # Half a service would keep serving, and its jobs would call a port it no longer owns.
+    os.kill(pid, signal.SIGTERM)
+    assert local.wait(timeout=20) == 1
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{api_url(env)}/health/ready", timeout=1)
+    log = (tmp_path / "app.entrypoints.local.log").read_text()
+    assert "a process exited, so the other was stopped too" in log
+    assert '"child": "scheduler"' in log
+    assert "Traceback" not in log
+
+
+def test_local_runner_refuses_a_taken_port_before_starting_anything(
+    env: dict[str, str], start: Launcher, health: Health, tmp_path: Path
+) -> None:
+    port = int(env[f"{ENV_PREFIX}API_PORT"])
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        local = start("app.entrypoints.local")
+        assert local.wait(timeout=30) == 1
+    log = (tmp_path / "app.entrypoints.local.log").read_text()
+    assert f"error: port {port} on 127.0.0.1 is already in use by another process" in log
+    assert f"{ENV_PREFIX}API_PORT=8080 in .env" in log
+    assert "Traceback" not in log
+    # Nothing started: no scheduler ever wrote a heartbeat.
+    assert health.report().scheduler.pid is None
 
 
 def test_second_scheduler_waits_on_standby_and_takes_over(

@@ -1,8 +1,8 @@
 """`make run`: the API and the scheduler as two processes on one machine, stopped together.
 
-Each runs exactly as in production (its own process, the database between them). If one
-exits, the other keeps running, so a killed scheduler shows up as unhealthy in the API, as it
-would in a deployment.
+Each runs exactly as in production (its own process, the database between them). They
+start and stop as one: if either cannot start or exits, the other is stopped too and `make
+run` fails with the reason, rather than leaving half a service running.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import time
 from types import FrameType
 
-from app.entrypoints._startup import start_process
+from app.entrypoints._startup import exit_if_port_taken, start_process
 
 logger = logging.getLogger("app.local")
 
@@ -40,8 +40,9 @@ def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 def main() -> None:
-    """Start both processes; on Ctrl-C or SIGTERM stop both and exit 0."""
+    """Start both processes; stop both on Ctrl-C or SIGTERM (exit 0) or when one exits (exit 1)."""
     settings = start_process()
+    exit_if_port_taken(settings)
     stopping = False
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -65,19 +66,28 @@ def main() -> None:
         name: subprocess.Popen([sys.executable, "-m", module], start_new_session=True)
         for name, module in PROCESSES.items()
     }
+    exited: tuple[str, int] | None = None
     try:
-        watching = dict(children)
-        while watching and not stopping:
-            for name, child in list(watching.items()):
-                code = child.poll()
-                if code is not None:
-                    del watching[name]
-                    logger.warning("process exited", extra={"child": name, "status": code})
-            time.sleep(0.2)
+        while not stopping and exited is None:
+            exited = next(
+                (
+                    (name, code)
+                    for name, child in children.items()
+                    if (code := child.poll()) is not None
+                ),
+                None,
+            )
+            if exited is None:
+                time.sleep(0.2)
     finally:
         _stop(children)
-    # Without a stop request the loop only ends once every child has exited on its own.
-    raise SystemExit(0 if stopping else 1)
+    if exited is not None:
+        name, code = exited
+        logger.error(
+            "a process exited, so the other was stopped too; its error is above",
+            extra={"child": name, "status": code},
+        )
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
