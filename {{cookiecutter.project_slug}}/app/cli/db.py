@@ -8,14 +8,25 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from app.cli.output import database, fail, load_settings, stdout
+from app.cli.output import (
+    Command,
+    YesAcceptedOption,
+    YesOption,
+    confirm,
+    database,
+    fail,
+    load_settings,
+    stdout,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 app = typer.Typer(help="The database schema and its migrations.", no_args_is_help=True)
 
-RevisionArgument = Annotated[str, typer.Argument(help="A revision id, or head.")]
+RevisionArgument = Annotated[
+    str, typer.Argument(help="A revision id, or head.", metavar="REVISION", show_default=False)
+]
 
 
 @contextmanager
@@ -29,8 +40,8 @@ def _engine(create_file: bool) -> Iterator[Engine]:
             fail(str(error))
 
 
-@app.command("upgrade")
-def upgrade_command(revision: RevisionArgument = "head") -> None:
+@app.command("upgrade", cls=Command)
+def upgrade_command(revision: RevisionArgument = "head", yes: YesAcceptedOption = False) -> None:
     """Apply the migrations up to REVISION (creates the SQLite file if needed)."""
     from app.core.db import redacted_url
     from app.core.migrations import upgrade
@@ -43,7 +54,7 @@ def upgrade_command(revision: RevisionArgument = "head") -> None:
         stdout.print(f"Upgraded {redacted_url(engine.url)}: {before} -> {after}.", markup=False)
 
 
-@app.command("current")
+@app.command("current", cls=Command)
 def current_command() -> None:
     """Show the database's revision and whether it is the one this code needs."""
     from app.core.db import redacted_url
@@ -59,11 +70,12 @@ def current_command() -> None:
     stdout.print("Up to date.")
 
 
-@app.command("stamp")
-def stamp_command(revision: RevisionArgument) -> None:
+@app.command("stamp", cls=Command)
+def stamp_command(revision: RevisionArgument, yes: YesOption = False) -> None:
     """Record REVISION as applied without running it (a database made before migrations)."""
     from app.core.migrations import stamp
 
+    confirm(f"Record {revision} as applied without running its migrations?", yes)
     with _engine(create_file=False) as engine:
         stamp(engine, revision)
     stdout.print(f"Recorded {revision} as applied.", markup=False)

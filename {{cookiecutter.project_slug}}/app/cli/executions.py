@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 from rich.table import Table
 
 from app.cli.jobs import report
 from app.cli.output import (
+    Command,
+    ExecutionIdArgument,
     JsonOption,
     TokenOption,
     UrlOption,
+    YesAcceptedOption,
     YesOption,
+    cell_time,
     confirm,
     handled,
     manager,
     print_json,
     stdout,
-    when,
+    utc_column,
 )
 
 app = typer.Typer(help="Inspect, retry and cancel runs of jobs.", no_args_is_help=True)
-ExecutionId = Annotated[str, typer.Argument(help="The execution id.")]
 
 
-@app.command("show")
+@app.command("show", cls=Command)
 def show(
-    execution_id: ExecutionId,
+    execution_id: ExecutionIdArgument,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -46,9 +47,9 @@ def show(
         "Status": run.status.value,
         "Why": run.trigger_kind.value + (f" of {run.retry_of}" if run.retry_of else ""),
         "Attempt": str(run.attempt),
-        "Scheduled": when(run.scheduled_at),
-        "Started": when(run.started_at),
-        "Finished": when(run.finished_at),
+        utc_column("Scheduled"): cell_time(run.scheduled_at),
+        utc_column("Started"): cell_time(run.started_at),
+        utc_column("Finished"): cell_time(run.finished_at),
         "Duration": f"{run.duration_ms:.0f} ms" if run.duration_ms is not None else "-",
         "Input": str(run.input) if run.input else "-",
         "Error": f"{run.error_type}: {run.error_message}" if run.error_type else "-",
@@ -62,9 +63,10 @@ def show(
         stdout.print(run.traceback, markup=False, highlight=False)
 
 
-@app.command("retry")
+@app.command("retry", cls=Command)
 def retry(
-    execution_id: ExecutionId,
+    execution_id: ExecutionIdArgument,
+    yes: YesAcceptedOption = False,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -74,9 +76,9 @@ def retry(
         report(manage.retry(execution_id), as_json)
 
 
-@app.command("cancel")
+@app.command("cancel", cls=Command)
 def cancel(
-    execution_id: ExecutionId,
+    execution_id: ExecutionIdArgument,
     yes: YesOption = False,
     as_json: JsonOption = False,
     url: UrlOption = None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,7 +10,17 @@ from rich.table import Table
 
 from app.cli.output import EXIT_FAILED as EXIT_UNHEALTHY
 from app.cli.output import EXIT_USAGE as EXIT_MISCONFIGURED
-from app.cli.output import TokenOption, UrlOption, load_settings, stderr, stdout, when
+from app.cli.output import (
+    Command,
+    JsonOption,
+    TokenOption,
+    UrlOption,
+    cell_time,
+    fail,
+    load_settings,
+    stdout,
+    utc_column,
+)
 
 if TYPE_CHECKING:
     from app.core.health import HealthReport
@@ -129,25 +138,25 @@ def _print_report(report: HealthReport, detailed: bool, source: str) -> None:
     jobs.add_column("ID", no_wrap=True)
     jobs.add_column("Name")
     jobs.add_column("Trigger")
-    jobs.add_column("Next run", no_wrap=True)
+    jobs.add_column(utc_column("Next run"), no_wrap=True)
     jobs.add_column("State", no_wrap=True)
     for job in report.jobs or []:
         jobs.add_row(
             job.id,
             job.name,
             job.trigger,
-            when(job.next_run_time),
+            cell_time(job.next_run_time),
             "paused" if job.paused else "scheduled",
         )
     stdout.print(jobs)
 
 
-@app.command("check", short_help="Exit 0 when healthy, 1 when not.")
+@app.command("check", cls=Command, short_help="Exit 0 when healthy, 1 when not.")
 def check(
     detailed: Annotated[
         bool, typer.Option("--detailed", help="Show each component, the heartbeat and every job.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
     timeout: Annotated[
@@ -169,11 +178,7 @@ def check(
             report = _report_from_database(settings, detailed)
             source = redacted_url(settings.database_url)
     except CheckFailed as error:
-        if as_json:
-            typer.echo(json.dumps({"status": "unknown", "error": str(error)}, indent=2))
-        else:
-            stderr.print(f"error: {error}", markup=False, soft_wrap=True)
-        raise typer.Exit(error.exit_code) from None
+        fail(str(error), error.exit_code, status="unknown")
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
     else:
@@ -181,7 +186,9 @@ def check(
     raise typer.Exit(0 if report.healthy else 1)
 
 
-@app.command("scheduler", short_help="Exit 0 when this host's scheduler is alive, 1 when not.")
+@app.command(
+    "scheduler", cls=Command, short_help="Exit 0 when this host's scheduler is alive, 1 when not."
+)
 def scheduler() -> None:
     """Exit 0 when the scheduler process on this host has a fresh heartbeat, else 1.
 

@@ -14,20 +14,24 @@ from rich.table import Table
 from app.cli.output import (
     EXIT_FAILED,
     EXIT_USAGE,
+    Command,
+    JobIdArgument,
     JsonOption,
     LimitOption,
     PageOption,
     TokenOption,
     UrlOption,
+    YesAcceptedOption,
     YesOption,
+    cell_time,
     confirm,
     fail,
     handled,
     manager,
     page_footer,
     print_json,
-    stderr,
     stdout,
+    utc_column,
     when,
 )
 from app.core.enums import CommandStatus, ExecutionStatus, JobState, Queue
@@ -39,6 +43,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="List, inspect and change the scheduled jobs.", no_args_is_help=True)
 
+# How long `jobs run --wait` waits unless --timeout says otherwise.
+DEFAULT_WAIT_SECONDS = 300.0
 _PERIOD = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _UNITS = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -78,11 +84,13 @@ def _schedule(cron: str | None, every: str | None, at: str | None, zone: str | N
     try:
         return SCHEDULE_SPEC.validate_python(spec)
     except ValidationError as error:
-        for issue in error.errors():
-            field = str(issue["loc"][-1]) if issue["loc"] else "schedule"
-            message = issue["msg"].removeprefix("Value error, ")
-            stderr.print(f"error: {field}: {message}", markup=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        problems = {
+            str(issue["loc"][-1]) if issue["loc"] else "schedule": issue["msg"].removeprefix(
+                "Value error, "
+            )
+            for issue in error.errors()
+        }
+        fail("invalid schedule", EXIT_USAGE, problems)
 
 
 def _json_object(text: str | None, option: str) -> dict[str, Any]:
@@ -115,7 +123,7 @@ def report(result: CommandResult, as_json: bool) -> None:
         raise typer.Exit(EXIT_FAILED)
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_jobs(
     state: Annotated[JobState | None, typer.Option(help="Only jobs in this state.")] = None,
     queue: Annotated[Queue | None, typer.Option(help="Only jobs with this queue label.")] = None,
@@ -132,15 +140,15 @@ def list_jobs(
         print_json(jobs)
         return
     table = Table(title=f"Jobs ({jobs.total})", title_justify="left")
-    for column in ("ID", "Name", "Trigger", "Next run", "State", "Queue", "Origin"):
-        table.add_column(column, no_wrap=column in ("ID", "Next run"))
+    for column in ("ID", "Name", "Trigger", utc_column("Next run"), "State", "Queue", "Origin"):
+        table.add_column(column, no_wrap=column in ("ID", utc_column("Next run")))
     for job in jobs.items:
         state_text = job.state.value + (f", {job.running} running" if job.running else "")
         table.add_row(
             job.id,
             job.name,
             job.trigger,
-            when(job.next_run_time),
+            cell_time(job.next_run_time),
             state_text,
             job.queue.value,
             job.origin,
@@ -164,7 +172,7 @@ def _print_job(job: JobDetail) -> None:
         "Name": job.name,
         "State": job.state.value + (f" ({job.problem})" if job.problem else ""),
         "Trigger": job.trigger + (" (changed through the API)" if job.schedule_overridden else ""),
-        "Next run": when(job.next_run_time),
+        utc_column("Next run"): cell_time(job.next_run_time),
         "Last run": last,
         "Success rate": rate,
         "Running now": str(job.running),
@@ -173,7 +181,12 @@ def _print_job(job: JobDetail) -> None:
         "Arguments": json.dumps(job.args) if job.args else "-",
         "Queue": job.queue.value,
         "Origin": job.origin,
-        "Retries": str(job.retry_attempts - 1),
+        "Attempts": str(job.retry_attempts)
+        + (
+            f" (up to {job.retry_attempts - 1} retries)"
+            if job.retry_attempts > 1
+            else " (no retries)"
+        ),
         "Timeout": f"{job.timeout_seconds:g} s" if job.timeout_seconds else "-",
         "Pending commands": str(job.pending_commands),
     }
@@ -182,9 +195,9 @@ def _print_job(job: JobDetail) -> None:
     stdout.print(table)
 
 
-@app.command("show")
+@app.command("show", cls=Command)
 def show(
-    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    job_id: JobIdArgument,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -207,21 +220,23 @@ def _wait_for_run(manage: JobManager, execution_id: str, timeout: float) -> Exec
         time.sleep(0.2)
 
 
-@app.command("run")
+@app.command("run", cls=Command)
 def run(
-    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    job_id: JobIdArgument,
     input_json: Annotated[
         str | None,
         typer.Option("--input", help="Arguments as a JSON object (see the job's inputs)."),
     ] = None,
     wait: Annotated[
-        float | None,
+        bool, typer.Option("--wait", help="Wait for the run to end; exit 1 unless it succeeded.")
+    ] = False,
+    timeout: Annotated[
+        float,
         typer.Option(
-            help="Wait up to this many seconds for the run to end; exit 1 unless it succeeded.",
-            min=0,
-            metavar="SECONDS",
+            min=0.1, metavar="SECONDS", help="How long --wait waits before giving up (exit 1)."
         ),
-    ] = None,
+    ] = DEFAULT_WAIT_SECONDS,
+    yes: YesAcceptedOption = False,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -230,21 +245,39 @@ def run(
     arguments = _json_object(input_json, "--input")
     with handled(), manager(url, token) as manage:
         result = manage.run(job_id, arguments)
-        report(result, as_json)
-        if wait is None or result.execution_id is None:
+        if not wait or result.execution_id is None:
+            report(result, as_json)
             return
-        execution = _wait_for_run(manage, result.execution_id, wait)
-    if not as_json:
+        if not as_json:
+            report(result, as_json)
+        execution = _wait_for_run(manage, result.execution_id, timeout)
+    if as_json:
+        # One JSON document: the command's answer and the run as it ended (or stood).
+        typer.echo(
+            json.dumps(
+                {
+                    "command": result.model_dump(mode="json"),
+                    "execution": execution.model_dump(mode="json"),
+                },
+                indent=2,
+            )
+        )
+    elif execution.status.is_final:
         stdout.print(f"run {execution.status.value}", markup=False)
+    else:
+        stdout.print(
+            f"run still {execution.status.value} after {timeout:g} s (--timeout waits longer)",
+            markup=False,
+        )
     if execution.status is not ExecutionStatus.SUCCEEDED:
-        if execution.error_message:
+        if execution.error_message and not as_json:
             stdout.print(execution.error_message, markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED)
 
 
-@app.command("pause")
+@app.command("pause", cls=Command)
 def pause(
-    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    job_id: JobIdArgument,
     yes: YesOption = False,
     as_json: JsonOption = False,
     url: UrlOption = None,
@@ -256,9 +289,10 @@ def pause(
         report(manage.pause(job_id), as_json)
 
 
-@app.command("resume")
+@app.command("resume", cls=Command)
 def resume(
-    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    job_id: JobIdArgument,
+    yes: YesAcceptedOption = False,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -268,9 +302,9 @@ def resume(
         report(manage.resume(job_id), as_json)
 
 
-@app.command("reschedule")
+@app.command("reschedule", cls=Command)
 def reschedule(
-    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    job_id: JobIdArgument,
     cron: CronOption = None,
     every: EveryOption = None,
     zone: ZoneOption = None,
@@ -286,9 +320,9 @@ def reschedule(
         report(manage.reschedule(job_id, spec), as_json)
 
 
-@app.command("history")
+@app.command("history", cls=Command)
 def history(
-    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    job_id: JobIdArgument,
     status: Annotated[
         ExecutionStatus | None, typer.Option(help="Only runs with this status.")
     ] = None,
@@ -313,12 +347,20 @@ def history(
         print_json(runs)
         return
     table = Table(title=f"Runs of {job_id} ({runs.total})", title_justify="left")
-    for column in ("Execution", "Scheduled", "Status", "Why", "Try", "Duration", "Error"):
+    for column in (
+        "Execution",
+        utc_column("Scheduled"),
+        "Status",
+        "Why",
+        "Try",
+        "Duration",
+        "Error",
+    ):
         table.add_column(column, no_wrap=column != "Error")
     for item in runs.items:
         table.add_row(
             item.id,
-            when(item.scheduled_at),
+            cell_time(item.scheduled_at),
             item.status.value,
             item.trigger_kind.value,
             str(item.attempt),
@@ -329,9 +371,11 @@ def history(
     page_footer(runs.total, limit, page, len(runs.items), f"jobs history {job_id}")
 
 
-@app.command("add")
+@app.command("add", cls=Command)
 def add(
-    job_id: Annotated[str, typer.Argument(help="Id of the new job (a-z, 0-9, _).")],
+    job_id: Annotated[
+        str, typer.Argument(help="Id of the new job (a-z, 0-9, _).", metavar="JOB_ID")
+    ],
     function: Annotated[str, typer.Option(help="A registered job function, by name.")],
     name: Annotated[str | None, typer.Option(help="A readable name; by default the id.")] = None,
     args_json: Annotated[
@@ -342,6 +386,7 @@ def add(
     at: AtOption = None,
     zone: ZoneOption = None,
     queue: Annotated[Queue, typer.Option(help="Queue label.")] = Queue.DEFAULT,
+    yes: YesAcceptedOption = False,
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
@@ -362,17 +407,17 @@ def add(
             queue=queue,
         )
     except ValidationError as error:
-        for issue in error.errors():
-            field = ".".join(str(part) for part in issue["loc"])
-            stderr.print(f"error: {field}: {issue['msg']}", markup=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        problems = {
+            ".".join(str(part) for part in issue["loc"]): issue["msg"] for issue in error.errors()
+        }
+        fail("invalid job", EXIT_USAGE, problems)
     with handled(), manager(url, token) as manage:
         report(manage.add(request), as_json)
 
 
-@app.command("delete")
+@app.command("delete", cls=Command)
 def delete(
-    job_id: Annotated[str, typer.Argument(help="The runtime job's id.")],
+    job_id: Annotated[str, typer.Argument(help="The runtime job's id.", metavar="JOB_ID")],
     yes: YesOption = False,
     as_json: JsonOption = False,
     url: UrlOption = None,

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import gc
+import sys
 from typing import Annotated
 
 import typer
 
 from app import PROJECT_NAME, __version__
 from app.cli import db, executions, health, jobs, scheduler
+from app.cli.output import (
+    EXIT_FAILED,
+    errors_as_json,
+    errors_as_json_requested,
+    print_error,
+    reset_error_format,
+)
 
 app = typer.Typer(
     help=f"Operate {PROJECT_NAME}: health, jobs, runs and the scheduler. Works on the "
@@ -40,15 +48,30 @@ def _options(
     ] = False,
 ) -> None:
     """Options that apply to every command."""
+    reset_error_format()
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: exit statuses 0 (done), 1 (failed), 2 (usage)."""
+    errors_as_json(sys.argv[1:])
     try:
-        app()
+        # Not standalone: usage errors come back here, to be printed as JSON under --json.
+        status = app(standalone_mode=False)
+    except typer.TyperException as error:
+        # Typer's usage and parameter errors (its own copy of click's).
+        status = error.exit_code
+        show = getattr(error, "show", None)
+        if errors_as_json_requested() or show is None:
+            print_error(error.format_message(), status)
+        else:
+            show()
+    except typer.Abort:
+        status = EXIT_FAILED
+        print_error("cancelled", status)
     finally:
         # At exit the interpreter's last collections walk every object still alive, and the
         # database layer and pydantic leave many: 0.1-0.15 s of a short command. Frozen objects
         # are skipped; nothing here needs that collection (engines are disposed, and output is
         # flushed at exit as always).
         gc.freeze()
+    raise SystemExit(status if isinstance(status, int) else 0)

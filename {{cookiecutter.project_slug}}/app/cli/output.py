@@ -6,14 +6,16 @@ HTTP client load inside the command that uses them, so `--help` and input errors
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from app import ENV_PREFIX
 
@@ -30,6 +32,21 @@ stderr = Console(stderr=True, highlight=False)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+
+class Command(TyperCommand):
+    """A command whose usage line names its arguments plainly: `jobs show JOB_ID`.
+
+    Typer writes a required argument as `{JOB_ID}`, which reads like a placeholder to fill in
+    with braces. Every command passes `cls=Command`.
+    """
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:  # click.Context, as Typer vendors it
+        pieces = super().collect_usage_pieces(ctx)
+        return [
+            piece[1:-1] if piece.startswith("{") and piece.endswith("}") else piece
+            for piece in pieces
+        ]
 
 
 def _http_url(value: str | None) -> str | None:
@@ -54,15 +71,85 @@ TokenOption = Annotated[
         show_default=False,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+class _Errors:
+    """How errors are printed: lines on stderr, or with --json one JSON object on stdout."""
+
+    as_json = False
+    # --json on the command line, seen before parsing: a usage error can stop the parser
+    # before it reaches the option.
+    asked_on_command_line = False
+
+
+def errors_as_json(argv: list[str]) -> None:
+    """Note whether the command line asks for JSON, so that usage errors are JSON too."""
+    arguments = argv[: argv.index("--")] if "--" in argv else argv
+    _Errors.asked_on_command_line = "--json" in arguments
+    reset_error_format()
+
+
+def reset_error_format() -> None:
+    """Start an invocation with the command line's choice (tests invoke many per process)."""
+    _Errors.as_json = _Errors.asked_on_command_line
+
+
+def errors_as_json_requested() -> bool:
+    return _Errors.as_json
+
+
+def _json_mode(value: bool) -> bool:
+    _Errors.as_json = value or _Errors.asked_on_command_line
+    return value
+
+
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help='Print JSON instead of tables; errors too, as {"error": ...}.',
+        callback=_json_mode,
+    ),
+]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+# Commands that change something but ask nothing take --yes too, so scripts can pass it alike.
+YesAcceptedOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Accepted for scripts; this command asks nothing.")
+]
+JobIdArgument = Annotated[
+    str, typer.Argument(help="The job's id.", metavar="JOB_ID", show_default=False)
+]
+ExecutionIdArgument = Annotated[
+    str, typer.Argument(help="The execution id.", metavar="EXECUTION_ID", show_default=False)
+]
 LimitOption = Annotated[int, typer.Option(min=1, max=200, help="Rows per page.")]
 PageOption = Annotated[int, typer.Option(min=1, help="Page to show, from 1.")]
 
 
-def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    """Print `message` on stderr and exit with `code`."""
-    stderr.print(f"error: {message}", markup=False, soft_wrap=True)
+def print_error(
+    message: str, code: int, problems: dict[str, str] | None = None, **fields: Any
+) -> None:
+    """An error on stderr, or as one JSON object on stdout under --json.
+
+    `problems` are per-field messages (a line each); `fields` go into the JSON only.
+    """
+    if _Errors.as_json:
+        body: dict[str, Any] = {**fields, "error": message, "exit_code": code}
+        if problems:
+            body["problems"] = problems
+        typer.echo(json.dumps(body, indent=2))
+    elif problems:
+        for field, problem in problems.items():
+            stderr.print(f"error: {field}: {problem}", markup=False, soft_wrap=True)
+    else:
+        stderr.print(f"error: {message}", markup=False, soft_wrap=True)
+
+
+def fail(
+    message: str, code: int = EXIT_FAILED, problems: dict[str, str] | None = None, **fields: Any
+) -> NoReturn:
+    """Print the error (see `print_error`) and exit with `code`."""
+    print_error(message, code, problems, **fields)
     raise typer.Exit(code)
 
 
@@ -121,9 +208,7 @@ def handled() -> Iterator[None]:
     try:
         yield
     except InvalidInput as error:
-        for field, problem in error.problems.items():
-            stderr.print(f"error: {field}: {problem}", markup=False, soft_wrap=True)
-        raise typer.Exit(EXIT_USAGE) from None
+        fail(str(error), EXIT_USAGE, error.problems)
     except ManagementError as error:
         fail(str(error))
 
@@ -146,9 +231,24 @@ def print_json(model: BaseModel | list[BaseModel]) -> None:
         typer.echo(model.model_dump_json(indent=2))
 
 
+# The CLI's one rule for times: UTC, said once. A table says it in its column header
+# (`utc_column`) and its cells leave it out (`cell_time`); a sentence says it (`when`).
+_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def cell_time(moment: datetime | None) -> str:
+    """A moment in UTC for a table cell under a `utc_column` header, or '-'."""
+    return moment.astimezone(UTC).strftime(_TIME_FORMAT) if moment else "-"
+
+
+def utc_column(name: str) -> str:
+    """A header for a column of `cell_time` values."""
+    return f"{name} (UTC)"
+
+
 def when(moment: datetime | None) -> str:
-    """A moment in UTC, or '-'."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
+    """A moment in UTC within a sentence, or '-'."""
+    return f"{cell_time(moment)} UTC" if moment else "-"
 
 
 def page_footer(total: int, limit: int, page: int, shown: int, command: str) -> None:

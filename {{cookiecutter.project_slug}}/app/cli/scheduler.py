@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from app.cli.output import (
+    Command,
     JsonOption,
     TokenOption,
     UrlOption,
@@ -19,7 +20,7 @@ from app.cli.output import (
 app = typer.Typer(help="The scheduler processes.", no_args_is_help=True)
 
 
-@app.command("status")
+@app.command("status", cls=Command)
 def status(as_json: JsonOption = False, url: UrlOption = None, token: TokenOption = None) -> None:
     """Scheduler instances and heartbeats, job counts, and runs per queue in the last day."""
     with handled(), manager(url, token) as manage:

@@ -129,9 +129,13 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 
 
 def database_now(connection: Connection) -> datetime:
-    """The database server's clock on PostgreSQL, shared by every host; this host's on SQLite."""
+    """The database server's clock on PostgreSQL, shared by every host; this host's on SQLite.
+
+    The clock as it reads now, not `now()`, which is the transaction's start: a time compared
+    with rows read earlier in the same transaction must not be older than they are.
+    """
     if connection.dialect.name == "postgresql":
-        server_time: datetime = connection.execute(text("SELECT now()")).scalar_one()
+        server_time: datetime = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
         return server_time.astimezone(UTC)
     return utcnow()
 

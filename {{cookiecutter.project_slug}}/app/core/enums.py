@@ -46,6 +46,11 @@ class ExecutionStatus(StrEnum):
         """A run that started and ended; runs that never started do not say how a job fares."""
         return self in _RAN_TO_AN_END
 
+    @property
+    def phrase(self) -> str:
+        """The status as words after a subject: "execution 42 succeeded", "... is running"."""
+        return _PHRASES[self]
+
 
 UNFINISHED = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
 _RAN_TO_AN_END = frozenset(
@@ -56,6 +61,17 @@ _RAN_TO_AN_END = frozenset(
         ExecutionStatus.INTERRUPTED,
     }
 )
+_PHRASES = {
+    ExecutionStatus.PENDING: "is pending",
+    ExecutionStatus.RUNNING: "is running",
+    ExecutionStatus.SUCCEEDED: "succeeded",
+    ExecutionStatus.FAILED: "failed",
+    ExecutionStatus.TIMED_OUT: "timed out",
+    ExecutionStatus.MISSED: "was missed",
+    ExecutionStatus.SKIPPED: "was skipped",
+    ExecutionStatus.INTERRUPTED: "was interrupted",
+    ExecutionStatus.CANCELLED: "was cancelled",
+}
 RATE_STATUSES = tuple(status for status in ExecutionStatus if status.counts_in_success_rate)
 
 

@@ -20,6 +20,7 @@ from app.core.job_rows import JobInfo, read_jobs
 from app.core.lease_state import LeaseState, read_lease
 from app.core.migrations import schema_problem
 from app.core.models import SchedulerInstance
+from app.core.times import UtcTime
 
 _INSTANCES_CONSIDERED = 20
 
@@ -38,8 +39,8 @@ class InstanceInfo(BaseModel):
     hostname: str
     pid: int
     state: SchedulerState
-    started_at: datetime
-    last_seen: datetime
+    started_at: UtcTime
+    last_seen: UtcTime
     heartbeat_age_seconds: float
     fresh: bool
     job_count: int = Field(
@@ -58,14 +59,14 @@ class SchedulerHealth(BaseModel):
     hostname: str | None = None
     pid: int | None = None
     state: SchedulerState | None = None
-    started_at: datetime | None = None
-    last_seen: datetime | None = None
+    started_at: UtcTime | None = None
+    last_seen: UtcTime | None = None
     heartbeat_age_seconds: float | None = None
     job_count: int | None = None
     standby_instances: int = 0
     leader: str | None = Field(None, description="The instance holding the current lease.")
     epoch: int | None = Field(None, description="The lease's epoch, raised by each new leader.")
-    lease_expires_at: datetime | None = Field(
+    lease_expires_at: UtcTime | None = Field(
         None, description="When the lease ends unless its holder renews it (database clock)."
     )
     lease_expires_in_seconds: float | None = None
@@ -78,7 +79,7 @@ class HealthReport(BaseModel):
     """The overall status and each component's; jobs only when asked for."""
 
     status: Literal["healthy", "unhealthy"]
-    checked_at: datetime
+    checked_at: UtcTime
     database: DatabaseHealth
     scheduler: SchedulerHealth
     jobs: list[JobInfo] | None = None
@@ -229,7 +230,6 @@ def check_health(
         if missing:
             raise FileNotFoundError(missing)
         with session_scope(engine) as session:
-            now = checked_at = database_now(session.connection())
             problem = schema_problem(session.connection())
             instances: Sequence[SchedulerInstance] = []
             lease: LeaseState | None = None
@@ -243,6 +243,8 @@ def check_health(
                 ).all()
             if problem is None:
                 lease = read_lease(session.connection())
+            # Read after the rows, so no heartbeat read is newer than the clock it is aged by.
+            now = checked_at = database_now(session.connection())
         database = DatabaseHealth(
             healthy=problem is None, detail=f"reachable, but {problem}" if problem else "reachable"
         )
@@ -274,7 +276,6 @@ def check_host_scheduler(
     """
     try:
         with session_scope(engine) as session:
-            now = database_now(session.connection())
             if not inspect(session.connection()).has_table(SchedulerInstance.__tablename__):
                 return False, "no scheduler has reported a heartbeat yet"
             latest = session.scalars(
@@ -283,6 +284,7 @@ def check_host_scheduler(
                 .order_by(SchedulerInstance.last_seen.desc())
                 .limit(1)
             ).one_or_none()
+            now = database_now(session.connection())
     except SQLAlchemyError as error:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         return False, f"database unreachable: {reason}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine, select
@@ -12,6 +11,7 @@ from app.core.db import tables_exist
 from app.core.models import Job
 from app.core.schedule_specs import Spec, parse_spec
 from app.core.schedules import ScheduleError, describe_trigger, parse_timezone
+from app.core.times import UtcTime
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ class JobInfo(BaseModel):
     id: str
     name: str
     trigger: str
-    next_run_time: datetime | None
+    next_run_time: UtcTime | None
     paused: bool
 
 

@@ -13,6 +13,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from app.core.times import iso_utc
+
 # Attributes every LogRecord has; anything else on a record came from `extra=`. Uvicorn adds
 # `color_message`, a copy of the message with terminal colour codes.
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
@@ -31,7 +33,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": iso_utc(datetime.fromtimestamp(record.created, UTC), "milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -42,14 +44,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+# Control characters as escapes: a value from input (a job's name, an error) cannot start a
+# line of its own that reads like another record, nor move the terminal's cursor.
+_ESCAPES = {code: f"\\x{code:02x}" for code in [*range(32), 127]} | {
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+}
+
+
+def one_line(text: object) -> str:
+    """`text` with every control character escaped, so it prints as one line."""
+    return str(text).translate(_ESCAPES)
+
+
 class ConsoleFormatter(logging.Formatter):
-    """Formats a record as `time level logger message key=value ...`."""
+    """Formats a record as `time level logger message key=value ...`, one line per record.
+
+    Only a traceback, which the service writes itself, spans lines.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         # Local time: this format is for a person at a terminal.
         clock = time.strftime("%H:%M:%S", time.localtime(record.created))
-        context = " ".join(f"{k}={v}" for k, v in _extra_fields(record).items())
-        line = f"{clock} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        context = " ".join(f"{k}={one_line(v)}" for k, v in _extra_fields(record).items())
+        line = f"{clock} {record.levelname:<7} {record.name}: {one_line(record.getMessage())}"
         if context:
             line = f"{line}  {context}"
         if record.exc_info:

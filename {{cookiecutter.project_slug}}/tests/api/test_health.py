@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text, update
+from sqlalchemy import Engine, event, text, update
 
 from app.components.backend.main import create_app
 from app.core.db import utcnow
 from app.core.enums import SchedulerState
+from app.core.health import check_health
 from app.core.models import SchedulerLease
 from app.core.settings import Settings
 from tests.helpers import write_heartbeat
@@ -140,3 +143,43 @@ def test_database_without_a_schema_says_who_creates_it(
         body = client.get("/health/ready").json()
     assert body["database"]["healthy"] is False
     assert "the scheduler creates it when it starts" in body["database"]["detail"]
+
+
+def test_a_heartbeat_written_during_the_check_is_never_aged_negative(
+    settings: Settings, engine: Engine
+) -> None:
+    heartbeat = write_heartbeat(engine)
+    beats_left = 1
+
+    def beat_before_the_first_read(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        # The scheduler writes between the check's start and its reads: a clock read before
+        # the rows would be older than the heartbeat it then ages.
+        nonlocal beats_left
+        clock = any(word in statement for word in ("BEGIN", "now()", "clock_timestamp()"))
+        if beats_left and not clock:
+            beats_left = 0
+            heartbeat.beat(SchedulerState.RUNNING, job_count=3)
+
+    event.listen(engine, "before_cursor_execute", beat_before_the_first_read)
+    try:
+        report = check_health(engine, settings.heartbeat_stale_after_seconds)
+    finally:
+        event.remove(engine, "before_cursor_execute", beat_before_the_first_read)
+    assert beats_left == 0
+    [instance] = report.scheduler.instances
+    assert instance.heartbeat_age_seconds >= 0
+    assert report.scheduler.heartbeat_age_seconds is not None
+    assert report.scheduler.heartbeat_age_seconds >= 0
+
+
+def test_times_are_written_in_one_iso_form(client: TestClient, engine: Engine) -> None:
+    write_heartbeat(engine)
+    body = client.get("/health/ready").json()
+    form = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+    for moment in (
+        body["checked_at"],
+        body["scheduler"]["last_seen"],
+        body["scheduler"]["lease_expires_at"],
+        body["scheduler"]["instances"][0]["started_at"],
+    ):
+        assert form.match(moment), moment

@@ -277,10 +277,10 @@ def test_wrong_state_is_409_with_the_reason(
         session.add(execution_row("done", ExecutionStatus.SUCCEEDED))
     response = client.post("/api/executions/done/retry")
     assert response.status_code == 409
-    assert "is succeeded" in response.json()["detail"]
+    assert "execution done succeeded: only a run that ended" in response.json()["detail"]
     response = client.post("/api/executions/done/cancel")
     assert response.status_code == 409
-    assert "has ended" in response.json()["detail"]
+    assert "execution done succeeded: it has ended" in response.json()["detail"]
 
 
 def test_retry_of_a_failed_run_keeps_its_input(

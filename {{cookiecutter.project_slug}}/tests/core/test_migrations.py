@@ -85,7 +85,7 @@ def test_tables_made_without_migrations_are_refused_until_stamped(fresh_engine: 
     with pytest.raises(SchemaError, match=r"no migration record.*db stamp head"):
         upgrade(fresh_engine)
 
-    code, output = invoke("db", "stamp", "head")
+    code, output = invoke("db", "stamp", "head", "--yes")
     assert code == 0, output
     assert upgrade(fresh_engine) == (head_revision(), head_revision())
 

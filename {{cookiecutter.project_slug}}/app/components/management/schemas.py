@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +18,7 @@ from app.core.enums import (
 from app.core.health import InstanceInfo
 from app.core.job_rows import JobInfo
 from app.core.schedule_specs import RecurringSpec, ScheduleSpec
+from app.core.times import UtcTime
 
 
 class JobSummary(JobInfo):
@@ -38,8 +38,8 @@ class LastRun(BaseModel):
 
     execution_id: str
     status: ExecutionStatus
-    scheduled_at: datetime
-    finished_at: datetime | None
+    scheduled_at: UtcTime
+    finished_at: UtcTime | None
     error_message: str | None
 
 
@@ -51,7 +51,9 @@ class JobDetail(JobSummary):
     args: dict[str, Any] = Field(description="Fixed arguments of every run (runtime jobs).")
     timezone: str | None
     max_instances: int
-    retry_attempts: int
+    retry_attempts: int = Field(
+        description="Runs in all for one scheduled time, the first included: 1 means no retries."
+    )
     timeout_seconds: float | None
     catch_up: CatchUp | None = Field(
         description="What happens to scheduled times that passed while no scheduler ran."
@@ -92,9 +94,9 @@ class ExecutionInfo(BaseModel):
     status: ExecutionStatus
     trigger_kind: TriggerKind
     attempt: int
-    scheduled_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    scheduled_at: UtcTime
+    started_at: UtcTime | None
+    finished_at: UtcTime | None
     duration_ms: float | None
     error_type: str | None
     error_message: str | None
@@ -160,12 +162,12 @@ class SchedulerStatus(BaseModel):
     instances: list[InstanceInfo]
     leader: str | None = Field(description="The instance holding the current lease, if any.")
     epoch: int | None = Field(description="The current lease's epoch, raised by each new leader.")
-    lease_expires_at: datetime | None = Field(
+    lease_expires_at: UtcTime | None = Field(
         description="When the lease ends unless its holder renews it (the database's clock)."
     )
     jobs: JobCounts
     queues: list[QueueCounts]
-    counts_since: datetime
+    counts_since: UtcTime
     pending_commands: int
     job_revision: int = Field(description="Raised by every change to a job.")
     applied_revision: int = Field(

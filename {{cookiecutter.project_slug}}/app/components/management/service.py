@@ -71,6 +71,7 @@ from app.core.models import Job, JobExecution, JobRevision, SchedulerCommand, Sc
 from app.core.schedule_specs import OnceSpec, Spec, dump_spec
 from app.core.schedules import ScheduleError, describe_trigger
 from app.core.settings import Settings
+from app.core.times import iso_utc
 
 RATE_WINDOW = 100
 COUNTS_WINDOW = timedelta(hours=24)
@@ -358,8 +359,8 @@ class Management:
             known = job_id in self._catalog(session).jobs
         if not ExecutionStatus(status).is_retryable:
             raise Conflict(
-                f"execution {execution_id} is {status}: only a run that ended without "
-                "success can be retried"
+                f"execution {execution_id} {ExecutionStatus(status).phrase}: only a run that "
+                "ended without success can be retried"
             )
         if not known:
             raise Conflict(f"job {job_id!r} no longer exists")
@@ -372,7 +373,10 @@ class Management:
             row = self._execution_row(session, execution_id)
             status, job_id = row.status, row.job_id
         if ExecutionStatus(status).is_final:
-            raise Conflict(f"execution {execution_id} has ended ({status}): nothing to cancel")
+            raise Conflict(
+                f"execution {execution_id} {ExecutionStatus(status).phrase}: it has ended, "
+                "so there is nothing to cancel"
+            )
         return self._send(CommandKind.CANCEL, job_id, execution_id=execution_id, show_job=False)
 
     # Internals
@@ -641,7 +645,7 @@ class Management:
 
 
 def _when(moment: datetime | None) -> str:
-    return moment.isoformat() if moment else "none"
+    return iso_utc(moment) if moment else "none"
 
 
 def _update(session: Session, row: Job, **values: Any) -> None:

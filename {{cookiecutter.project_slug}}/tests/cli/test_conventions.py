@@ -1,0 +1,129 @@
+"""What every command shares: --yes on every change, plain usage lines, JSON errors under
+--json with the same exit statuses, and one rule for times."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from app.cli.main import app
+
+# Every command that changes something, with the arguments it needs.
+CHANGING_COMMANDS = [
+    ["jobs", "run", "JOB"],
+    ["jobs", "pause", "JOB"],
+    ["jobs", "resume", "JOB"],
+    ["jobs", "reschedule", "JOB"],
+    ["jobs", "add", "JOB"],
+    ["jobs", "delete", "JOB"],
+    ["executions", "retry", "ID"],
+    ["executions", "cancel", "ID"],
+    ["db", "upgrade"],
+    ["db", "stamp", "head"],
+]
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    return result.exit_code, result.output
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed entry point, as a script calls it (usage errors go through `main`)."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("command", CHANGING_COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_every_change_accepts_yes(command: list[str]) -> None:
+    code, output = invoke(*command[:2], "--help")
+    assert code == 0
+    assert "-y, --yes" in output
+
+
+def test_usage_lines_name_arguments_plainly() -> None:
+    code, output = invoke("jobs", "show")
+    assert code == 2
+    assert "Usage: root jobs show [OPTIONS] JOB_ID" in output
+    assert "Missing argument 'JOB_ID'" in output
+    assert "{" not in output
+    code, output = invoke("executions", "retry", "--help")
+    assert "[OPTIONS] EXECUTION_ID" in output
+
+
+def test_errors_are_json_under_json_with_the_same_exit_statuses(
+    env: dict[str, str], registered: list[str]
+) -> None:
+    cases = [
+        # (arguments, exit status, a part of the message)
+        (["jobs", "show", "nope"], 1, "no job 'nope'"),
+        (["jobs", "show"], 2, "Missing argument 'JOB_ID'"),
+        (["jobs", "list", "--limit", "0"], 2, "--limit"),
+        (["jobs", "pause", registered[0]], 2, "Pass --yes to confirm"),
+        (["executions", "retry", "nope", "--yes"], 1, "no execution 'nope'"),
+        (["jobs", "reschedule", registered[0], "--every", "soon", "--yes"], 2, "--every"),
+    ]
+    for arguments, status, message in cases:
+        plain = cli(env, *arguments)
+        assert plain.returncode == status, (arguments, plain.stderr)
+        assert message in plain.stderr
+        as_json = cli(env, *arguments, "--json")
+        assert as_json.returncode == status, (arguments, as_json.stdout, as_json.stderr)
+        body = json.loads(as_json.stdout)
+        assert message in body["error"]
+        assert body["exit_code"] == status
+        assert "Traceback" not in as_json.stdout + as_json.stderr
+    invalid = cli(env, "jobs", "add", "Bad", "--function", "nope", "--every", "1m", "--json")
+    assert invalid.returncode == 2
+    assert "id" in json.loads(invalid.stdout)["problems"]
+
+
+def test_tables_say_utc_once_and_json_has_one_iso_form(registered: list[str]) -> None:
+    code, output = invoke("jobs", "list")
+    assert code == 0
+    assert "Next run (UTC)" in output
+    [cell] = re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d( UTC)?", output)[:1]
+    assert cell == "", "cells leave the zone to the header"
+    code, output = invoke("jobs", "list", "--json")
+    times = [job["next_run_time"] for job in json.loads(output)["items"] if job["next_run_time"]]
+    assert times
+    assert all(ISO_UTC.match(moment) for moment in times), times
+    code, output = invoke("health", "check", "--json")
+    assert code == 1  # no scheduler runs
+    assert ISO_UTC.match(json.loads(output)["checked_at"])
+
+
+def test_show_and_its_json_agree_on_attempts(registered: list[str]) -> None:
+    code, output = invoke("jobs", "show", "cleanup_old_records", "--json")
+    attempts = json.loads(output)["retry_attempts"]
+    code, output = invoke("jobs", "show", "cleanup_old_records")
+    assert code == 0
+    [shown] = re.findall(r"Attempts\s+│?\s*(\d+) \(", output)
+    assert int(shown) == attempts
+
+
+def test_a_change_stored_without_a_scheduler_shows_in_the_list(registered: list[str]) -> None:
+    assert invoke("jobs", "pause", "cleanup_old_records", "--yes")[0] == 0
+    assert invoke("jobs", "reschedule", "system_maintenance", "--every", "5m", "--yes")[0] == 0
+    code, output = invoke("jobs", "list", "--json")
+    jobs = {job["id"]: job for job in json.loads(output)["items"]}
+    assert jobs["cleanup_old_records"]["state"] == "paused"
+    assert jobs["system_maintenance"]["trigger"] == "every 5m"
+    code, output = invoke("jobs", "list")
+    assert code == 0
+    [paused_row] = [line for line in output.splitlines() if "cleanup_old_records" in line]
+    assert "paused" in paused_row
+    [rescheduled_row] = [line for line in output.splitlines() if "system_maintenance" in line]
+    assert "every 5m" in rescheduled_row
