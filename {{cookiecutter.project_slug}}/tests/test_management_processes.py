@@ -68,7 +68,9 @@ class Api:
 @pytest.fixture
 def api(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
     monkeypatch.setattr(job_list, "JOBS", management_scheduler.JOBS)
-    with serve(create_app(settings), free_port()) as url:
+    # The runtime jobs here repeat every half second, to be seen running within the test.
+    fast = settings.model_copy(update={"runtime_job_min_interval_seconds": 0.1})
+    with serve(create_app(fast), free_port()) as url:
         client = Api(url, settings.data_dir)
         yield client
         client.http.close()

@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -33,6 +32,7 @@ from app.core.schedules import (
     ScheduleError,
     parse_timezone,
 )
+from app.core.times import IsoTime
 
 
 class _Spec(BaseModel):
@@ -114,12 +114,17 @@ class IntervalSpec(_Spec):
             seconds=self.seconds, minutes=self.minutes, hours=self.hours, days=self.days
         )
 
+    @property
+    def period_seconds(self) -> float:
+        """The period, in seconds."""
+        return self.seconds + 60 * self.minutes + 3600 * self.hours + 86400 * self.days
+
 
 class OnceSpec(_Spec):
     """A single run at a moment with a time zone."""
 
     kind: Literal["once"] = "once"
-    at: AwareDatetime
+    at: IsoTime
 
     def to_schedule(self) -> Once:
         """The schedule this spec describes."""

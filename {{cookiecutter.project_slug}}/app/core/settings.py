@@ -63,6 +63,27 @@ class Settings(BaseSettings):
         description="Bearer token of the management API (/api); without it /api answers 503. "
         "Project generation writes a random one into .env.",
     )
+    api_max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        le=64 * 1_048_576,
+        description="Largest request body the API accepts; a larger one is refused with 413 "
+        "as it arrives, before it is parsed or the token is checked.",
+    )
+    runtime_jobs_max: int = Field(
+        10_000,
+        ge=1,
+        le=1_000_000,
+        description="Most runtime jobs (added through the API or the CLI) stored at once; "
+        "adding one more is refused with 422.",
+    )
+    runtime_job_min_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        le=86_400,
+        description="Shortest interval a runtime job may repeat at; a shorter one is refused "
+        "with 422.",
+    )
     command_poll_seconds: float = Field(
         0.025,
         gt=0,

@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.routing import Match
 
 from app import ENV_PREFIX, PROJECT_NAME, __version__
+from app.components.backend.middleware import BodySizeLimit, SecurityHeaders
 from app.components.backend.routers import executions, health, jobs
 from app.components.management.errors import InvalidInput, ManagementError
 from app.core.db import create_db_engine, redacted_url
@@ -45,12 +48,60 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
     )
+    # Outermost last: every answer, the body limit's 413 included, gets the headers.
+    app.add_middleware(BodySizeLimit, limit=settings.api_max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(executions.router)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(405, _method_not_allowed)
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)
     app.add_exception_handler(ManagementError, _management_error)
     return app
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+async def _method_not_allowed(request: Request, error: Exception) -> JSONResponse:
+    """405 whose Allow header lists every method of the path.
+
+    Starlette's own lists the methods of the first route that matched the path only, so
+    `OPTIONS /api/jobs` would claim that GET alone is allowed, not POST.
+    """
+    allowed = {
+        method
+        for method in _METHODS
+        for route in request.app.routes
+        if route.matches({**request.scope, "method": method})[0] is Match.FULL
+    }
+    methods = ", ".join(sorted(allowed))
+    return JSONResponse(
+        status_code=405, content={"detail": "Method Not Allowed"}, headers={"Allow": methods}
+    )
+
+
+# A problem's message is cut to this many characters: it may quote what it refuses.
+_PROBLEM_MAX_CHARS = 300
+
+
+async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
+    """422 naming each field, in FastAPI's shape, but never echoing the input back.
+
+    FastAPI's own answer repeats every refused value (`input`), which turns a large body into
+    an equally large answer.
+    """
+    assert isinstance(error, RequestValidationError)
+    detail = [
+        {
+            "loc": list(problem["loc"]),
+            "msg": str(problem["msg"])[:_PROBLEM_MAX_CHARS],
+            "type": problem["type"],
+        }
+        for problem in error.errors()
+    ]
+    return JSONResponse(status_code=422, content={"detail": detail})
 
 
 async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:

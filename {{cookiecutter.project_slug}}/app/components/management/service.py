@@ -19,6 +19,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from app import ENV_PREFIX
 from app.components.management.errors import (
     Conflict,
     InvalidInput,
@@ -68,7 +69,7 @@ from app.core.enums import (
 )
 from app.core.health import check_health
 from app.core.models import Job, JobExecution, JobRevision, SchedulerCommand, SchedulerInstance
-from app.core.schedule_specs import OnceSpec, Spec, dump_spec
+from app.core.schedule_specs import IntervalSpec, OnceSpec, Spec, dump_spec
 from app.core.schedules import ScheduleError, describe_trigger
 from app.core.settings import Settings
 from app.core.times import iso_utc
@@ -254,7 +255,7 @@ class Management:
 
     def reschedule(self, job_id: str, spec: Spec) -> CommandResult:
         """Give a job a new schedule; for a code job it lasts until the code changes its own."""
-        self._check_future(spec)
+        self._check_schedule(spec)
 
         def change(session: Session, catalog: Catalog) -> str:
             definition = self._valid(catalog, job_id)
@@ -301,7 +302,7 @@ class Management:
             args = function.parse(request.args)
         except ArgumentError as error:
             raise InvalidInput({f"args.{k}": v for k, v in error.problems.items()}) from None
-        self._check_future(request.schedule)
+        self._check_schedule(request.schedule)
         definition = ScheduledJob(
             id=request.id,
             name=request.name,
@@ -317,6 +318,18 @@ class Management:
         def change(session: Session, catalog: Catalog) -> str:
             if request.id in catalog.jobs or request.id in catalog.rows:
                 raise Conflict(f"a job with id {request.id!r} exists already")
+            most = self.settings.runtime_jobs_max
+            # Counted in the transaction that adds the row, so concurrent adds cannot pass it.
+            stored = session.scalar(
+                select(func.count()).select_from(Job).where(Job.origin == JobOrigin.RUNTIME)
+            )
+            if (stored or 0) >= most:
+                raise InvalidInput(
+                    {
+                        "id": f"{stored} runtime jobs are stored, the most "
+                        f"{ENV_PREFIX}RUNTIME_JOBS_MAX allows ({most}): delete one first"
+                    }
+                )
             row = new_row(definition, self.settings.timezone, utcnow())
             session.add(row)
             if row.next_run_at is None:
@@ -528,9 +541,18 @@ class Management:
         except ArgumentError as error:
             raise InvalidInput({f"{field}.{k}": v for k, v in error.problems.items()}) from None
 
-    def _check_future(self, spec: Spec) -> None:
+    def _check_schedule(self, spec: Spec) -> None:
+        """Refuse a one-time run in the past, and a period shorter than the setting allows."""
         if isinstance(spec, OnceSpec) and spec.at <= utcnow():
             raise InvalidInput({"schedule.at": "is in the past: give a future time"})
+        shortest = self.settings.runtime_job_min_interval_seconds
+        if isinstance(spec, IntervalSpec) and spec.period_seconds < shortest:
+            raise InvalidInput(
+                {
+                    "schedule": f"repeats every {spec.period_seconds:g} s, more often than "
+                    f"{ENV_PREFIX}RUNTIME_JOB_MIN_INTERVAL_SECONDS allows ({shortest:g} s)"
+                }
+            )
 
     def _require_tables(self) -> None:
         if not self._has_tables():

@@ -6,16 +6,16 @@ from fastapi import APIRouter, Response
 
 from app.components.backend.auth import Authorized
 from app.components.backend.deps import ManagementDep, command_response
-from app.components.backend.routers.jobs import COMMAND_RESPONSES
+from app.components.backend.responses import COMMAND_RESPONSES, MANAGEMENT_RESPONSES, NOT_FOUND
 from app.components.management.schemas import CommandResult, ExecutionDetail, SchedulerStatus
 
-router = APIRouter(prefix="/api", dependencies=[Authorized])
+router = APIRouter(prefix="/api", dependencies=[Authorized], responses=MANAGEMENT_RESPONSES)
 
 
 @router.get(
     "/executions/{execution_id}",
     response_model=ExecutionDetail,
-    responses={404: {}},
+    responses=NOT_FOUND,
     tags=["executions"],
 )
 def get_execution(execution_id: str, manage: ManagementDep) -> ExecutionDetail:

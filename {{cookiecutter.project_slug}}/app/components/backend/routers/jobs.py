@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import AwareDatetime
 
 from app.components.backend.auth import Authorized
 from app.components.backend.deps import ManagementDep, command_response
+from app.components.backend.responses import (
+    BODY_RESPONSES,
+    COMMAND_RESPONSES,
+    MANAGEMENT_RESPONSES,
+    NOT_FOUND,
+)
 from app.components.management.schemas import (
     AddJobRequest,
     CommandResult,
@@ -20,17 +25,14 @@ from app.components.management.schemas import (
     RunRequest,
 )
 from app.core.enums import ExecutionStatus, JobState, Queue
+from app.core.times import IsoTime
 
-router = APIRouter(prefix="/api", tags=["jobs"], dependencies=[Authorized])
+router = APIRouter(
+    prefix="/api", tags=["jobs"], dependencies=[Authorized], responses=MANAGEMENT_RESPONSES
+)
 
 Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip.")]
-COMMAND_RESPONSES: dict[int | str, dict[str, object]] = {
-    202: {"model": CommandResult, "description": "No scheduler confirmed it: stored for later."},
-    404: {"description": "No such job."},
-    409: {"description": "The job's state does not allow it; `detail` says why."},
-    422: {"description": "Invalid input; each problem names its field."},
-}
 
 
 @router.get("/jobs", response_model=JobPage)
@@ -49,7 +51,7 @@ def list_jobs(
     "/jobs",
     response_model=CommandResult,
     status_code=status.HTTP_201_CREATED,
-    responses=COMMAND_RESPONSES,
+    responses=COMMAND_RESPONSES | BODY_RESPONSES,
 )
 def add_job(body: AddJobRequest, manage: ManagementDep, response: Response) -> CommandResult:
     """Add a job that calls a registered job function with JSON arguments."""
@@ -62,7 +64,7 @@ def list_functions(manage: ManagementDep) -> list[FunctionInfo]:
     return manage.functions()
 
 
-@router.get("/jobs/{job_id}", response_model=JobDetail, responses={404: {}})
+@router.get("/jobs/{job_id}", response_model=JobDetail, responses=NOT_FOUND)
 def get_job(job_id: str, manage: ManagementDep) -> JobDetail:
     """A job's definition, state, next run, last run and success rate."""
     return manage.job(job_id)
@@ -74,7 +76,9 @@ def delete_job(job_id: str, manage: ManagementDep, response: Response) -> Comman
     return command_response(manage.delete(job_id), response)
 
 
-@router.post("/jobs/{job_id}/run", response_model=CommandResult, responses=COMMAND_RESPONSES)
+@router.post(
+    "/jobs/{job_id}/run", response_model=CommandResult, responses=COMMAND_RESPONSES | BODY_RESPONSES
+)
 def run_job(
     job_id: str, manage: ManagementDep, response: Response, body: RunRequest | None = None
 ) -> CommandResult:
@@ -95,7 +99,11 @@ def resume_job(job_id: str, manage: ManagementDep, response: Response) -> Comman
     return command_response(manage.resume(job_id), response)
 
 
-@router.put("/jobs/{job_id}/schedule", response_model=CommandResult, responses=COMMAND_RESPONSES)
+@router.put(
+    "/jobs/{job_id}/schedule",
+    response_model=CommandResult,
+    responses=COMMAND_RESPONSES | BODY_RESPONSES,
+)
 def reschedule_job(
     job_id: str, body: RescheduleRequest, manage: ManagementDep, response: Response
 ) -> CommandResult:
@@ -103,17 +111,15 @@ def reschedule_job(
     return command_response(manage.reschedule(job_id, body.schedule), response)
 
 
-@router.get("/jobs/{job_id}/executions", response_model=ExecutionPage, responses={404: {}})
+@router.get("/jobs/{job_id}/executions", response_model=ExecutionPage, responses=NOT_FOUND)
 def job_executions(
     job_id: str,
     manage: ManagementDep,
     status: ExecutionStatus | None = None,
     since: Annotated[
-        AwareDatetime | None, Query(description="Scheduled at or after (with a zone).")
+        IsoTime | None, Query(description="Scheduled at or after (with a zone).")
     ] = None,
-    until: Annotated[
-        AwareDatetime | None, Query(description="Scheduled before (with a zone).")
-    ] = None,
+    until: Annotated[IsoTime | None, Query(description="Scheduled before (with a zone).")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> ExecutionPage:
