@@ -16,6 +16,7 @@ from app.cli.output import (
     database,
     fail,
     load_settings,
+    say,
     stdout,
 )
 
@@ -49,9 +50,9 @@ def upgrade_command(revision: RevisionArgument = "head", yes: YesAcceptedOption 
     with _engine(create_file=True) as engine:
         before, after = upgrade(engine, revision)
     if before == after:
-        stdout.print(f"Already at {after}: nothing to do.", markup=False)
+        say(f"Already at {after}: nothing to do.")
     else:
-        stdout.print(f"Upgraded {redacted_url(engine.url)}: {before} -> {after}.", markup=False)
+        say(f"Upgraded {redacted_url(engine.url)}: {before} -> {after}.")
 
 
 @app.command("current", cls=Command)
@@ -63,7 +64,7 @@ def current_command() -> None:
     with _engine(create_file=False) as engine, engine.connect() as connection:
         current = current_revision(connection)
         problem = schema_problem(connection)
-    stdout.print(f"Database: {redacted_url(engine.url)}", markup=False)
+    say(f"Database: {redacted_url(engine.url)}")
     stdout.print(f"Revision: {current or 'none'} (this code needs {head_revision()})")
     if problem:
         fail(problem)
@@ -78,4 +79,4 @@ def stamp_command(revision: RevisionArgument, yes: YesOption = False) -> None:
     confirm(f"Record {revision} as applied without running its migrations?", yes)
     with _engine(create_file=False) as engine:
         stamp(engine, revision)
-    stdout.print(f"Recorded {revision} as applied.", markup=False)
+    say(f"Recorded {revision} as applied.")

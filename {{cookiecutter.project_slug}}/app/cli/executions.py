@@ -14,10 +14,13 @@ from app.cli.output import (
     UrlOption,
     YesAcceptedOption,
     YesOption,
+    add_row,
     cell_time,
     confirm,
     handled,
     manager,
+    plain,
+    print_block,
     print_json,
     stdout,
     utc_column,
@@ -39,7 +42,7 @@ def show(
     if as_json:
         print_json(run)
         return
-    table = Table(title=f"Execution {run.id}", title_justify="left", show_header=False)
+    table = Table(title=plain(f"Execution {run.id}"), title_justify="left", show_header=False)
     table.add_column("Field", style="bold")
     table.add_column("Value")
     rows = {
@@ -57,10 +60,10 @@ def show(
         "Instance": run.instance_id or "-",
     }
     for field, value in rows.items():
-        table.add_row(field, value)
+        add_row(table, field, value)
     stdout.print(table)
     if run.traceback:
-        stdout.print(run.traceback, markup=False, highlight=False)
+        print_block(run.traceback)
 
 
 @app.command("retry", cls=Command)

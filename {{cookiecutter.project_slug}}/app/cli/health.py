@@ -15,11 +15,14 @@ from app.cli.output import (
     JsonOption,
     TokenOption,
     UrlOption,
+    add_row,
     cell_time,
     fail,
     load_settings,
+    say,
     stdout,
     utc_column,
+    verdict,
 )
 
 if TYPE_CHECKING:
@@ -109,22 +112,21 @@ def _jobs_from_api(base: str, token: str | None, timeout: float) -> list[JobInfo
         remote.close()
 
 
-def _status(healthy: bool) -> str:
-    return "[green]healthy[/]" if healthy else "[red]unhealthy[/]"
-
-
 def _print_report(report: HealthReport, detailed: bool, source: str) -> None:
-    stdout.print(f"Status: {_status(report.healthy)}")
+    say("Status: ", verdict(report.healthy))
     if not detailed:
         for name, component in (("database", report.database), ("scheduler", report.scheduler)):
             if not component.healthy:
-                stdout.print(f"  {name}: {component.detail}")
+                say(f"  {name}: {component.detail}")
         return
     components = Table(title="Components", title_justify="left")
     for column in ("Component", "Status", "Detail"):
         components.add_column(column)
-    components.add_row(
-        "database", _status(report.database.healthy), f"{report.database.detail} ({source})"
+    add_row(
+        components,
+        "database",
+        verdict(report.database.healthy),
+        f"{report.database.detail} ({source})",
     )
     scheduler = report.scheduler
     where = (
@@ -132,7 +134,7 @@ def _print_report(report: HealthReport, detailed: bool, source: str) -> None:
         if scheduler.instance_id
         else ""
     )
-    components.add_row("scheduler", _status(scheduler.healthy), f"{scheduler.detail}{where}")
+    add_row(components, "scheduler", verdict(scheduler.healthy), f"{scheduler.detail}{where}")
     stdout.print(components)
     jobs = Table(title=f"Jobs ({len(report.jobs or [])})", title_justify="left")
     jobs.add_column("ID", no_wrap=True)
@@ -141,7 +143,8 @@ def _print_report(report: HealthReport, detailed: bool, source: str) -> None:
     jobs.add_column(utc_column("Next run"), no_wrap=True)
     jobs.add_column("State", no_wrap=True)
     for job in report.jobs or []:
-        jobs.add_row(
+        add_row(
+            jobs,
             job.id,
             job.name,
             job.trigger,
@@ -206,6 +209,5 @@ def scheduler() -> None:
         )
     finally:
         engine.dispose()
-    stdout.print(f"{_status(healthy)}: ", end="")
-    stdout.print(detail, markup=False, soft_wrap=True)
+    say(verdict(healthy), f": {detail}")
     raise typer.Exit(0 if healthy else EXIT_UNHEALTHY)

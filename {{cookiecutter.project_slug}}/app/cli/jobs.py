@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from app.cli.output import (
     EXIT_FAILED,
@@ -23,13 +24,16 @@ from app.cli.output import (
     UrlOption,
     YesAcceptedOption,
     YesOption,
+    add_row,
     cell_time,
     confirm,
     fail,
     handled,
     manager,
     page_footer,
+    plain,
     print_json,
+    say,
     stdout,
     utc_column,
     when,
@@ -111,14 +115,13 @@ def report(result: CommandResult, as_json: bool) -> None:
         print_json(result)
     else:
         label = {
-            CommandStatus.APPLIED: "[green]applied[/]",
-            CommandStatus.PENDING: "[yellow]stored[/]",
-            CommandStatus.REJECTED: "[red]rejected[/]",
+            CommandStatus.APPLIED: Text("applied", style="green"),
+            CommandStatus.PENDING: Text("stored", style="yellow"),
+            CommandStatus.REJECTED: Text("rejected", style="red"),
         }[result.status]
-        stdout.print(f"{label}: ", end="")
-        stdout.print(result.detail, markup=False, soft_wrap=True)
+        say(label, f": {result.detail}")
         if result.execution_id:
-            stdout.print(f"execution id: {result.execution_id}", markup=False)
+            say(f"execution id: {result.execution_id}")
     if result.status is CommandStatus.REJECTED:
         raise typer.Exit(EXIT_FAILED)
 
@@ -144,7 +147,8 @@ def list_jobs(
         table.add_column(column, no_wrap=column in ("ID", utc_column("Next run")))
     for job in jobs.items:
         state_text = job.state.value + (f", {job.running} running" if job.running else "")
-        table.add_row(
+        add_row(
+            table,
             job.id,
             job.name,
             job.trigger,
@@ -158,7 +162,7 @@ def list_jobs(
 
 
 def _print_job(job: JobDetail) -> None:
-    table = Table(title=f"Job {job.id}", title_justify="left", show_header=False)
+    table = Table(title=plain(f"Job {job.id}"), title_justify="left", show_header=False)
     table.add_column("Field", style="bold")
     table.add_column("Value")
     rate = f"{job.success_rate:.0%} of the last {job.runs_counted}" if job.runs_counted else "-"
@@ -191,7 +195,7 @@ def _print_job(job: JobDetail) -> None:
         "Pending commands": str(job.pending_commands),
     }
     for field, value in rows.items():
-        table.add_row(field, value)
+        add_row(table, field, value)
     stdout.print(table)
 
 
@@ -263,15 +267,12 @@ def run(
             )
         )
     elif execution.status.is_final:
-        stdout.print(f"run {execution.status.value}", markup=False)
+        say(f"run {execution.status.value}")
     else:
-        stdout.print(
-            f"run still {execution.status.value} after {timeout:g} s (--timeout waits longer)",
-            markup=False,
-        )
+        say(f"run still {execution.status.value} after {timeout:g} s (--timeout waits longer)")
     if execution.status is not ExecutionStatus.SUCCEEDED:
         if execution.error_message and not as_json:
-            stdout.print(execution.error_message, markup=False, soft_wrap=True)
+            say(execution.error_message)
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -346,7 +347,7 @@ def history(
     if as_json:
         print_json(runs)
         return
-    table = Table(title=f"Runs of {job_id} ({runs.total})", title_justify="left")
+    table = Table(title=plain(f"Runs of {job_id} ({runs.total})"), title_justify="left")
     for column in (
         "Execution",
         utc_column("Scheduled"),
@@ -358,7 +359,8 @@ def history(
     ):
         table.add_column(column, no_wrap=column != "Error")
     for item in runs.items:
-        table.add_row(
+        add_row(
+            table,
             item.id,
             cell_time(item.scheduled_at),
             item.status.value,

@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 from typer.core import TyperCommand
 
 from app import ENV_PREFIX
+from app.core.text import one_line, printable_lines
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -126,6 +129,34 @@ LimitOption = Annotated[int, typer.Option(min=1, max=200, help="Rows per page.")
 PageOption = Annotated[int, typer.Option(min=1, help="Page to show, from 1.")]
 
 
+def plain(value: object) -> Text:
+    """A value that may come from input, shown exactly: no Rich markup, control characters
+    escaped, so a job named `[red]x` or `a\nb` cannot restyle or break a table."""
+    return Text(one_line(value))
+
+
+def verdict(healthy: bool) -> Text:
+    """ "healthy" in green or "unhealthy" in red."""
+    return Text("healthy", style="green") if healthy else Text("unhealthy", style="red")
+
+
+def add_row(table: Table, *cells: object) -> None:
+    """A row whose every cell is `plain`, but for cells already made into Text."""
+    table.add_row(*(cell if isinstance(cell, Text) else plain(cell) for cell in cells))
+
+
+def say(*parts: object) -> None:
+    """A line on stdout from its parts, joined as they are: strings are `plain` (no markup),
+    Text keeps its style."""
+    line = Text.assemble(*(part if isinstance(part, Text) else plain(part) for part in parts))
+    stdout.print(line, soft_wrap=True)
+
+
+def print_block(text: str) -> None:
+    """Several lines that may come from input (a traceback), control characters escaped."""
+    stdout.print(Text(printable_lines(text)), soft_wrap=True)
+
+
 def print_error(
     message: str, code: int, problems: dict[str, str] | None = None, **fields: Any
 ) -> None:
@@ -140,9 +171,9 @@ def print_error(
         typer.echo(json.dumps(body, indent=2))
     elif problems:
         for field, problem in problems.items():
-            stderr.print(f"error: {field}: {problem}", markup=False, soft_wrap=True)
+            stderr.print(Text(f"error: {one_line(field)}: {one_line(problem)}"), soft_wrap=True)
     else:
-        stderr.print(f"error: {message}", markup=False, soft_wrap=True)
+        stderr.print(Text(f"error: {one_line(message)}"), soft_wrap=True)
 
 
 def fail(
@@ -263,4 +294,4 @@ def page_footer(total: int, limit: int, page: int, shown: int, command: str) -> 
     line = f"Showing {first}-{first + shown - 1} of {total} (page {page} of {pages})"
     if page < pages:
         line += f"; next: {command} --page {page + 1}"
-    stdout.print(line, markup=False, soft_wrap=True)
+    say(line)

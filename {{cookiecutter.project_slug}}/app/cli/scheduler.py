@@ -10,10 +10,13 @@ from app.cli.output import (
     JsonOption,
     TokenOption,
     UrlOption,
+    add_row,
     handled,
     manager,
     print_json,
+    say,
     stdout,
+    verdict,
     when,
 )
 
@@ -28,15 +31,14 @@ def status(as_json: JsonOption = False, url: UrlOption = None, token: TokenOptio
     if as_json:
         print_json(report)
         return
-    verdict = "[green]healthy[/]" if report.healthy else "[red]unhealthy[/]"
-    stdout.print(f"Scheduler: {verdict}: ", end="")
-    stdout.print(report.detail, markup=False)
+    say("Scheduler: ", verdict(report.healthy), f": {report.detail}")
     instances = Table(title="Instances", title_justify="left")
     for column in ("Instance", "Host", "PID", "State", "Leader", "Heartbeat", "In timer"):
         instances.add_column(column, no_wrap=True)
     for item in report.instances:
         age = f"{item.heartbeat_age_seconds:.1f} s ago" + ("" if item.fresh else " (stale)")
-        instances.add_row(
+        add_row(
+            instances,
             item.instance_id,
             item.hostname,
             str(item.pid),
@@ -47,20 +49,20 @@ def status(as_json: JsonOption = False, url: UrlOption = None, token: TokenOptio
         )
     stdout.print(instances)
     if report.leader is not None and report.lease_expires_at is not None:
-        stdout.print(
+        say(
             f"Lease: {report.leader} leads under epoch {report.epoch}, renewed until "
             f"{when(report.lease_expires_at)}"
         )
     else:
-        stdout.print("Lease: no scheduler leads")
+        say("Lease: no scheduler leads")
     jobs = report.jobs
-    stdout.print(
+    say(
         f"Jobs: {jobs.total} ({jobs.scheduled} scheduled, {jobs.paused} paused, "
         f"{jobs.unscheduled} unscheduled, {jobs.invalid} invalid); "
         f"{report.pending_commands} command(s) waiting for a scheduler"
     )
     waiting = report.applied_revision < report.job_revision
-    stdout.print(
+    say(
         f"Job revision {report.job_revision}: "
         + (
             f"changes since revision {report.applied_revision} wait for a scheduler"
@@ -72,7 +74,8 @@ def status(as_json: JsonOption = False, url: UrlOption = None, token: TokenOptio
     for column in ("Queue", "Pending", "Running", "Succeeded", "Failed"):
         queues.add_column(column, justify="left" if column == "Queue" else "right")
     for queue in report.queues:
-        queues.add_row(
+        add_row(
+            queues,
             queue.queue,
             str(queue.pending),
             str(queue.running),

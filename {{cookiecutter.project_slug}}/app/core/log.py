@@ -13,6 +13,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from app.core.redact import redact_urls
+from app.core.text import one_line
 from app.core.times import iso_utc
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`. Uvicorn adds
@@ -41,21 +43,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
-
-
-# Control characters as escapes: a value from input (a job's name, an error) cannot start a
-# line of its own that reads like another record, nor move the terminal's cursor.
-_ESCAPES = {code: f"\\x{code:02x}" for code in [*range(32), 127]} | {
-    ord("\n"): "\\n",
-    ord("\r"): "\\r",
-    ord("\t"): "\\t",
-}
-
-
-def one_line(text: object) -> str:
-    """`text` with every control character escaped, so it prints as one line."""
-    return str(text).translate(_ESCAPES)
+        return redact_urls(json.dumps(payload, default=str))
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -73,7 +61,7 @@ class ConsoleFormatter(logging.Formatter):
             line = f"{line}  {context}"
         if record.exc_info:
             line = f"{line}\n{self.formatException(record.exc_info)}"
-        return line
+        return redact_urls(line)
 
 
 def configure_logging(
@@ -95,5 +83,8 @@ def configure_logging(
     # Its executor logs every run and each cancellation with a traceback; the project's job
     # wrapper logs each start and outcome once, with the execution id.
     logging.getLogger("apscheduler.executors").setLevel(logging.CRITICAL)
+    # httpx logs every request's full URL at INFO, a webhook's secret path included; the
+    # jobs and the alert hook log their own outcomes.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     # Alembic describes its set-up at every start; the scheduler logs the upgrade it made.
     logging.getLogger("alembic").setLevel(logging.WARNING)

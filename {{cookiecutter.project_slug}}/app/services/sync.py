@@ -8,6 +8,7 @@ from pathlib import Path
 from app.core.db import utcnow
 from app.core.errors import JobError, error_text
 from app.core.files import write_json_atomically
+from app.core.redact import redact_urls
 from app.core.settings import get_settings
 
 
@@ -53,7 +54,7 @@ async def sync_external_data(
             raise SyncError(f"{url} did not answer with JSON") from None
     snapshot = snapshot_dir / "latest.json"
     write_json_atomically(
-        snapshot, {"url": url, "fetched_at": utcnow().isoformat(), "data": payload}
+        snapshot, {"url": redact_urls(url), "fetched_at": utcnow().isoformat(), "data": payload}
     )
     return SyncResult(
         url=url,

@@ -9,9 +9,15 @@ import subprocess
 import sys
 
 import pytest
+from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from app.cli.main import app
+from app.core.db import session_scope
+from app.core.enums import ExecutionStatus
+from app.core.models import Job
+from tests.api.test_management import execution_row
+from tests.helpers import store_runtime_row
 
 # Every command that changes something, with the arguments it needs.
 CHANGING_COMMANDS = [
@@ -127,3 +133,39 @@ def test_a_change_stored_without_a_scheduler_shows_in_the_list(registered: list[
     assert "paused" in paused_row
     [rescheduled_row] = [line for line in output.splitlines() if "system_maintenance" in line]
     assert "every 5m" in rescheduled_row
+
+
+def test_values_from_input_print_as_text_not_markup_or_control(
+    engine: Engine, registered: list[str]
+) -> None:
+    # Stored as another writer might have: the API refuses control characters in a name,
+    # but an error message is whatever the job's exception said.
+    name = "[red]Evil[/] name\nFORGED row\x1b[2J"
+    error = "[bold]boom[/]\n\x1b[31mred\x1b[0m"
+    store_runtime_row(engine, "oddly_named", "cleanup_old_records")
+    with session_scope(engine) as session:
+        session.get_one(Job, "oddly_named").name = name
+        row = execution_row("escaped", ExecutionStatus.FAILED)
+        row.error_type = "RuntimeError"
+        row.error_message = error
+        row.traceback = f"Traceback (most recent call last):\n  {error}"
+        session.add(row)
+    for command in (
+        ["jobs", "list"],
+        ["jobs", "show", "oddly_named"],
+        ["jobs", "history", "cleanup_old_records"],
+        ["executions", "show", "escaped"],
+    ):
+        code, output = invoke(*command)
+        assert code == 0, output
+        assert "\x1b" not in output, command
+        assert "FORGED row" not in output.replace("\\nFORGED row", ""), command
+    code, output = invoke("jobs", "show", "oddly_named")
+    assert "[red]Evil[/] name\\nFORGED row\\x1b[2J" in output
+    code, output = invoke("executions", "show", "escaped")
+    assert "[bold]boom[/]\\n\\x1b[31mred\\x1b[0m" in output
+    # The traceback keeps its lines, escapes the rest.
+    assert "\n  [bold]boom[/]\n\\x1b[31mred" in output
+    code, output = invoke("jobs", "show", "[bold]nope\x1b[2J")
+    assert code == 1
+    assert "error: no job '[bold]nope\\x1b[2J'" in output

@@ -202,7 +202,12 @@ class AddJobRequest(BaseModel):
     id: str = Field(
         pattern=f"^{JOB_ID_PATTERN.pattern}$", max_length=100, examples=["nightly_report"]
     )
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        # One line of printable text: a name is shown in tables and log lines.
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+    )
     function: str = Field(
         max_length=191,
         description="A registered job function; GET /api/functions lists them.",

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
 from app.core.errors import error_text
+from app.core.redact import webhook_address
 from app.core.settings import Settings
 
 logger = logging.getLogger("app.scheduler.alerts")
@@ -47,9 +48,11 @@ def webhook_alert(url: str, timeout: float = 10.0) -> AlertHook:
                 response = await client.post(url, json={"event": "job_failing", **asdict(alert)})
                 response.raise_for_status()
         except httpx.HTTPError as error:
+            # httpx names the URL it failed on; the webhook's path is its secret.
+            reason = error_text(error).replace(url, webhook_address(url))
             logger.error(
                 "alert webhook failed; alert logged instead",
-                extra={**asdict(alert), "webhook_error": error_text(error)},
+                extra={**asdict(alert), "webhook": webhook_address(url), "webhook_error": reason},
             )
 
     return send

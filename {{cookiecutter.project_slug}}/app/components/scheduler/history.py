@@ -26,6 +26,7 @@ from app.components.scheduler.writer import BatchWriter
 from app.core.db import utcnow, write_transaction
 from app.core.enums import UNFINISHED, ExecutionStatus, TriggerKind
 from app.core.models import Job, JobExecution
+from app.core.redact import redact_urls
 
 logger = logging.getLogger("app.scheduler.history")
 
@@ -409,8 +410,10 @@ class HistoryRecorder(BatchWriter):
             "duration_ms": round(duration_ms, 3),
             "status": status,
             "error_type": type(error).__name__ if error else None,
-            "error_message": _clip(message, MAX_MESSAGE_CHARS) if message else None,
-            "traceback": _clip(traceback, MAX_TRACEBACK_CHARS),
+            # Redacted here, where every run's end is written: what the history keeps, the
+            # API and the CLI show.
+            "error_message": _clip(redact_urls(message), MAX_MESSAGE_CHARS) if message else None,
+            "traceback": _clip(redact_urls(traceback), MAX_TRACEBACK_CHARS) if traceback else None,
         }
         self._queue_update(execution_id, fields)
 
