@@ -28,6 +28,8 @@ MANIFEST: dict[str, dict[str, str]] = {
     "tests/services/test_temp_files.py": {"include_example_jobs": "yes"},
     # It ends PostgreSQL sessions; a SQLite project has none.
     "tests/test_postgres_sessions.py": {"database": "postgresql"},
+    # The compose file's PostgreSQL creates the app's own role with it.
+    "docker": {"use_docker": "yes", "database": "postgresql"},
 }
 
 

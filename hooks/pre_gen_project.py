@@ -33,6 +33,7 @@ RESERVED_SLUGS = frozenset(
         "app",
         "apscheduler",
         "fastapi",
+        "fastapi-offline",
         "httpx",
         "mypy",
         "psycopg",

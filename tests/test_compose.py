@@ -150,3 +150,49 @@ def test_test_profile_runs_the_suite(project: Path) -> None:
     assert command_line(services["tests"]).startswith("pytest")
     if "postgres" in services:
         assert "@postgres:5432/" in services["tests"]["environment"]["TEST_DATABASE_URL"]
+
+
+@pytest.mark.parametrize("profile", ["dev", "prod"])
+def test_app_containers_run_without_privileges(project: Path, profile: str) -> None:
+    services = in_profile(compose_config(project, profile), profile)
+    for name in PROFILES[profile]:
+        service = services[name]
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert any(str(mount).startswith("/tmp") for mount in service["tmpfs"]), name
+
+
+def test_postgres_has_no_default_password_and_the_app_its_own_role(project: Path) -> None:
+    compose = (project / "docker-compose.yml").read_text()
+    if "postgres" not in compose:
+        return
+    assert ":-postgres}" not in compose
+    config = compose_config(project, "prod")
+    services = in_profile(config, "prod")
+    env = dict(
+        line.split("=", 1) for line in (project / ".env").read_text().splitlines() if "=" in line
+    )
+    url = next(
+        value
+        for key, value in services["api-prod"]["environment"].items()
+        if key.endswith("DATABASE_URL")
+    )
+    assert url == f"postgresql+psycopg://app:{env['POSTGRES_APP_PASSWORD']}@postgres:5432/app"
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == env["POSTGRES_PASSWORD"]
+    script = project / "docker" / "postgres-init" / "10-app-role.sh"
+    assert "NOSUPERUSER" in script.read_text()
+    # Without the passwords compose refuses, and says what to do.
+    (project / ".env").rename(project / ".env.kept")
+    try:
+        result = subprocess.run(
+            ["docker", "compose", "--profile", "prod", "config"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        (project / ".env.kept").rename(project / ".env")
+    assert result.returncode != 0
+    assert "make .env writes one" in result.stderr

@@ -236,8 +236,8 @@ def test_env_file_holds_a_fresh_token_that_git_ignores(
     compose_postgres = option(variant[0], "database") == "postgresql" and (
         option(variant[0], "use_docker") == "yes"
     )
-    passwords = re.findall(r"^POSTGRES_PASSWORD=(\S{24,})$", env, re.MULTILINE)
-    assert len(passwords) == (1 if compose_postgres else 0)
+    passwords = re.findall(r"^POSTGRES(_APP)?_PASSWORD=(\S{24,})$", env, re.MULTILINE)
+    assert len(passwords) == (2 if compose_postgres else 0)
     assert (project / ".env").stat().st_mode & 0o077 == 0
     assert ".env" in (project / ".gitignore").read_text().splitlines()
     # No tracked file carries a token: the example leaves it empty.

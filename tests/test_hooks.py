@@ -25,8 +25,8 @@ pre_gen = load_hook("pre_gen_project")
 post_gen = load_hook("post_gen_project")
 
 
-# A SQLite project has no PostgreSQL sessions to end.
-SQLITE_LACKS = "tests/test_postgres_sessions.py"
+# A SQLite project has no PostgreSQL sessions to end, nor a compose PostgreSQL to set up.
+SQLITE_LACKS = {"tests/test_postgres_sessions.py", "docker"}
 
 
 def valid_answers(**changes: str) -> dict[str, Any]:
@@ -106,11 +106,15 @@ def test_control_characters_in_the_name_are_refused() -> None:
 @pytest.mark.parametrize(
     ("changes", "removed"),
     [
-        ({}, {SQLITE_LACKS}),
+        ({}, SQLITE_LACKS),
         ({"database": "postgresql"}, set()),
         (
+            {"database": "postgresql", "use_docker": "no"},
+            {"Dockerfile", ".dockerignore", "docker-compose.yml", "docker"},
+        ),
+        (
             {"use_docker": "no"},
-            {"Dockerfile", ".dockerignore", "docker-compose.yml", SQLITE_LACKS},
+            {"Dockerfile", ".dockerignore", "docker-compose.yml"} | SQLITE_LACKS,
         ),
         (
             {"include_example_jobs": "no"},
@@ -119,7 +123,7 @@ def test_control_characters_in_the_name_are_refused() -> None:
                 for p in post_gen.MANIFEST
                 if any(part in p for part in ("reports", "sync", "temp_files", "files.py"))
             }
-            | {SQLITE_LACKS},
+            | SQLITE_LACKS,
         ),
     ],
 )

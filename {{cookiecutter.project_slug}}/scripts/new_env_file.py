@@ -22,8 +22,10 @@ def env_lines(prefix: str, *, postgres: bool) -> list[str]:
     ]
     if postgres:
         lines += [
-            "# The compose file's PostgreSQL password (for its containers, not for make run).",
+            "# The compose file's PostgreSQL passwords (for its containers, not for make run):",
+            "# the superuser's, and the app's own role's.",
             f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}",
+            f"POSTGRES_APP_PASSWORD={secrets.token_urlsafe(24)}",
         ]
     return lines
 
@@ -41,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("prefix", help="the settings' environment prefix, such as ACME_")
     parser.add_argument(
-        "--postgres", action="store_true", help="also a password for the compose file's PostgreSQL"
+        "--postgres", action="store_true", help="also passwords for the compose file's PostgreSQL"
     )
     args = parser.parse_args(argv)
     path = Path(".env")

@@ -1,5 +1,6 @@
 #!/bin/sh
-# First start: create the cluster with the given password and database; then run the server.
+# First start: create the cluster with the given password and database and run the init
+# scripts; then run the server.
 set -eu
 if [ "$(id -u)" = 0 ]; then
     mkdir -p "$PGDATA"
@@ -18,6 +19,14 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     if [ "${POSTGRES_DB:-postgres}" != postgres ]; then
         psql -U postgres -d postgres -qc "CREATE DATABASE \"$POSTGRES_DB\""
     fi
+    # As the official image: each script in /docker-entrypoint-initdb.d, in name order.
+    export POSTGRES_USER=postgres
+    for script in /docker-entrypoint-initdb.d/*; do
+        case "$script" in
+            *.sh) if [ -x "$script" ]; then "$script"; else . "$script"; fi ;;
+            *.sql) psql -v ON_ERROR_STOP=1 -U postgres -d "${POSTGRES_DB:-postgres}" -qf "$script" ;;
+        esac
+    done
     pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
     echo "database initialised"
 fi

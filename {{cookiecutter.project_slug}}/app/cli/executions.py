@@ -9,6 +9,7 @@ from app.cli.jobs import report
 from app.cli.output import (
     Command,
     ExecutionIdArgument,
+    InsecureOption,
     JsonOption,
     TokenOption,
     UrlOption,
@@ -35,9 +36,10 @@ def show(
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """One run, with its error and traceback."""
-    with handled(), manager(url, token) as manage:
+    with handled(), manager(url, token, insecure) as manage:
         run = manage.execution(execution_id)
     if as_json:
         print_json(run)
@@ -73,9 +75,10 @@ def retry(
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Run a job again with the input of a run that ended without success."""
-    with handled(), manager(url, token) as manage:
+    with handled(), manager(url, token, insecure) as manage:
         report(manage.retry(execution_id), as_json)
 
 
@@ -86,8 +89,9 @@ def cancel(
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Stop a pending or running run; it is recorded as cancelled."""
     confirm(f"Cancel execution {execution_id}?", yes)
-    with handled(), manager(url, token) as manage:
+    with handled(), manager(url, token, insecure) as manage:
         report(manage.cancel(execution_id), as_json)

@@ -12,6 +12,7 @@ from app.cli.output import EXIT_FAILED as EXIT_UNHEALTHY
 from app.cli.output import EXIT_USAGE as EXIT_MISCONFIGURED
 from app.cli.output import (
     Command,
+    InsecureOption,
     JsonOption,
     TokenOption,
     UrlOption,
@@ -19,6 +20,7 @@ from app.cli.output import (
     cell_time,
     fail,
     load_settings,
+    refuse_plain_http,
     say,
     stdout,
     utc_column,
@@ -162,6 +164,7 @@ def check(
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
+    insecure: InsecureOption = False,
     timeout: Annotated[
         float, typer.Option(min=0.1, metavar="SECONDS", help="How long to wait for the API.")
     ] = 5.0,
@@ -173,6 +176,9 @@ def check(
     """
     try:
         if url:
+            if detailed:
+                # The jobs' list needs the token; readiness alone does not.
+                refuse_plain_http(url, insecure)
             report, source = _report_from_api(url, token, detailed, timeout), f"via {url}"
         else:
             from app.core.db import redacted_url

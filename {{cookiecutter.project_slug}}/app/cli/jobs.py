@@ -16,6 +16,7 @@ from app.cli.output import (
     EXIT_FAILED,
     EXIT_USAGE,
     Command,
+    InsecureOption,
     JobIdArgument,
     JsonOption,
     LimitOption,
@@ -135,9 +136,10 @@ def list_jobs(
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Jobs, soonest next run first."""
-    with handled(), manager(url, token) as manage:
+    with handled(), manager(url, token, insecure) as manage:
         jobs = manage.list_jobs(state, queue, limit, (page - 1) * limit)
     if as_json:
         print_json(jobs)
@@ -205,9 +207,10 @@ def show(
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """A job's definition, state, next and last run, and success rate."""
-    with handled(), manager(url, token) as manage:
+    with handled(), manager(url, token, insecure) as manage:
         job = manage.job(job_id)
     if as_json:
         print_json(job)
@@ -244,10 +247,11 @@ def run(
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Run a job now; its regular schedule is not moved. Prints the execution id."""
     arguments = _json_object(input_json, "--input")
-    with handled(), manager(url, token) as manage:
+    with handled(), manager(url, token, insecure) as manage:
         result = manage.run(job_id, arguments)
         if not wait or result.execution_id is None:
             report(result, as_json)
@@ -283,10 +287,11 @@ def pause(
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Stop a job's schedule until it is resumed."""
     confirm(f"Pause job {job_id!r}? It will not run until resumed.", yes)
-    with handled(), manager(url, token) as manage:
+    with handled(), manager(url, token, insecure) as manage:
         report(manage.pause(job_id), as_json)
 
 
@@ -297,9 +302,10 @@ def resume(
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Start a paused job's schedule again."""
-    with handled(), manager(url, token) as manage:
+    with handled(), manager(url, token, insecure) as manage:
         report(manage.resume(job_id), as_json)
 
 
@@ -313,11 +319,12 @@ def reschedule(
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Give a job a new cron or interval schedule (until the code changes its own)."""
     spec = _schedule(cron, every, None, zone)
     confirm(f"Change the schedule of job {job_id!r}?", yes)
-    with handled(), manager(url, token) as manage:
+    with handled(), manager(url, token, insecure) as manage:
         report(manage.reschedule(job_id, spec), as_json)
 
 
@@ -338,11 +345,12 @@ def history(
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """A job's runs, newest first."""
     since = since.replace(tzinfo=UTC) if since and since.tzinfo is None else since
     until = until.replace(tzinfo=UTC) if until and until.tzinfo is None else until
-    with handled(), manager(url, token) as manage:
+    with handled(), manager(url, token, insecure) as manage:
         runs = manage.executions(job_id, status, since, until, limit, (page - 1) * limit)
     if as_json:
         print_json(runs)
@@ -392,6 +400,7 @@ def add(
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Add a job that calls a registered function on a schedule."""
     from pydantic import ValidationError
@@ -413,7 +422,7 @@ def add(
             ".".join(str(part) for part in issue["loc"]): issue["msg"] for issue in error.errors()
         }
         fail("invalid job", EXIT_USAGE, problems)
-    with handled(), manager(url, token) as manage:
+    with handled(), manager(url, token, insecure) as manage:
         report(manage.add(request), as_json)
 
 
@@ -424,8 +433,9 @@ def delete(
     as_json: JsonOption = False,
     url: UrlOption = None,
     token: TokenOption = None,
+    insecure: InsecureOption = False,
 ) -> None:
     """Delete a job added at runtime (a job defined in code can only be paused)."""
     confirm(f"Delete job {job_id!r}?", yes)
-    with handled(), manager(url, token) as manage:
+    with handled(), manager(url, token, insecure) as manage:
         report(manage.delete(job_id), as_json)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -20,6 +21,7 @@ from rich.text import Text
 from typer.core import TyperCommand
 
 from app import ENV_PREFIX
+from app.core.redact import redact_urls
 from app.core.text import one_line, printable_lines
 
 if TYPE_CHECKING:
@@ -64,6 +66,13 @@ UrlOption = Annotated[
         help="Ask a running API (for example http://127.0.0.1:8000) instead of the database.",
         callback=_http_url,
         metavar="URL",
+    ),
+]
+InsecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="Send the token over plain http to a host that is not this machine.",
     ),
 ]
 TokenOption = Annotated[
@@ -194,11 +203,29 @@ def load_settings() -> Settings:
         fail(str(error), EXIT_USAGE)
 
 
+LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
+
+
+def refuse_plain_http(url: str, insecure: bool) -> None:
+    """Exit 2 before the token is sent in clear text across a network, unless --insecure."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
+    if parts.scheme == "http" and not loopback and not insecure:
+        fail(
+            f"--url {redact_urls(url)} is plain http to {host}, another machine: the token "
+            "would cross the network readable. Use https://, or pass --insecure to send it "
+            "anyway.",
+            EXIT_USAGE,
+        )
+
+
 @contextmanager
-def manager(url: str | None, token: str | None) -> Iterator[JobManager]:
+def manager(url: str | None, token: str | None, insecure: bool = False) -> Iterator[JobManager]:
     """The database (by default) or a remote API; any failure exits with a clear message."""
     settings = load_settings()
     if url:
+        refuse_plain_http(url, insecure)
         from app.components.management.remote import RemoteManagement
 
         secret = token or (settings.api_token.get_secret_value() if settings.api_token else None)

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from app.cli.output import (
     Command,
+    InsecureOption,
     JsonOption,
     TokenOption,
     UrlOption,
@@ -24,9 +25,14 @@ app = typer.Typer(help="The scheduler processes.", no_args_is_help=True)
 
 
 @app.command("status", cls=Command)
-def status(as_json: JsonOption = False, url: UrlOption = None, token: TokenOption = None) -> None:
+def status(
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    insecure: InsecureOption = False,
+) -> None:
     """Scheduler instances and heartbeats, job counts, and runs per queue in the last day."""
-    with handled(), manager(url, token) as manage:
+    with handled(), manager(url, token, insecure) as manage:
         report = manage.status()
     if as_json:
         print_json(report)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,8 +30,9 @@ def cleanup_temp_files(
 ) -> TempCleanupResult:
     """Delete files under `directory` not modified for `max_age`, and the empty folders left.
 
-    Symbolic links are removed as links and never followed, so a link cannot lead the job
-    outside the directory.
+    The walk holds each folder open and removes entries relative to it, never by path: a
+    folder swapped for a symbolic link while the job runs cannot lead it outside `directory`.
+    Links are removed as links and never followed.
     """
     settings = get_settings()
     directory = directory or settings.temp_path
@@ -41,31 +44,33 @@ def cleanup_temp_files(
             "temp directory does not exist; nothing to clean", extra={"path": str(directory)}
         )
         return result
-    for root, dirs, files in os.walk(directory, topdown=False):
-        for name in files:
-            path = Path(root, name)
-            try:
-                info = path.lstat()
-                if info.st_mtime < cutoff:
-                    path.unlink()
-                    result.files_removed += 1
-                    result.bytes_freed += info.st_size
-            except OSError as error:
-                result.errors.append(f"{path}: {error.strerror}")
-        for name in dirs:
-            path = Path(root, name)
-            try:
-                if path.is_symlink():
-                    if path.lstat().st_mtime < cutoff:
-                        path.unlink()
-                        result.files_removed += 1
-                elif not any(path.iterdir()) and path.stat().st_mtime < cutoff:
-                    path.rmdir()
-            except OSError as error:
-                result.errors.append(f"{path}: {error.strerror}")
+    # Bottom-up, so that a folder is looked at once its contents are gone.
+    for root, dirs, files, folder in os.fwalk(directory, topdown=False, follow_symlinks=False):
+        for name in [*files, *dirs]:
+            _remove_if_old(folder, name, cutoff, result, shown_as=Path(root, name))
     if result.errors:
         logger.warning(
             "some temporary files could not be removed",
             extra={"count": len(result.errors), "first": result.errors[0]},
         )
     return result
+
+
+def _remove_if_old(
+    folder: int, name: str, cutoff: float, result: TempCleanupResult, shown_as: Path
+) -> None:
+    """Remove `name` in the open `folder` if it is older than `cutoff`; a folder only if empty."""
+    try:
+        info = os.stat(name, dir_fd=folder, follow_symlinks=False)
+        if info.st_mtime >= cutoff:
+            return
+        if stat.S_ISDIR(info.st_mode):
+            os.rmdir(name, dir_fd=folder)
+        else:
+            os.unlink(name, dir_fd=folder)
+            result.files_removed += 1
+            result.bytes_freed += info.st_size
+    except OSError as error:
+        # A folder with something new in it stays, quietly: that is what it should do.
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+            result.errors.append(f"{shown_as}: {error.strerror}")

@@ -17,6 +17,7 @@ from app.core.db import session_scope
 from app.core.enums import ExecutionStatus
 from app.core.models import Job
 from tests.api.test_management import execution_row
+from tests.conftest import free_port
 from tests.helpers import store_runtime_row
 
 # Every command that changes something, with the arguments it needs.
@@ -169,3 +170,20 @@ def test_values_from_input_print_as_text_not_markup_or_control(
     code, output = invoke("jobs", "show", "[bold]nope\x1b[2J")
     assert code == 1
     assert "error: no job '[bold]nope\\x1b[2J'" in output
+
+
+def test_the_token_never_crosses_a_network_in_clear_text_unless_told(
+    registered: list[str],
+) -> None:
+    # 0.0.0.0 is not this machine's loopback name, but connecting to it reaches this
+    # machine: with --insecure the request is sent, and is refused at once.
+    remote = f"http://0.0.0.0:{free_port()}"
+    for command in (["jobs", "list"], ["scheduler", "status"], ["health", "check", "--detailed"]):
+        code, output = invoke(*command, "--url", remote)
+        assert code == 2, (command, output)
+        assert f"--url {remote} is plain http to 0.0.0.0, another machine" in output
+        assert "pass --insecure" in output
+        code, output = invoke(*command, "--url", remote, "--insecure")
+        assert code == 1, (command, output)
+        assert "plain http" not in output
+    assert invoke("health", "check", "--url", remote)[1].startswith("error: cannot reach")

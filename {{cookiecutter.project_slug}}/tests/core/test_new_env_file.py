@@ -36,10 +36,13 @@ def test_the_file_is_created_owner_only_with_a_fresh_token(tmp_path: Path) -> No
     assert "POSTGRES_PASSWORD" not in env.read_text()
 
 
-def test_compose_postgres_gets_a_password(tmp_path: Path) -> None:
+def test_compose_postgres_gets_two_passwords(tmp_path: Path) -> None:
     assert new_env_file(tmp_path, "--postgres").returncode == 0
-    passwords = re.findall(r"^POSTGRES_PASSWORD=(\S{24,})$", (tmp_path / ".env").read_text(), re.M)
-    assert len(passwords) == 1
+    env = (tmp_path / ".env").read_text()
+    superuser = re.findall(r"^POSTGRES_PASSWORD=(\S{24,})$", env, re.M)
+    app_role = re.findall(r"^POSTGRES_APP_PASSWORD=(\S{24,})$", env, re.M)
+    assert len(superuser) == len(app_role) == 1
+    assert superuser != app_role
 
 
 def test_an_existing_file_is_left_alone(tmp_path: Path) -> None:

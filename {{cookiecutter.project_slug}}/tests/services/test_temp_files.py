@@ -1,4 +1,5 @@
-"""The temp-file cleanup deletes only what is old, and never follows links out."""
+"""The temp-file cleanup deletes only what is old, never follows links out, and cannot be
+raced out of its folder."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import os
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from app.services.temp_files import cleanup_temp_files
 
@@ -64,3 +68,29 @@ def test_missing_directory_is_reported_not_created(tmp_path: Path) -> None:
     result = cleanup_temp_files(tmp_path / "absent", max_age=timedelta(hours=1))
     assert result.files_removed == 0
     assert not (tmp_path / "absent").exists()
+
+
+def test_a_folder_swapped_for_a_link_mid_walk_leads_nowhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp = tmp_path / "tmp"
+    inside = make_file(temp / "sub" / "old.txt", 5, 2 * DAY)
+    outside = make_file(tmp_path / "precious" / "old.txt", 5, 2 * DAY)
+    real_stat = os.stat
+    swapped = False
+
+    def stat_then_swap(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        # Between listing sub/ and removing sub/old.txt, sub becomes a link to precious/.
+        nonlocal swapped
+        if not swapped and isinstance(path, str | Path) and str(path).endswith("old.txt"):
+            swapped = True
+            (temp / "sub").rename(temp / "moved")
+            (temp / "sub").symlink_to(outside.parent, target_is_directory=True)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat_then_swap)
+    cleanup_temp_files(temp, max_age=timedelta(days=1))
+    assert swapped
+    assert outside.exists()
+    # The file that was in the folder the walk held open is the one removed.
+    assert not (temp / "moved" / inside.name).exists()
