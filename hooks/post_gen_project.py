@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -126,7 +127,7 @@ def next_steps(project_dir: Path, answers: dict[str, Any]) -> str:
         f"Generated {answers['project_slug']} in {project_dir.resolve()}",
         "",
         "Next:",
-        f"  cd {where}",
+        f"  cd {shlex.quote(where)}",
         "  make run     # the API on http://127.0.0.1:8000 and the scheduler; Ctrl-C stops both",
         "  make help    # every target: test, check, docs, migrations, benchmarks",
         "",

@@ -166,6 +166,10 @@ def test_app_containers_run_without_privileges(project: Path, profile: str) -> N
 def test_postgres_has_no_default_password_and_the_app_its_own_role(project: Path) -> None:
     compose = (project / "docker-compose.yml").read_text()
     if "postgres" not in compose:
+        # A SQLite project: no database service, so no password and no init script at all.
+        assert "POSTGRES" not in compose
+        assert "POSTGRES" not in (project / ".env").read_text()
+        assert not (project / "docker").exists()
         return
     assert ":-postgres}" not in compose
     config = compose_config(project, "prod")
@@ -180,6 +184,11 @@ def test_postgres_has_no_default_password_and_the_app_its_own_role(project: Path
     )
     assert url == f"postgresql+psycopg://app:{env['POSTGRES_APP_PASSWORD']}@postgres:5432/app"
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == env["POSTGRES_PASSWORD"]
+    # The superuser's password stays with the postgres service.
+    for name in ("api-prod", "scheduler-prod"):
+        environment = services[name]["environment"]
+        assert environment.get("POSTGRES_PASSWORD") in ("", None), name
+        assert env["POSTGRES_PASSWORD"] not in str(environment), name
     script = project / "docker" / "postgres-init" / "10-app-role.sh"
     assert "NOSUPERUSER" in script.read_text()
     # Without the passwords compose refuses, and says what to do.

@@ -174,6 +174,10 @@ def test_quotes_and_backslashes_are_data(tmp_path: Path) -> None:
         ("Ünïcødé Биллинг 日本", "unicode-billing-ri-ben"),
         ("3D Printing", "project-3d-printing"),
         ("!!!", "project"),
+        ("Zo\u2018s \u02bcQuoted\u00b4 `Ticks`", "zos-quoted-ticks"),
+        # The slug is cut to the 50 characters allowed, never on a hyphen.
+        ("A" * 30 + " " + "B" * 30, "a" * 30 + "-" + "b" * 19),
+        ("Ab " * 30, "ab-" * 16 + "ab"),
     ],
 )
 def test_any_printable_name_generates_a_clean_project(tmp_path: Path, name: str, slug: str) -> None:

@@ -280,7 +280,9 @@ def test_benchmark_runs(project: Generated) -> None:
 
 
 @contextmanager
-def make_run(project: Generated, env: dict[str, str], log_path: Path) -> Iterator[None]:
+def make_run(
+    project: Generated, env: dict[str, str], log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     """`make run` in a session of its own; Ctrl-C to the whole group when done."""
     with log_path.open("w") as log:
         make = subprocess.Popen(
@@ -292,9 +294,10 @@ def make_run(project: Generated, env: dict[str, str], log_path: Path) -> Iterato
             start_new_session=True,
         )
         try:
-            yield
+            yield make
         finally:
-            interrupt_session(make, timeout=20)
+            if make.poll() is None:
+                interrupt_session(make, timeout=20)
 
 
 @pytest.fixture
@@ -350,11 +353,11 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - start
 
 
-def test_make_run_is_healthy_and_notices_a_dead_scheduler(
+def test_make_run_is_healthy_and_stops_whole_when_the_scheduler_dies(
     project: Generated, run_env: dict[str, str], tmp_path: Path
 ) -> None:
     # A session of its own, so the test can send Ctrl-C to the whole group as a terminal does.
-    with make_run(project, run_env, tmp_path / "make-run.log"):
+    with make_run(project, run_env, tmp_path / "make-run.log") as make:
         # Waiting reads readiness over HTTP; the CLI is started where it is what is checked.
         seconds = wait_for(lambda: readiness(run_env, project.prefix) == 200, 90, "healthy")
         record_time(f"{project.name}: make run, start to healthy", seconds)
@@ -367,14 +370,20 @@ def test_make_run_is_healthy_and_notices_a_dead_scheduler(
         assert {job["id"] for job in report["jobs"]} == project.expected_jobs
         assert all(job["next_run_time"] for job in report["jobs"])
 
+        # Half a service would keep serving: make run stops the API too and fails.
         os.kill(report["scheduler"]["pid"], signal.SIGKILL)
-        wait_for(lambda: readiness(run_env, project.prefix) == 503, 30, "readiness to fail")
+        assert make.wait(timeout=30) != 0
+        assert readiness(run_env, project.prefix) is None
+        # The database keeps the dead scheduler's last heartbeat, which goes stale.
+        wait_for(
+            lambda: health_check(project, run_env).returncode == 1, 30, "the heartbeat to go stale"
+        )
         unhealthy = health_check(project, run_env, "--detailed")
-        assert unhealthy.returncode == 1
         assert "stale after 4 s" in unhealthy.stdout
     output = (tmp_path / "make-run.log").read_text()
+    assert "the scheduler was killed by signal 9, so the other process was stopped too" in output
     assert "Traceback" not in output
-    # Ctrl-C stopped everything the project started.
+    # Nothing the project started is left.
     leftovers = subprocess.run(
         ["pgrep", "-af", str(project.path / ".venv")], capture_output=True, text=True, check=False
     )

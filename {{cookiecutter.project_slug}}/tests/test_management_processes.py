@@ -253,7 +253,7 @@ def test_cli_manages_the_running_scheduler(
         "jobs", "run", "wait_async", "--input", '{"seconds": 0.1}', "--wait", *remote
     )
     assert code == 0, output
-    assert "run succeeded" in output
+    assert "the run succeeded" in output
     code, output = cli("jobs", "history", "wait_async", "--json", *remote)
     assert json.loads(output)["items"][0]["status"] == "succeeded"
     code, output = cli("jobs", "show", "wait_async", *remote)

@@ -251,6 +251,8 @@ def run(
 ) -> None:
     """Run a job now; its regular schedule is not moved. Prints the execution id."""
     arguments = _json_object(input_json, "--input")
+    if timeout != DEFAULT_WAIT_SECONDS and not wait:
+        fail("--timeout says how long --wait waits: pass --wait too", EXIT_USAGE)
     with handled(), manager(url, token, insecure) as manage:
         result = manage.run(job_id, arguments)
         if not wait or result.execution_id is None:
@@ -271,9 +273,9 @@ def run(
             )
         )
     elif execution.status.is_final:
-        say(f"run {execution.status.value}")
+        say(f"the run {execution.status.phrase}")
     else:
-        say(f"run still {execution.status.value} after {timeout:g} s (--timeout waits longer)")
+        say(f"the run {execution.status.phrase} still after {timeout:g} s (--timeout waits longer)")
     if execution.status is not ExecutionStatus.SUCCEEDED:
         if execution.error_message and not as_json:
             say(execution.error_message)

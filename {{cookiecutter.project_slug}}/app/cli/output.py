@@ -6,6 +6,7 @@ HTTP client load inside the command that uses them, so `--help` and input errors
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
 from collections.abc import Iterator
@@ -203,19 +204,29 @@ def load_settings() -> Settings:
         fail(str(error), EXIT_USAGE)
 
 
-LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine: localhost, or an address in 127.0.0.0/8 or ::1."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        # Any other name resolves through DNS: it may be anywhere, 127.example.com included.
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
 
 
 def refuse_plain_http(url: str, insecure: bool) -> None:
     """Exit 2 before the token is sent in clear text across a network, unless --insecure."""
     parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    loopback = host in LOOPBACK_HOSTS or host.startswith("127.")
-    if parts.scheme == "http" and not loopback and not insecure:
+    host = parts.hostname or ""
+    if parts.scheme == "http" and not is_loopback(host) and not insecure:
         fail(
-            f"--url {redact_urls(url)} is plain http to {host}, another machine: the token "
-            "would cross the network readable. Use https://, or pass --insecure to send it "
-            "anyway.",
+            f"--url {redact_urls(url)} is plain http to {host}, not this machine's loopback "
+            "address: the token could cross a network readable. Use https://, or pass "
+            "--insecure to send it anyway.",
             EXIT_USAGE,
         )
 

@@ -91,7 +91,9 @@ class HealthReport(BaseModel):
 
 
 def _age(instance: SchedulerInstance, now: datetime) -> float:
-    return (now - instance.last_seen).total_seconds()
+    # `now` is read after the rows; only a wall clock stepped back (SQLite's clock is the
+    # host's) could still put a heartbeat after it.
+    return max(0.0, (now - instance.last_seen).total_seconds())
 
 
 def _current(lease: LeaseState | None, now: datetime) -> LeaseState | None:

@@ -30,12 +30,17 @@ def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRIBUTES}
 
 
+def _shown(value: Any) -> Any:
+    """A field's value as a log line writes it: times in the one ISO form, others as text."""
+    return iso_utc(value) if isinstance(value, datetime) else str(value)
+
+
 class JsonFormatter(logging.Formatter):
     """Formats a record as a single JSON object."""
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "time": iso_utc(datetime.fromtimestamp(record.created, UTC), "milliseconds"),
+            "time": iso_utc(datetime.fromtimestamp(record.created, UTC)),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -43,7 +48,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
-        return redact_urls(json.dumps(payload, default=str))
+        return redact_urls(json.dumps(payload, default=_shown))
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -55,7 +60,7 @@ class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         # Local time: this format is for a person at a terminal.
         clock = time.strftime("%H:%M:%S", time.localtime(record.created))
-        context = " ".join(f"{k}={one_line(v)}" for k, v in _extra_fields(record).items())
+        context = " ".join(f"{k}={one_line(_shown(v))}" for k, v in _extra_fields(record).items())
         line = f"{clock} {record.levelname:<7} {record.name}: {one_line(record.getMessage())}"
         if context:
             line = f"{line}  {context}"

@@ -1,9 +1,10 @@
 """Secrets that travel in URLs never leave the process in text.
 
-A URL's user and password (`https://user:password@host/`) and its query string (`?api_key=`)
-are masked in every log line, every run's error and traceback in the history, and so in
-every answer the API and the CLI give. A webhook's secret lives in its path: wherever the
-project names a webhook, it names only its host (`webhook_address`).
+A URL's user and password (`https://user:password@host/`), its query string (`?api_key=`)
+and its fragment (`#access_token=`) are masked in every log line and in every run's error
+and traceback in the history, and so in every answer the API and the CLI give. A webhook's
+secret lives in its path: wherever the project names a webhook, it names only its host
+(`webhook_address`).
 """
 
 from __future__ import annotations
@@ -12,23 +13,27 @@ import re
 from urllib.parse import urlsplit
 
 MASK = "***"
-# scheme://[userinfo@]rest[?query]; each part stops at whitespace and at the quotes and
-# brackets that end a URL inside a message or a repr.
+# scheme://[userinfo@]rest[?query][#fragment]. The userinfo runs to the last `@` before the
+# path, so a password with a raw `@` in it is masked whole; the other parts stop at
+# whitespace and at the quotes and brackets that end a URL inside a message or a repr. The
+# scheme's length is bounded, so a long run of letters and dots costs linear time.
 _URL = re.compile(
-    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)"
-    r"(?P<userinfo>[^\s/?#@'\"<>]*@)?"
+    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]{0,31}://)"
+    r"(?P<userinfo>[^\s/?#]*@)?"
     r"(?P<rest>[^\s?#'\"<>]*)"
     r"(?P<query>\?[^\s#'\"<>]*)?"
+    r"(?P<fragment>#[^\s'\"<>]*)?"
 )
 
 
 def redact_urls(text: str) -> str:
-    """`text` with the userinfo and the query string of every URL in it masked."""
+    """`text` with the userinfo, the query string and the fragment of every URL masked."""
 
     def mask(match: re.Match[str]) -> str:
         userinfo = f"{MASK}@" if match["userinfo"] else ""
         query = f"?{MASK}" if match["query"] else ""
-        return f"{match['scheme']}{userinfo}{match['rest']}{query}"
+        fragment = f"#{MASK}" if match["fragment"] else ""
+        return f"{match['scheme']}{userinfo}{match['rest']}{query}{fragment}"
 
     return _URL.sub(mask, text)
 

@@ -1,6 +1,7 @@
 """Service settings: read once from the environment (and `.env`), validated at start-up.
 
-Every variable carries the project prefix, for example `{{ cookiecutter.__env_prefix }}DATABASE_URL`.
+Every variable carries the project prefix, for example
+`{{ cookiecutter.__env_prefix }}DATABASE_URL`.
 Relative paths (the SQLite file, the data directory) are relative to the working directory,
 which is the project root for `make` targets and `/app` in the container.
 """

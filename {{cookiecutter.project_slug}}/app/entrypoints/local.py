@@ -49,8 +49,10 @@ def main() -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    # SIGHUP too: the children run in sessions of their own, so a closed terminal reaches
+    # only this process, which must stop them.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, request_stop)
 
     logger.info(
         "starting the API and the scheduler; Ctrl-C stops both",
@@ -83,8 +85,9 @@ def main() -> None:
         _stop(children)
     if exited is not None:
         name, code = exited
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
         logger.error(
-            "a process exited, so the other was stopped too; its error is above",
+            f"the {name} {how}, so the other process was stopped too; anything it said is above",
             extra={"child": name, "status": code},
         )
         raise SystemExit(1)

@@ -35,7 +35,9 @@ def cleanup_temp_files(
     Links are removed as links and never followed.
     """
     settings = get_settings()
-    directory = directory or settings.temp_path
+    # The configured folder itself may be a link (macOS's /tmp is): the walk starts where it
+    # points, and follows no link below it.
+    directory = (directory or settings.temp_path).resolve()
     max_age = max_age or timedelta(hours=settings.temp_file_max_age_hours)
     cutoff = (now or utcnow()).timestamp() - max_age.total_seconds()
     result = TempCleanupResult()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fastapi.testclient import TestClient
@@ -147,3 +148,56 @@ def test_the_openapi_document_declares_every_error_status(settings: Settings) ->
             assert {"400", "422"} <= declared, (method, template)
         if operation.get("parameters"):
             assert "422" in declared, (method, template)
+
+
+def test_refused_arguments_are_named_short_and_few(client: TestClient) -> None:
+    # Keys the function does not take: each is a problem, named after the user's key.
+    arguments = {f"key.{i}." + "k" * 1000: i for i in range(50)}
+    response = client.post("/api/jobs/cleanup_old_records/run", json={"input": arguments})
+    assert response.status_code == 422
+    problems = response.json()["detail"]
+    assert len(problems) <= 20
+    assert len(response.content) < 20 * 1000
+    assert problems[0]["loc"][:2] == ["body", "input"]
+    assert problems[0]["loc"][2].startswith("key.0.")
+
+
+def test_concurrent_adds_cannot_pass_the_most_runtime_jobs(
+    settings: Settings, engine: Engine
+) -> None:
+    capped = settings.model_copy(update={"runtime_jobs_max": 3})
+    with TestClient(create_app(capped), headers=AUTH) as client:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(
+                pool.map(
+                    lambda i: client.post("/api/jobs", json=every_second(f"racer_{i}")),
+                    range(8),
+                )
+            )
+        added = [a for a in answers if a.status_code == 202]
+        refused = [a for a in answers if a.status_code == 422]
+        assert (len(added), len(refused)) == (3, 5), [a.text for a in answers]
+        assert client.get("/api/jobs").json()["total"] == len(registered_ids(client)) + 3
+
+
+def registered_ids(client: TestClient) -> list[str]:
+    return [job["id"] for job in client.get("/api/jobs").json()["items"] if job["origin"] == "code"]
+
+
+def test_a_cron_schedule_naming_seconds_is_held_to_the_minimum_too(
+    settings: Settings, engine: Engine
+) -> None:
+    slower = settings.model_copy(update={"runtime_job_min_interval_seconds": 10})
+    every_five_seconds = {"kind": "cron_fields", "fields": {"second": "*/5"}}
+    every_minute = {"kind": "cron", "expression": "* * * * *"}
+    with TestClient(create_app(slower), headers=AUTH) as client:
+        response = client.post(
+            "/api/jobs", json={**every_second("by_seconds"), "schedule": every_five_seconds}
+        )
+        assert response.status_code == 422, response.text
+        [problem] = response.json()["detail"]
+        assert problem["msg"].startswith("repeats every 5 s, more often than")
+        response = client.post(
+            "/api/jobs", json={**every_second("by_minutes"), "schedule": every_minute}
+        )
+        assert response.status_code == 202, response.text

@@ -7,12 +7,14 @@ import json
 import re
 import subprocess
 import sys
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from app.cli.main import app
+from app.cli.output import is_loopback
 from app.core.db import session_scope
 from app.core.enums import ExecutionStatus
 from app.core.models import Job
@@ -172,16 +174,36 @@ def test_values_from_input_print_as_text_not_markup_or_control(
     assert "error: no job '[bold]nope\\x1b[2J'" in output
 
 
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("localhost", True),
+        ("localhost.", True),
+        ("[::1]", True),
+        ("[0:0:0:0:0:0:0:1]", True),
+        ("[::ffff:127.0.0.1]", True),
+        ("127.evil.example", False),
+        ("127.0.0.1.nip.io", False),
+        ("0.0.0.0", False),
+        ("10.0.0.5", False),
+    ],
+)
+def test_loopback_is_judged_by_address_not_by_prefix(host: str, loopback: bool) -> None:
+    assert is_loopback(urlsplit(f"http://{host}:8000").hostname or "") is loopback
+
+
 def test_the_token_never_crosses_a_network_in_clear_text_unless_told(
     registered: list[str],
 ) -> None:
-    # 0.0.0.0 is not this machine's loopback name, but connecting to it reaches this
-    # machine: with --insecure the request is sent, and is refused at once.
+    # 0.0.0.0 is not a loopback address, but connecting to it reaches this machine: with
+    # --insecure the request is sent, and is refused at once.
     remote = f"http://0.0.0.0:{free_port()}"
     for command in (["jobs", "list"], ["scheduler", "status"], ["health", "check", "--detailed"]):
         code, output = invoke(*command, "--url", remote)
         assert code == 2, (command, output)
-        assert f"--url {remote} is plain http to 0.0.0.0, another machine" in output
+        assert f"--url {remote} is plain http to 0.0.0.0, not this machine's loopback" in output
         assert "pass --insecure" in output
         code, output = invoke(*command, "--url", remote, "--insecure")
         assert code == 1, (command, output)

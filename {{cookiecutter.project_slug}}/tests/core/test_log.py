@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from datetime import datetime, timedelta, timezone
 
 from app.core.log import ConsoleFormatter, JsonFormatter
 
@@ -27,5 +28,9 @@ def test_console_lines_cannot_be_forged_by_input() -> None:
 
 
 def test_json_lines_write_time_in_utc_with_a_z() -> None:
-    payload = json.loads(JsonFormatter().format(record("started")))
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", payload["time"])
+    moment = datetime(2026, 1, 31, 7, 0, tzinfo=timezone(timedelta(hours=1)))
+    payload = json.loads(JsonFormatter().format(record("started", next_run_at=moment)))
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", payload["time"])
+    assert payload["next_run_at"] == "2026-01-31T06:00:00.000000Z"
+    line = ConsoleFormatter().format(record("started", next_run_at=moment))
+    assert "next_run_at=2026-01-31T06:00:00.000000Z" in line

@@ -87,8 +87,10 @@ async def _method_not_allowed(request: Request, error: Exception) -> JSONRespons
     )
 
 
-# A problem's message is cut to this many characters: it may quote what it refuses.
+# A problem's message is cut to this many characters: it may quote what it refuses. An
+# answer names this many problems at most.
 _PROBLEM_MAX_CHARS = 300
+_PROBLEMS_MAX = 20
 
 
 async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
@@ -104,7 +106,7 @@ async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
             "msg": str(problem["msg"])[:_PROBLEM_MAX_CHARS],
             "type": problem["type"],
         }
-        for problem in error.errors()
+        for problem in error.errors()[:_PROBLEMS_MAX]
     ]
     return JSONResponse(status_code=422, content={"detail": detail})
 
@@ -122,9 +124,15 @@ async def _management_error(request: Request, error: Exception) -> JSONResponse:
     """404, 409 and 503 with the reason; 422 in FastAPI's own shape, naming each field."""
     assert isinstance(error, ManagementError)
     if isinstance(error, InvalidInput):
+        # A field names the body's part and, after the first dot, the user's own key, which
+        # may hold dots itself; both it and the message are cut, as for any refused input.
         detail = [
-            {"loc": ["body", *field.split(".")], "msg": problem, "type": "value_error"}
-            for field, problem in error.problems.items()
+            {
+                "loc": ["body", *(part[:_PROBLEM_MAX_CHARS] for part in field.split(".", 1))],
+                "msg": problem[:_PROBLEM_MAX_CHARS],
+                "type": "value_error",
+            }
+            for field, problem in list(error.problems.items())[:_PROBLEMS_MAX]
         ]
         return JSONResponse(status_code=422, content={"detail": detail})
     return JSONResponse(status_code=error.status_code, content={"detail": str(error)})

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from app import ENV_PREFIX
 from app.components.management.schemas import CommandResult
 
 
@@ -24,7 +25,7 @@ def _error(description: str) -> dict[str, Any]:
 MANAGEMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: _error("No bearer token was sent."),
     403: _error("The bearer token is not valid."),
-    413: _error("The request body is larger than API_MAX_BODY_BYTES."),
+    413: _error(f"The request body is larger than {ENV_PREFIX}API_MAX_BODY_BYTES."),
     503: _error("No token is configured, or the database is unavailable."),
 }
 # A route that reads a path id.

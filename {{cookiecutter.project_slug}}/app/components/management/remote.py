@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -56,6 +57,11 @@ _BY_STATUS: dict[int, type[ManagementError]] = {
 }
 
 
+def _segment(value: str) -> str:
+    """An id as one path segment: a `/`, `?` or `..` in it cannot reach another endpoint."""
+    return quote(value, safe="")
+
+
 class RemoteManagement:
     """`Management`'s calls against a running API at `url`, with a bearer token."""
 
@@ -79,7 +85,7 @@ class RemoteManagement:
         return self._call(JobPage, "GET", "/api/jobs", params=params)
 
     def job(self, job_id: str) -> JobDetail:
-        return self._call(JobDetail, "GET", f"/api/jobs/{job_id}")
+        return self._call(JobDetail, "GET", f"/api/jobs/{_segment(job_id)}")
 
     def executions(
         self,
@@ -97,40 +103,43 @@ class RemoteManagement:
             "limit": limit,
             "offset": offset,
         }
-        return self._call(ExecutionPage, "GET", f"/api/jobs/{job_id}/executions", params=params)
+        if job_id is None:
+            raise InvalidInput({"job_id": "the API lists the runs of one job: give its id"})
+        path = f"/api/jobs/{_segment(job_id)}/executions"
+        return self._call(ExecutionPage, "GET", path, params=params)
 
     def execution(self, execution_id: str) -> ExecutionDetail:
-        return self._call(ExecutionDetail, "GET", f"/api/executions/{execution_id}")
+        return self._call(ExecutionDetail, "GET", f"/api/executions/{_segment(execution_id)}")
 
     def status(self) -> SchedulerStatus:
         return self._call(SchedulerStatus, "GET", "/api/scheduler/status")
 
     def pause(self, job_id: str) -> CommandResult:
-        return self._call(CommandResult, "POST", f"/api/jobs/{job_id}/pause")
+        return self._call(CommandResult, "POST", f"/api/jobs/{_segment(job_id)}/pause")
 
     def resume(self, job_id: str) -> CommandResult:
-        return self._call(CommandResult, "POST", f"/api/jobs/{job_id}/resume")
+        return self._call(CommandResult, "POST", f"/api/jobs/{_segment(job_id)}/resume")
 
     def reschedule(self, job_id: str, spec: Spec) -> CommandResult:
         body = {"schedule": spec.model_dump(mode="json", exclude_none=True)}
-        return self._call(CommandResult, "PUT", f"/api/jobs/{job_id}/schedule", json=body)
+        return self._call(CommandResult, "PUT", f"/api/jobs/{_segment(job_id)}/schedule", json=body)
 
     def run(self, job_id: str, arguments: dict[str, Any]) -> CommandResult:
         return self._call(
-            CommandResult, "POST", f"/api/jobs/{job_id}/run", json={"input": arguments}
+            CommandResult, "POST", f"/api/jobs/{_segment(job_id)}/run", json={"input": arguments}
         )
 
     def add(self, request: AddJobRequest) -> CommandResult:
         return self._call(CommandResult, "POST", "/api/jobs", json=request.model_dump(mode="json"))
 
     def delete(self, job_id: str) -> CommandResult:
-        return self._call(CommandResult, "DELETE", f"/api/jobs/{job_id}")
+        return self._call(CommandResult, "DELETE", f"/api/jobs/{_segment(job_id)}")
 
     def retry(self, execution_id: str) -> CommandResult:
-        return self._call(CommandResult, "POST", f"/api/executions/{execution_id}/retry")
+        return self._call(CommandResult, "POST", f"/api/executions/{_segment(execution_id)}/retry")
 
     def cancel(self, execution_id: str) -> CommandResult:
-        return self._call(CommandResult, "POST", f"/api/executions/{execution_id}/cancel")
+        return self._call(CommandResult, "POST", f"/api/executions/{_segment(execution_id)}/cancel")
 
     def _call(self, model: type[Model], method: str, path: str, **kwargs: Any) -> Model:
         if "params" in kwargs:

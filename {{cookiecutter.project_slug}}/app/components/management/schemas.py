@@ -18,6 +18,7 @@ from app.core.enums import (
 from app.core.health import InstanceInfo
 from app.core.job_rows import JobInfo
 from app.core.schedule_specs import RecurringSpec, ScheduleSpec
+from app.core.text import CONTROL_CHARACTERS
 from app.core.times import UtcTime
 
 
@@ -206,7 +207,7 @@ class AddJobRequest(BaseModel):
         min_length=1,
         max_length=200,
         # One line of printable text: a name is shown in tables and log lines.
-        pattern=r"^[^\x00-\x1f\x7f]+$",
+        pattern=f"^[^{CONTROL_CHARACTERS}]+$",
     )
     function: str = Field(
         max_length=191,

@@ -14,7 +14,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import CursorResult, Engine, delete, func, select, update
 from sqlalchemy.orm import Session
@@ -319,7 +321,11 @@ class Management:
             if request.id in catalog.jobs or request.id in catalog.rows:
                 raise Conflict(f"a job with id {request.id!r} exists already")
             most = self.settings.runtime_jobs_max
-            # Counted in the transaction that adds the row, so concurrent adds cannot pass it.
+            # Counted under the revision row's lock, which every change takes before it
+            # commits: a concurrent add waits here and then counts this one's row too.
+            session.execute(
+                select(JobRevision.revision).where(JobRevision.id == 1).with_for_update()
+            )
             stored = session.scalar(
                 select(func.count()).select_from(Job).where(Job.origin == JobOrigin.RUNTIME)
             )
@@ -546,13 +552,43 @@ class Management:
         if isinstance(spec, OnceSpec) and spec.at <= utcnow():
             raise InvalidInput({"schedule.at": "is in the past: give a future time"})
         shortest = self.settings.runtime_job_min_interval_seconds
-        if isinstance(spec, IntervalSpec) and spec.period_seconds < shortest:
+        gap = self._shortest_gap(spec)
+        if gap is not None and gap < shortest:
             raise InvalidInput(
                 {
-                    "schedule": f"repeats every {spec.period_seconds:g} s, more often than "
+                    "schedule": f"repeats every {gap:g} s, more often than "
                     f"{ENV_PREFIX}RUNTIME_JOB_MIN_INTERVAL_SECONDS allows ({shortest:g} s)"
                 }
             )
+
+    def _shortest_gap(self, spec: Spec) -> float | None:
+        """The shortest time between two runs of a recurring schedule, in seconds.
+
+        An interval's period; for a cron schedule (which may name seconds), the shortest gap
+        among its next `_GAPS_SAMPLED` times. None for a single run, or a schedule that is
+        invalid (refused with its own reason later).
+        """
+        if isinstance(spec, OnceSpec):
+            return None
+        if isinstance(spec, IntervalSpec):
+            return spec.period_seconds
+        try:
+            trigger = spec.to_schedule().to_trigger(
+                ZoneInfo(spec.timezone or self.settings.timezone)
+            )
+        except (ScheduleError, ValueError):
+            return None
+        fires: list[datetime] = []
+        previous: datetime | None = None
+        moment = utcnow()
+        for _ in range(_GAPS_SAMPLED + 1):
+            fire = trigger.get_next_fire_time(previous, previous or moment)
+            if fire is None:
+                break
+            fires.append(fire)
+            previous = fire
+        gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(fires)]
+        return min(gaps) if gaps else None
 
     def _require_tables(self) -> None:
         if not self._has_tables():
@@ -664,6 +700,10 @@ class Management:
             execution_id=execution_id,
             job=self._job_or_none(job_id) if show_job else None,
         )
+
+
+# How many of a cron schedule's next times `_shortest_gap` looks at.
+_GAPS_SAMPLED = 20
 
 
 def _when(moment: datetime | None) -> str:

@@ -250,7 +250,7 @@ def sync_code_jobs(session: Session, code: Sequence[ScheduledJob], default_zone:
             if isinstance(job.schedule, Once) and job.schedule.at <= now:
                 logger.info(
                     "one-time job not scheduled: its time has passed",
-                    extra={"job_id": job.id, "at": job.schedule.at.isoformat()},
+                    extra={"job_id": job.id, "at": job.schedule.at},
                 )
             changed = True
             continue

@@ -89,7 +89,7 @@ class ChangeApplier:
                     "job_id": row.id,
                     "version": row.version,
                     "paused": row.paused,
-                    "next_run_at": row.next_run_at.isoformat() if row.next_run_at else None,
+                    "next_run_at": row.next_run_at,
                 },
             )
         for job_id in removed:

@@ -226,7 +226,7 @@ class Claimer:
                     "job run missed",
                     extra={
                         **context,
-                        "scheduled_at": row["scheduled_at"].isoformat(),
+                        "scheduled_at": row["scheduled_at"],
                         "reason": row["error_message"],
                     },
                 )

@@ -527,7 +527,7 @@ class JobRuntime:
             extra={
                 **timing,
                 "error": type(error).__name__,
-                "retry_at": retry_at.isoformat() if retry_at else None,
+                "retry_at": retry_at,
                 **({"traceback": trace} if trace else {}),
             },
         )
