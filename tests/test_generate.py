@@ -243,7 +243,12 @@ def test_env_file_holds_a_fresh_token_that_git_ignores(
     passwords = re.findall(r"^POSTGRES(_APP)?_PASSWORD=(\S{24,})$", env, re.MULTILINE)
     assert len(passwords) == (2 if compose_postgres else 0)
     assert (project / ".env").stat().st_mode & 0o077 == 0
-    assert ".env" in (project / ".gitignore").read_text().splitlines()
+    ignored = (project / ".gitignore").read_text().splitlines()
+    # .env and its variants (.env.production, ...), but not the example that documents them.
+    assert {".env", ".env.*", "!.env.example"} <= set(ignored)
+    if (project / ".dockerignore").exists():
+        unsent = (project / ".dockerignore").read_text().splitlines()
+        assert {".env", ".env.*", "!.env.example"} <= set(unsent)
     # No tracked file carries a token: the example leaves it empty.
     assert f"# {prefix}_API_TOKEN=\n" in (project / ".env.example").read_text()
     other = generate(tmp_path, project_name=option(variant[0], "project_name"))
