@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from itertools import islice
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -93,22 +94,29 @@ _PROBLEM_MAX_CHARS = 300
 _PROBLEMS_MAX = 20
 
 
+def _unprocessable(problems: Iterable[tuple[Sequence[str | int], str, str]]) -> JSONResponse:
+    """422 in FastAPI's shape (`loc`, `msg`, `type` per problem), cut short and capped."""
+    detail = [
+        {
+            "loc": [part[:_PROBLEM_MAX_CHARS] if isinstance(part, str) else part for part in loc],
+            "msg": message[:_PROBLEM_MAX_CHARS],
+            "type": kind,
+        }
+        for loc, message, kind in islice(problems, _PROBLEMS_MAX)
+    ]
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
 async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
-    """422 naming each field, in FastAPI's shape, but never echoing the input back.
+    """422 naming each field, but never echoing the input back.
 
     FastAPI's own answer repeats every refused value (`input`), which turns a large body into
     an equally large answer.
     """
     assert isinstance(error, RequestValidationError)
-    detail = [
-        {
-            "loc": list(problem["loc"]),
-            "msg": str(problem["msg"])[:_PROBLEM_MAX_CHARS],
-            "type": problem["type"],
-        }
-        for problem in error.errors()[:_PROBLEMS_MAX]
-    ]
-    return JSONResponse(status_code=422, content={"detail": detail})
+    return _unprocessable(
+        (problem["loc"], str(problem["msg"]), problem["type"]) for problem in error.errors()
+    )
 
 
 async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
@@ -125,14 +133,9 @@ async def _management_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ManagementError)
     if isinstance(error, InvalidInput):
         # A field names the body's part and, after the first dot, the user's own key, which
-        # may hold dots itself; both it and the message are cut, as for any refused input.
-        detail = [
-            {
-                "loc": ["body", *(part[:_PROBLEM_MAX_CHARS] for part in field.split(".", 1))],
-                "msg": problem[:_PROBLEM_MAX_CHARS],
-                "type": "value_error",
-            }
-            for field, problem in list(error.problems.items())[:_PROBLEMS_MAX]
-        ]
-        return JSONResponse(status_code=422, content={"detail": detail})
+        # may hold dots itself.
+        return _unprocessable(
+            (["body", *field.split(".", 1)], problem, "value_error")
+            for field, problem in error.problems.items()
+        )
     return JSONResponse(status_code=error.status_code, content={"detail": str(error)})
