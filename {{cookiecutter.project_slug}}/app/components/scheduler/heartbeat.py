@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from app.core.db import database_now, session_scope
+from app.core.db import database_now, write_session
 from app.core.enums import SchedulerState
 from app.core.models import SchedulerInstance
 
@@ -25,7 +25,9 @@ class Heartbeat:
 
     def beat(self, state: SchedulerState, job_count: int, applied_revision: int = 0) -> None:
         """Write the current state; readers judge freshness by `last_seen`."""
-        with session_scope(self.engine) as session:
+        # A write session: `merge` reads the row before it writes, and on SQLite a transaction
+        # begun as a reader fails at once if another connection commits in between.
+        with write_session(self.engine) as session:
             # On PostgreSQL the server's clock, so hosts with skewed clocks still agree.
             now = database_now(session.connection())
             self.started_at = self.started_at or now
