@@ -259,6 +259,22 @@ def test_sigterm_stops_the_scheduler_cleanly_within_the_grace_period(stack: Stac
     assert stack.container("dev", "api") == ""
 
 
+# Run inside the API's container: every address of `scheduler`, and what each one's metrics
+# say of its leadership.
+SCRAPE_REPLICAS = """
+import json, socket, httpx
+from prometheus_client.parser import text_string_to_metric_families
+addresses = sorted({info[4][0] for info in socket.getaddrinfo("scheduler", 9464)})
+leaders = {}
+for address in addresses:
+    page = httpx.get(f"http://{address}:9464/metrics", timeout=5).text
+    for family in text_string_to_metric_families(page):
+        if family.name == "scheduler_leader":
+            leaders[address] = family.samples[0].value
+print(json.dumps(leaders))
+"""
+
+
 def test_prod_profile_runs_from_the_runtime_image(stack: Stack) -> None:
     """Three scheduler replicas: one leads, two wait on standby, every container healthy."""
     with timed(f"docker {stack.name}: prod profile up --wait, scheduler scaled to 3"):
@@ -290,6 +306,18 @@ def test_prod_profile_runs_from_the_runtime_image(stack: Stack) -> None:
     assert sorted(i["state"] for i in fresh) == ["running", "standby", "standby"], fresh
     assert [i["instance_id"] for i in fresh if i["leader"]] == [report["leader"]]
     assert len({i["hostname"] for i in fresh}) == 3
+
+    # Prometheus on the compose network finds every replica under one name, as the shipped
+    # scrape config asks (dns_sd_configs: scheduler, port 9464); exactly one says it leads.
+    scrape = stack.compose(
+        "--profile", "prod", "exec", "-T", "api-prod", "python", "-c", SCRAPE_REPLICAS
+    )
+    assert scrape.returncode == 0, scrape.stdout + scrape.stderr
+    leaders = json.loads(scrape.stdout)
+    assert sorted(leaders.values()) == [0.0, 0.0, 1.0], leaders
+    for container in schedulers:
+        # Reachable on the compose network only: nothing is published on the host.
+        assert docker("port", container).stdout.strip() == ""
 
     down = stack.make("docker-down", "PROFILE=prod", "ARGS=-v")
     assert down.returncode == 0, down.stderr

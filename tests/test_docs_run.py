@@ -3,8 +3,9 @@
 Blocks marked `service` start in the background (`make run`, `make demo`) and the check waits
 until the service is healthy; blocks marked `run` then run in page order, shell blocks in
 bash with `set -euo pipefail`, Python blocks in the project's environment. The API listens on
-a free port, written into the commands in place of 8000. Blocks marked `docker` and `update`
-are run by tests/test_docker.py and tests/test_template_update.py.
+a free port, written into the commands in place of 8000, and the scheduler's metrics on another,
+in place of 9464. Blocks marked `docker` and `update` are run by tests/test_docker.py and
+tests/test_template_update.py.
 """
 
 from __future__ import annotations
@@ -30,13 +31,22 @@ pytestmark = pytest.mark.slow
 DEMO_SLUG = "my-scheduler-service"
 
 
-def environment(port: int, slugs: list[str]) -> dict[str, str]:
-    """This run's environment without its virtualenv; each project's API on `port`."""
+# The documented ports, and the settings that move them.
+DOCUMENTED_PORTS = {8000: "API_PORT", 9464: "SCHEDULER_METRICS_PORT"}
+
+
+def environment(ports: dict[int, int], slugs: list[str]) -> dict[str, str]:
+    """This run's environment without its virtualenv; each project's ports as `ports` moves
+    the documented ones."""
     env = {
         k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT"}
     }
-    ports = {f"{slug.upper().replace('-', '_')}_API_PORT": str(port) for slug in slugs}
-    return {**env, "COLUMNS": "200", "NO_MKDOCS_2_WARNING": "1", **ports}
+    settings = {
+        f"{slug.upper().replace('-', '_')}_{DOCUMENTED_PORTS[documented]}": str(port)
+        for slug in slugs
+        for documented, port in ports.items()
+    }
+    return {**env, "COLUMNS": "200", "NO_MKDOCS_2_WARNING": "1", **settings}
 
 
 @contextmanager
@@ -73,8 +83,10 @@ def ready(port: int) -> bool:
         return False
 
 
-def run_block(block: Block, cwd: Path, env: dict[str, str], port: int) -> None:
-    code = block.code.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+def run_block(block: Block, cwd: Path, env: dict[str, str], ports: dict[int, int]) -> None:
+    code = block.code
+    for documented, port in ports.items():
+        code = code.replace(f"127.0.0.1:{documented}", f"127.0.0.1:{port}")
     if block.language in {"python", "py"}:
         command = ["uv", "run", "--frozen", "python", "-"]
     else:
@@ -91,16 +103,16 @@ def run_block(block: Block, cwd: Path, env: dict[str, str], port: int) -> None:
 def run_pages(root: Path, slugs: list[str]) -> int:
     """Run the `service` and `run` blocks of the site at `root` in order; returns how many
     `run` blocks ran. Each service runs until the next one starts, or to the end."""
-    port = free_port()
-    env = environment(port, slugs)
+    ports = {documented: free_port() for documented in DOCUMENTED_PORTS}
+    env = environment(ports, slugs)
     ran = 0
     with contextlib.ExitStack() as running:
         for block in (b for page in nav_pages(root) for b in blocks(page)):
             if block.kind == "service":
                 running.close()
-                running.enter_context(service(block, root, env, port))
+                running.enter_context(service(block, root, env, ports[8000]))
             elif block.kind == "run":
-                run_block(block, root, env, port)
+                run_block(block, root, env, ports)
                 ran += 1
     return ran
 

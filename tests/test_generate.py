@@ -48,12 +48,42 @@ def option(answers: dict[str, str], name: str) -> str:
     return value[0] if isinstance(value, list) else str(value)
 
 
+def copied_as_is(project: Path) -> set[Path]:
+    """The files cookiecutter copies without rendering: their braces are Prometheus's."""
+    patterns = json.loads((TEMPLATE / "cookiecutter.json").read_text())["_copy_without_render"]
+    return {path for pattern in patterns for path in project.glob(pattern)}
+
+
 def test_nothing_left_unrendered(variant: tuple[dict[str, str], Path]) -> None:
     _, project = variant
+    as_is = copied_as_is(project)
+    assert as_is, "no file is copied without rendering"
     for path in project.rglob("*"):
         assert not UNRENDERED.search(path.name), path
-        if path.is_file():
-            assert not UNRENDERED.search(path.read_text(encoding="utf-8")), path
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        if path in as_is:
+            assert "cookiecutter" not in text, f"{path} is copied as is, so not rendered"
+        else:
+            assert not UNRENDERED.search(text), path
+
+
+def test_prometheus_files_pass_promtool(tmp_path: Path) -> None:
+    """The scrape config and the alert rules are valid, and the rules' own tests pass."""
+    assert shutil.which("promtool"), "promtool is missing: apt-get install prometheus"
+    folder = generate(tmp_path) / "deploy" / "prometheus"
+    for command in (
+        ["check", "config", "prometheus.yml"],
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts.test.yml"],
+    ):
+        result = subprocess.run(
+            ["promtool", *command], cwd=folder, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, (
+            f"promtool {' '.join(command)}:\n{result.stdout}{result.stderr}"
+        )
 
 
 def test_manifest_files_follow_the_options(variant: tuple[dict[str, str], Path]) -> None:

@@ -77,6 +77,8 @@ def test_env(tmp_path: Path, database_url: str) -> dict[str, str]:
         f"{ENV_PREFIX}HEARTBEAT_STALE_AFTER_SECONDS": "3",
         f"{ENV_PREFIX}LOG_FORMAT": "json",
         f"{ENV_PREFIX}API_TOKEN": TEST_TOKEN,
+        # Several schedulers run at once across the tests: each gets a free port.
+        f"{ENV_PREFIX}SCHEDULER_METRICS_PORT": "0",
     }
 
 

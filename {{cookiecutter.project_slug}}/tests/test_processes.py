@@ -165,18 +165,21 @@ def test_local_runner_stops_the_api_when_the_scheduler_exits(
     assert "Traceback" not in log
 
 
+@pytest.mark.parametrize(
+    ("setting", "example"), [("API_PORT", 8080), ("SCHEDULER_METRICS_PORT", 9465)]
+)
 def test_local_runner_refuses_a_taken_port_before_starting_anything(
-    env: dict[str, str], start: Launcher, health: Health, tmp_path: Path
+    start: Launcher, health: Health, tmp_path: Path, setting: str, example: int
 ) -> None:
-    port = int(env[f"{ENV_PREFIX}API_PORT"])
     with socket.socket() as holder:
-        holder.bind(("127.0.0.1", port))
+        holder.bind(("127.0.0.1", 0))
         holder.listen()
-        local = start("app.entrypoints.local")
+        port = holder.getsockname()[1]
+        local = start("app.entrypoints.local", **{f"{ENV_PREFIX}{setting}": str(port)})
         assert local.wait(timeout=30) == 1
     log = (tmp_path / "app.entrypoints.local.log").read_text()
     assert f"error: port {port} on 127.0.0.1 is already in use by another process" in log
-    assert f"{ENV_PREFIX}API_PORT=8080 in .env" in log
+    assert f"{ENV_PREFIX}{setting}={example} in .env" in log
     assert "Traceback" not in log
     # Nothing started: no scheduler ever wrote a heartbeat.
     assert health.report().scheduler.pid is None

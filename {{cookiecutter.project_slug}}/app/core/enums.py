@@ -110,6 +110,20 @@ class CatchUp(StrEnum):
     NONE = "none"  # run none of them: all are missed; the schedule goes on from now
 
 
+class MissReason(StrEnum):
+    """Why a scheduled time did not run: the `reason` of `scheduler_fires_missed`.
+
+    The history row keeps the whole sentence; this is its fixed-vocabulary kind.
+    """
+
+    MISFIRE_GRACE_TIME = "misfire_grace_time"  # later than the job's misfire grace time
+    CATCH_UP_LATEST = "catch_up_latest"  # a later time of the same job ran instead
+    CATCH_UP_NONE = "catch_up_none"  # passed during downtime, and the job runs none of those
+    LOST_LEADERSHIP = "lost_leadership"  # claimed by a leader that lost its lease before it
+    # More times were due at once than get rows (a long outage): counted, not listed.
+    UNLISTED = "unlisted"
+
+
 class Queue(StrEnum):
     """A priority label, stored with every execution and shown by the API and the CLI."""
 

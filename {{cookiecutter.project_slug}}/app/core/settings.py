@@ -85,6 +85,21 @@ class Settings(BaseSettings):
         description="Shortest interval a runtime job may repeat at; a shorter one is refused "
         "with 422.",
     )
+    metrics_enabled: bool = Field(
+        True,
+        description="Serve Prometheus metrics: the API at /metrics, the scheduler on a port of "
+        "its own.",
+    )
+    scheduler_metrics_host: str = Field(
+        "127.0.0.1", description="Interface the scheduler's metrics (/metrics) listen on."
+    )
+    scheduler_metrics_port: int = Field(
+        9464,
+        ge=0,
+        le=65535,
+        description="Port of the scheduler's metrics; each scheduler on one host needs its own "
+        "(0 lets the system pick a free one, which the scheduler logs).",
+    )
     command_poll_seconds: float = Field(
         0.025,
         gt=0,

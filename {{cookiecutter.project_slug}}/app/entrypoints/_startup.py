@@ -22,13 +22,36 @@ def start_process() -> Settings:
     return settings
 
 
-def exit_if_port_taken(settings: Settings) -> None:
-    """Exit with status 1 and what to do when the API's address is already in use.
+def exit_if_ports_taken(settings: Settings, *, api: bool, scheduler: bool) -> None:
+    """Exit with status 1 and what to do when an address a process listens on is in use.
 
     Checked before anything starts, so `make run` never leaves a scheduler running beside
     an API that could not start (whose jobs would then call whatever holds the port).
     """
-    host, port = settings.api_host, settings.api_port
+    if api:
+        _exit_if_taken(settings.api_host, settings.api_port, "API_PORT", 8080)
+    if scheduler and settings.metrics_enabled and settings.scheduler_metrics_port:
+        _exit_if_taken(
+            settings.scheduler_metrics_host,
+            settings.scheduler_metrics_port,
+            "SCHEDULER_METRICS_PORT",
+            9465,
+        )
+
+
+def listen_error(host: str, port: int, error: OSError, setting: str, example: int) -> str:
+    """What to print when `host:port` cannot be listened on: the reason, and the way out."""
+    if error.errno == errno.EADDRINUSE:
+        reason = f"port {port} on {host} is already in use by another process"
+    else:
+        reason = f"cannot listen on {host}:{port}: {error.strerror}"
+    return (
+        f"{reason}; stop it, or choose another port with "
+        f"{ENV_PREFIX}{setting}={example} in .env (or in the environment)"
+    )
+
+
+def _exit_if_taken(host: str, port: int, setting: str, example: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         # As uvicorn binds: a port left in TIME_WAIT by a previous run is free.
@@ -36,13 +59,5 @@ def exit_if_port_taken(settings: Settings) -> None:
         try:
             probe.bind((host, port))
         except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                reason = f"port {port} on {host} is already in use by another process"
-            else:
-                reason = f"cannot listen on {host}:{port}: {error.strerror}"
-            print(
-                f"error: {reason}; stop it, or choose another port with "
-                f"{ENV_PREFIX}API_PORT=8080 in .env (or in the environment)",
-                file=sys.stderr,
-            )
+            print(f"error: {listen_error(host, port, error, setting, example)}", file=sys.stderr)
             raise SystemExit(1) from None

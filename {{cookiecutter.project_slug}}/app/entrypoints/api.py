@@ -8,7 +8,7 @@ from types import FrameType
 import uvicorn
 
 from app.components.backend.main import create_app
-from app.entrypoints._startup import exit_if_port_taken, start_process
+from app.entrypoints._startup import exit_if_ports_taken, start_process
 
 
 def _after_graceful_shutdown(signum: int, frame: FrameType | None) -> None:
@@ -18,7 +18,7 @@ def _after_graceful_shutdown(signum: int, frame: FrameType | None) -> None:
 def main() -> None:
     """Serve the API until SIGTERM or SIGINT, then exit 0 like the scheduler."""
     settings = start_process()
-    exit_if_port_taken(settings)
+    exit_if_ports_taken(settings, api=True, scheduler=False)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _after_graceful_shutdown)
     # log_config=None keeps uvicorn from replacing the logging set up above.

@@ -14,7 +14,7 @@ import sys
 import time
 from types import FrameType
 
-from app.entrypoints._startup import exit_if_port_taken, start_process
+from app.entrypoints._startup import exit_if_ports_taken, start_process
 
 logger = logging.getLogger("app.local")
 
@@ -42,7 +42,7 @@ def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
 def main() -> None:
     """Start both processes; stop both on Ctrl-C or SIGTERM (exit 0) or when one exits (exit 1)."""
     settings = start_process()
-    exit_if_port_taken(settings)
+    exit_if_ports_taken(settings, api=True, scheduler=True)
     stopping = False
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:

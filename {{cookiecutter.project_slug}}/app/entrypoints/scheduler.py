@@ -8,14 +8,16 @@ import logging
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.components.scheduler.main import JobDefinitionError
+from app.components.scheduler.metrics import MetricsAddressUnusable
 from app.components.scheduler.runner import run_scheduler
 from app.core.migrations import SchemaError
-from app.entrypoints._startup import start_process
+from app.entrypoints._startup import exit_if_ports_taken, listen_error, start_process
 
 
 def main() -> None:
     """Run the scheduler until SIGTERM or SIGINT; exit 0 after a clean stop."""
     settings = start_process()
+    exit_if_ports_taken(settings, api=False, scheduler=True)
     try:
         asyncio.run(run_scheduler(settings))
     except JobDefinitionError as error:
@@ -23,6 +25,13 @@ def main() -> None:
         raise SystemExit(2) from None
     except SchemaError as error:
         logging.getLogger("app.scheduler").error(f"cannot start: {error}")
+        raise SystemExit(1) from None
+    except MetricsAddressUnusable as unusable:
+        # Taken between the check above and the server's start, or not an address here.
+        reason = listen_error(
+            unusable.host, unusable.port, unusable.error, "SCHEDULER_METRICS_PORT", 9465
+        )
+        logging.getLogger("app.scheduler").error(f"cannot start: {reason}")
         raise SystemExit(1) from None
     except SQLAlchemyError as error:
         reason = str(error).splitlines()[0]

@@ -37,7 +37,7 @@ def test_input_and_error_come_back_as_written(engine: Engine, text: str) -> None
     )
     # Inserted in one batch, updated in the next: both statements carry the text.
     assert recorder.flush()
-    recorder.finished(execution_id, ExecutionStatus.FAILED, 1.5, error=ValueError(text))
+    recorder.finished(execution_id, "awkward", ExecutionStatus.FAILED, 1.5, error=ValueError(text))
     assert recorder.flush()
     recorder.close()
     with session_scope(engine) as session:

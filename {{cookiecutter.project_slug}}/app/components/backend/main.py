@@ -12,9 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.routing import Match
+from starlette.routing import Match, Route
 
 from app import ENV_PREFIX, PROJECT_NAME, __version__
+from app.components.backend.metrics import RequestMetrics, metrics_page
 from app.components.backend.middleware import BodySizeLimit, SecurityHeaders
 from app.components.backend.routers import executions, health, jobs
 from app.components.management.errors import InvalidInput, ManagementError
@@ -54,9 +55,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # No call to swagger.io's validator for the badge it would show.
         swagger_ui_parameters={"validatorUrl": None},
     )
-    # Outermost last: every answer, the body limit's 413 included, gets the headers.
+    # Outermost last: every answer, the body limit's 413 included, gets the headers and is
+    # counted.
     app.add_middleware(BodySizeLimit, limit=settings.api_max_body_bytes)
     app.add_middleware(SecurityHeaders)
+    if settings.metrics_enabled:
+        app.add_middleware(RequestMetrics, templates=lambda: _templates(app))
+        app.add_route("/metrics", metrics_page, methods=["GET"], include_in_schema=False)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(executions.router)
@@ -65,6 +70,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)
     app.add_exception_handler(ManagementError, _management_error)
     return app
+
+
+def _templates(app: FastAPI) -> list[str]:
+    """Every route's path template: the documented ones, and the pages outside the schema."""
+    pages = [route.path for route in app.router.routes if isinstance(route, Route)]
+    return [*app.openapi()["paths"], *pages]
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")

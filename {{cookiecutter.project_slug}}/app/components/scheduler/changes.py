@@ -15,7 +15,10 @@ import logging
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from app.components.scheduler import metrics
 from app.components.scheduler.execution import JobRuntime
+from app.core.db import utcnow
+from app.core.enums import ExecutionStatus
 from app.core.models import Job, JobRevision, SchedulerInstance
 from app.core.schedules import ScheduleError
 
@@ -56,6 +59,9 @@ class ChangeApplier:
                 rows = list(session.scalars(select(Job).where(Job.id.in_(changed))))
         future = asyncio.run_coroutine_threadsafe(self._apply(rows, removed), self._loop)
         future.result(timeout=_APPLY_TIMEOUT_SECONDS)
+        applied_at = utcnow()
+        for row in rows:
+            metrics.change_applied(row.updated_at, applied_at, "job")
         runtime.applied_revision = max(runtime.applied_revision, revision)
         with self._engine.begin() as connection:
             connection.execute(
@@ -93,5 +99,6 @@ class ChangeApplier:
                 },
             )
         for job_id in removed:
-            runtime.forget(job_id)
+            # Their rows were cancelled with the job's deletion; counted here, which has ids.
+            metrics.runs_ended((job_id for _ in runtime.forget(job_id)), ExecutionStatus.CANCELLED)
             logger.info("job deleted", extra={"job_id": job_id})

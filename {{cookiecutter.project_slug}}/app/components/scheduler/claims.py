@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.jobstores.memory import MemoryJobStore
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.components.scheduler import metrics
 from app.components.scheduler.fires import MAX_CATCH_UP_ROWS, DueTimes, decide, next_fire
 from app.components.scheduler.history import (
     Advance,
@@ -30,7 +31,7 @@ from app.components.scheduler.history import (
 )
 from app.components.scheduler.lease import LeaseLost
 from app.core.db import utcnow
-from app.core.enums import ExecutionStatus, TriggerKind
+from app.core.enums import ExecutionStatus, MissReason, TriggerKind
 
 if TYPE_CHECKING:
     from app.components.scheduler.execution import JobRuntime, Registered
@@ -43,8 +44,9 @@ SKIP_REASON = "the previous run was still going (max_instances reached)"
 CLAIM_AHEAD = timedelta(milliseconds=250)
 _LOOK_AHEAD_EVERY_SECONDS = 0.05
 _RETRY_CAP_SECONDS = 10.0
-# What a claim returns: ids of the rows inserted, jobs changed meanwhile, the rows it tried.
-_Claimed = tuple[set[str], set[str], list[dict[str, Any]]]
+# What a claim returns: ids of the rows inserted, jobs changed meanwhile, the rows it tried,
+# and why each `missed` row among them was missed.
+_Claimed = tuple[set[str], set[str], list[dict[str, Any]], dict[str, MissReason]]
 
 
 class Claimer:
@@ -154,6 +156,8 @@ class Claimer:
                 self.runtime.depose(str(error))
                 return
             except Exception as error:
+                if isinstance(error, SQLAlchemyError):
+                    metrics.write_failed("claims")
                 self._in_flight -= flying
                 for job_id, times in due.items():
                     self.submit(job_id, times, left_out=left_out[job_id])
@@ -191,7 +195,7 @@ class Claimer:
             return
         claiming = asyncio.ensure_future(asyncio.to_thread(self._claim_in_thread, jobs))
         try:
-            inserted, stale, rows = await asyncio.shield(claiming)
+            inserted, stale, rows, kinds = await asyncio.shield(claiming)
         except asyncio.CancelledError:
             # Stopped while the claim commits: what it claims is given back, not left running.
             claiming.add_done_callback(self._give_back)
@@ -222,6 +226,7 @@ class Claimer:
                     runtime.unregister(row["job_id"])
                 runtime.start_at(row["id"], row["job_id"], row["scheduled_at"])
             else:
+                metrics.fire_missed(row["job_id"], kinds[row["id"]])
                 logger.warning(
                     "job run missed",
                     extra={
@@ -234,7 +239,7 @@ class Claimer:
     def _give_back(self, claiming: asyncio.Future[_Claimed]) -> None:
         if claiming.cancelled() or claiming.exception() is not None:
             return
-        inserted, _, rows = claiming.result()
+        inserted, _, rows, _ = claiming.result()
         runtime = self.runtime
         claims = [
             (row["id"], row["job_id"], row["scheduled_at"], registered.version)
@@ -258,6 +263,8 @@ class Claimer:
         grace = runtime.settings.misfire_grace_time
         advances: list[Advance] = []
         rows: list[dict[str, Any]] = []
+        kinds: dict[str, MissReason] = {}
+        unlisted: list[tuple[str, int]] = []
         for registered, times, left_out in jobs:
             definition = registered.definition
             ordered = sorted(set(times))
@@ -270,21 +277,27 @@ class Claimer:
             for fate in fates:
                 # A run that finds the previous one still going is skipped when it is due.
                 status = ExecutionStatus.RUNNING if fate.missed is None else ExecutionStatus.MISSED
-                rows.append(
-                    execution_row(
-                        definition.id,
-                        definition.queue.value,
-                        fate.scheduled_at,
-                        status,
-                        instance_id=runtime.instance_id,
-                        epoch=runtime.epoch,
-                        reason=fate.missed,
-                    )
+                row = execution_row(
+                    definition.id,
+                    definition.queue.value,
+                    fate.scheduled_at,
+                    status,
+                    instance_id=runtime.instance_id,
+                    epoch=runtime.epoch,
+                    reason=fate.missed,
                 )
+                rows.append(row)
+                if fate.kind is not None:
+                    kinds[row["id"]] = fate.kind
+            if left_out:
+                unlisted.append((definition.id, left_out))
             following = next_fire(registered.trigger, ordered[-1])
             advances.append(Advance(definition.id, registered.version, following))
         inserted, stale = claim_scheduled(runtime.engine, advances, rows, runtime.fence)
-        return inserted, stale, rows
+        for job_id, count in unlisted:
+            if job_id not in stale:
+                metrics.fires_unlisted(job_id, count)
+        return inserted, stale, rows, kinds
 
     async def _claim_planned(self, planned: list[str]) -> None:
         runtime = self.runtime

@@ -19,6 +19,7 @@ from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app.components.scheduler import metrics
 from app.components.scheduler.catalog import NOTIFY_CHANNEL
 from app.components.scheduler.changes import ChangeApplier
 from app.core.db import utcnow
@@ -135,6 +136,7 @@ class CommandConsumer:
                     logger.info("job changes and commands readable again")
                 delay = 0.0
             except SQLAlchemyError as error:
+                metrics.write_failed("commands")
                 if listener is not None:
                     listener.close()
                     listener = None
@@ -180,6 +182,7 @@ class CommandConsumer:
             answers.append({"command_id": command.id, "new_status": status, "new_detail": detail})
         if not self._flush():
             logger.warning("command effects not yet committed; answering anyway")
+        applied_at = utcnow()
         with self._engine.begin() as connection:
             connection.execute(
                 update(SchedulerCommand)
@@ -187,10 +190,12 @@ class CommandConsumer:
                 .values(
                     status=bindparam("new_status"),
                     detail=bindparam("new_detail"),
-                    applied_at=utcnow(),
+                    applied_at=applied_at,
                 ),
                 answers,
             )
+        for command in commands:
+            metrics.change_applied(command.created_at, applied_at, "command")
         return len(commands)
 
     def _apply_one(self, command: SchedulerCommand) -> tuple[CommandStatus, str]:

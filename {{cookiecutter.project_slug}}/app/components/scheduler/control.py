@@ -41,6 +41,7 @@ class CommandHandler:
         if definition is None:
             runtime.recorder.finished(
                 execution_id,
+                job_id,
                 ExecutionStatus.CANCELLED,
                 0.0,
                 error=LookupError(f"the scheduler has no job {job_id!r}"),
@@ -48,7 +49,7 @@ class CommandHandler:
             raise CommandRejected(f"the scheduler has no job {job_id!r}")
         if runtime.at_capacity(job_id):
             runtime.recorder.finished(
-                execution_id, ExecutionStatus.SKIPPED, 0.0, reason=SKIP_REASON
+                execution_id, job_id, ExecutionStatus.SKIPPED, 0.0, reason=SKIP_REASON
             )
             raise CommandRejected(
                 f"job {job_id!r} is running {definition.max_instances} time(s) already, its "

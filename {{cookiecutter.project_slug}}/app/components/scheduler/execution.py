@@ -25,6 +25,7 @@ from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.components.scheduler import metrics
 from app.components.scheduler.alerts import FailureStreaks
 from app.components.scheduler.catalog import Definitions, JobRecord
 from app.components.scheduler.claims import SKIP_REASON, Claimer
@@ -35,7 +36,7 @@ from app.components.scheduler.history import LOST_LEADERSHIP, Fence, HistoryReco
 from app.components.scheduler.horizon import Horizon, record
 from app.components.scheduler.lease import Lease
 from app.core.db import utcnow
-from app.core.enums import ExecutionStatus, JobOrigin, TriggerKind
+from app.core.enums import ExecutionStatus, JobOrigin, MissReason, TriggerKind
 from app.core.errors import JobError
 from app.core.schedules import ScheduleError
 from app.core.settings import Settings
@@ -153,6 +154,7 @@ class JobRuntime:
                 # A renewal that hangs past the lease's end must not keep the leader firing.
                 await asyncio.wait_for(asyncio.to_thread(lease.renew), lease.remaining())
             except (SQLAlchemyError, TimeoutError) as error:
+                metrics.lease_renewal_failed()
                 if not failing:
                     logger.error(
                         "lease not renewed; retrying until it ends",
@@ -399,22 +401,24 @@ class JobRuntime:
             # Claimed under a lease that has ended since (the process was frozen, or cut off):
             # another leader may run by now, and this one starts nothing more.
             self.recorder.finished(
-                execution_id, ExecutionStatus.MISSED, 0.0, reason=LOST_LEADERSHIP
+                execution_id, job_id, ExecutionStatus.MISSED, 0.0, reason=LOST_LEADERSHIP
             )
+            metrics.fire_missed(job_id, MissReason.LOST_LEADERSHIP)
             self.depose(self.lease.lost or "the lease ended before a claimed run's time")
             return
         try:
-            self._start(execution_id, job_id, attempt, trigger_kind, arguments)
+            self._start(execution_id, job_id, scheduled_at, attempt, trigger_kind, arguments)
         except Exception as error:
             # The claim is committed: its row must end, whatever went wrong here.
             logger.exception("claimed run could not start", extra={"job_id": job_id})
             self._ended(execution_id)
-            self.recorder.finished(execution_id, ExecutionStatus.FAILED, 0.0, error=error)
+            self.recorder.finished(execution_id, job_id, ExecutionStatus.FAILED, 0.0, error=error)
 
     def _start(
         self,
         execution_id: str,
         job_id: str,
+        scheduled_at: datetime,
         attempt: int,
         trigger_kind: TriggerKind,
         arguments: Mapping[str, Any] | None,
@@ -423,6 +427,7 @@ class JobRuntime:
         if definition is None:
             self.recorder.finished(
                 execution_id,
+                job_id,
                 ExecutionStatus.CANCELLED,
                 0.0,
                 error=LookupError(f"job {job_id!r} is no longer scheduled"),
@@ -431,7 +436,10 @@ class JobRuntime:
         if self.at_capacity(job_id):
             # Decided when the run is due, not when it was claimed: the previous run may end
             # in between.
-            self.recorder.finished(execution_id, ExecutionStatus.SKIPPED, 0.0, reason=SKIP_REASON)
+            self.recorder.finished(
+                execution_id, job_id, ExecutionStatus.SKIPPED, 0.0, reason=SKIP_REASON
+            )
+            metrics.fire_skipped(job_id)
             logger.warning(
                 "job run skipped: previous run still going",
                 extra={"job_id": job_id, "execution_id": execution_id},
@@ -441,6 +449,7 @@ class JobRuntime:
         self.active[job_id] += 1
         self.idle.clear()
         self.recorder.started(execution_id)
+        metrics.run_started(definition.queue.value, scheduled_at, utcnow())
         run.task = asyncio.ensure_future(
             self._run(definition, run, execution_id, attempt, trigger_kind, arguments)
         )
@@ -491,7 +500,10 @@ class JobRuntime:
         duration_ms = (time.perf_counter() - began) * 1000
         # The one place a run's end is recorded.
         self._ended(execution_id)
-        self.recorder.finished(execution_id, status, duration_ms, error=error, traceback=trace)
+        self.recorder.finished(
+            execution_id, definition.id, status, duration_ms, error=error, traceback=trace
+        )
+        metrics.run_finished(definition.id, definition.queue.value, duration_ms / 1000)
         await self._after(
             definition, status, error, trace, context, duration_ms, attempt, arguments, result
         )
@@ -549,6 +561,7 @@ class JobRuntime:
             arguments=arguments,
         )
         self.plan(execution_id, definition.id, run_at)
+        metrics.retry_planned(definition.id)
         return run_at
 
     def cancel(self, execution_id: str) -> str:
@@ -562,6 +575,7 @@ class JobRuntime:
                 entry[1].cancel()
             self.recorder.finished(
                 execution_id,
+                entry[0],
                 ExecutionStatus.CANCELLED,
                 0.0,
                 error=JobCancelled("cancelled before it started"),
@@ -590,9 +604,13 @@ class JobRuntime:
 
     def interrupt_running(self, reason: str) -> int:
         """Mark every run still in progress as interrupted; returns how many."""
-        for execution_id in list(self.running):
+        for execution_id, run in list(self.running.items()):
             self.recorder.finished(
-                execution_id, ExecutionStatus.INTERRUPTED, 0.0, error=RuntimeError(reason)
+                execution_id,
+                run.job_id,
+                ExecutionStatus.INTERRUPTED,
+                0.0,
+                error=RuntimeError(reason),
             )
         count = len(self.running)
         self.running.clear()

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from apscheduler.triggers.base import BaseTrigger
 
-from app.core.enums import CatchUp
+from app.core.enums import CatchUp, MissReason
 
 # A due time later than this passed while no scheduler could run it: the catch-up policy
 # decides about it. Earlier ones are just due.
@@ -64,6 +64,7 @@ class Fate:
 
     scheduled_at: datetime
     missed: str | None = None
+    kind: MissReason | None = None
 
 
 def decide(policy: CatchUp, grace: timedelta, due: DueTimes, now: datetime) -> list[Fate]:
@@ -73,16 +74,22 @@ def decide(policy: CatchUp, grace: timedelta, due: DueTimes, now: datetime) -> l
     for index, moment in enumerate(due.times):
         late = now - moment
         reason: str | None = None
+        kind: MissReason | None = None
         if late > grace:
             reason = f"later than the misfire grace time allows ({grace})"
+            kind = MissReason.MISFIRE_GRACE_TIME
         elif policy is CatchUp.LATEST:
             if index != last:
                 reason = "a later scheduled time ran instead (catch_up=latest)"
+                kind = MissReason.CATCH_UP_LATEST
         elif policy is CatchUp.NONE and late > ON_TIME:
             reason = "passed while no scheduler could run it (catch_up=none)"
-        fates.append(Fate(moment, reason))
+            kind = MissReason.CATCH_UP_NONE
+        fates.append(Fate(moment, reason, kind))
     if due.left_out and fates:
         first = fates[0]
         note = f"{due.left_out} earlier scheduled times were missed too and are not listed"
-        fates[0] = Fate(first.scheduled_at, f"{first.missed}; {note}" if first.missed else note)
+        fates[0] = Fate(
+            first.scheduled_at, f"{first.missed}; {note}" if first.missed else note, first.kind
+        )
     return fates

@@ -21,10 +21,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from app.components.scheduler import metrics
 from app.components.scheduler.lease import LeaseLost, check_fence, check_no_successor
 from app.components.scheduler.writer import BatchWriter
 from app.core.db import utcnow, write_transaction
-from app.core.enums import UNFINISHED, ExecutionStatus, TriggerKind
+from app.core.enums import UNFINISHED, ExecutionStatus, MissReason, TriggerKind
 from app.core.models import Job, JobExecution
 from app.core.redact import redact_urls
 
@@ -248,7 +249,7 @@ def mark_interrupted(engine: Engine) -> int:
     Called by a new leader: only the leader runs jobs, so a run still marked running was left
     by a process that stopped or died during it.
     """
-    count = 0
+    ended: list[str] = []
     with write_transaction(engine) as connection:
         for started, reason in (
             (True, "the scheduler stopped or died during the run"),
@@ -272,9 +273,11 @@ def mark_interrupted(engine: Engine) -> int:
                     error_type="Interrupted",
                     error_message=reason,
                 )
+                .returning(JobExecution.job_id)
             )
-            count += result.rowcount
-    return count
+            ended.extend(result.scalars())
+    metrics.runs_ended(ended, ExecutionStatus.INTERRUPTED)
+    return len(ended)
 
 
 def release(
@@ -312,8 +315,12 @@ def release(
                     finished_at=utcnow(),
                     error_message=LOST_LEADERSHIP,
                 )
+                .returning(JobExecution.job_id)
             )
-            return 0, missed.rowcount
+            missed_jobs = list(missed.scalars())
+            for job_id in missed_jobs:
+                metrics.fire_missed(job_id, MissReason.LOST_LEADERSHIP)
+            return 0, len(missed_jobs)
         result = connection.execute(delete(JobExecution).where(*unstarted))
         for job_id, (scheduled_at, version) in earliest.items():
             connection.execute(
@@ -397,6 +404,7 @@ class HistoryRecorder(BatchWriter):
     def finished(
         self,
         execution_id: str,
+        job_id: str,
         status: ExecutionStatus,
         duration_ms: float,
         error: BaseException | None = None,
@@ -404,6 +412,7 @@ class HistoryRecorder(BatchWriter):
         reason: str | None = None,
     ) -> None:
         """Queue the end of a run; `reason` explains an outcome that is not an error."""
+        metrics.run_ended(job_id, status)
         message = str(error) if error else reason
         fields = {
             "finished_at": utcnow(),
@@ -446,6 +455,9 @@ class HistoryRecorder(BatchWriter):
         for execution_id, fields in updates.items():
             # What was queued since is newer than what failed.
             self._updates[execution_id] = {**fields, **self._updates.get(execution_id, {})}
+
+    def _write_failed(self) -> None:
+        metrics.write_failed("history")
 
     def _write(self, batch: _Batch) -> None:
         inserts, updates = batch

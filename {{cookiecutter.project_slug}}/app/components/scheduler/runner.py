@@ -16,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.components.scheduler import metrics
 from app.components.scheduler.consumer import CommandConsumer
 from app.components.scheduler.control import command_consumer
 from app.components.scheduler.execution import JobRuntime, current_runtime
@@ -74,6 +75,7 @@ class SchedulerProcess:
         try:
             await asyncio.to_thread(self.heartbeat.beat, state, self.job_count, applied)
         except SQLAlchemyError as error:
+            metrics.write_failed("heartbeat")
             logger.warning("heartbeat not recorded", extra={"error": str(error).splitlines()[0]})
 
     async def pause(self, seconds: float, *, until: asyncio.Event | None = None) -> None:
@@ -128,6 +130,7 @@ class SchedulerProcess:
             )
             await asyncio.to_thread(lease.give_up)
             return []
+        metrics.leading(lease.epoch)
         logger.info(
             "scheduler started",
             extra={
@@ -150,6 +153,7 @@ class SchedulerProcess:
             await self.beat(SchedulerState.RUNNING)
         if runtime.deposed.is_set():
             await self.beat(SchedulerState.STANDBY)
+        metrics.not_leading()
         abandoned = await self.shut_down(scheduler, runtime)
         await asyncio.to_thread(lease.give_up)
         if runtime.deposed.is_set() and not self.stop.is_set():
@@ -268,11 +272,27 @@ def prepare_schema(engine: Engine, settings: Settings) -> None:
         logger.info("database schema upgraded", extra={"from": before, "to": after})
 
 
+def serve_metrics(settings: Settings, process: SchedulerProcess) -> None:
+    """Serve `/metrics` on the scheduler's own port, if metrics are on.
+
+    `MetricsAddressUnusable` if the address cannot be listened on.
+    """
+    if not settings.metrics_enabled:
+        return
+    metrics.LEADER_STATE.watch(lambda: process.runtime)
+    host = settings.scheduler_metrics_host
+    port = metrics.serve(host, settings.scheduler_metrics_port)
+    shown = f"[{host}]" if ":" in host else host
+    logger.info("metrics served", extra={"url": f"http://{shown}:{port}/metrics"})
+
+
 async def run_scheduler(settings: Settings) -> None:
     """Run the scheduler process until a stop signal; it exits within the shutdown timeout."""
     engine = get_engine()
     prepare_schema(engine, settings)
-    abandoned = await SchedulerProcess(settings, engine).run()
+    process = SchedulerProcess(settings, engine)
+    serve_metrics(settings, process)
+    abandoned = await process.run()
     engine.dispose()
     if abandoned:
         # A job running in a worker thread cannot be interrupted, and the interpreter would

@@ -57,6 +57,10 @@ class BatchWriter(ABC):
         """Requeue a batch that failed, under anything queued since. Called under `_lock`."""
 
     @abstractmethod
+    def _write_failed(self) -> None:
+        """Called after each batch the database refused (the batch is queued again)."""
+
+    @abstractmethod
     def pending(self) -> int:
         """How many changes wait to be written."""
 
@@ -111,6 +115,7 @@ class BatchWriter(ABC):
             try:
                 self._write(batch)
             except SQLAlchemyError as error:
+                self._write_failed()
                 with self._lock:
                     self._put_back(batch)
                 delay = min(max(delay * 2, 0.5), _RETRY_CAP_SECONDS)

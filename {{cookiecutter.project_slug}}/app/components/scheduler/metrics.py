@@ -1,0 +1,302 @@
+"""The scheduler's Prometheus metrics: what ran, how late, who leads, what the database refused.
+
+Every series is labelled by job id at most (and a fixed vocabulary: queue, status, reason,
+operation), never by host, instance or error text, so the number of series grows with the
+jobs only. Counters count what this process did; a new leader starts from zero, which
+Prometheus's `rate` and `increase` read as a counter reset. Which instance leads shows in
+`scheduler_leader`, one series per scraped target.
+
+The scheduler serves them on a port of its own (`serve`); the families the leader's state
+gives (runs in progress, paused jobs, next fire times) are read when scraped
+(`LeaderState`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    Summary,
+    start_http_server,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.core.db import session_scope
+from app.core.enums import ExecutionStatus, MissReason
+from app.core.models import Job
+
+if TYPE_CHECKING:
+    from app.components.scheduler.execution import JobRuntime
+
+logger = logging.getLogger("app.scheduler.metrics")
+
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+# From a millisecond (a fire on time) to minutes (a run after an outage, a long job).
+LATENESS_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+DURATION_BUCKETS = (*LATENESS_BUCKETS, 600.0, 1800.0, 3600.0)
+APPLY_BUCKETS = LATENESS_BUCKETS[:-4]
+
+RUNS = Counter(
+    "scheduler_runs",
+    "Runs that ended, by job and final status (every status but pending and running).",
+    ["job_id", "status"],
+    registry=REGISTRY,
+)
+# The histograms are by queue, not by job: a histogram's series cost a job 40 us to create
+# and 5 kB to keep, which a burst of thousands of one-off jobs would pay on the event loop.
+# Per job, `scheduler_job_run_seconds` keeps the sum and count of the durations.
+RUN_DURATION = Histogram(
+    "scheduler_run_duration_seconds",
+    "How long runs that started took, from start to end, by queue.",
+    ["queue"],
+    buckets=DURATION_BUCKETS,
+    registry=REGISTRY,
+)
+JOB_RUN_SECONDS = Summary(
+    "scheduler_job_run_seconds",
+    "Time spent in runs of each job: the sum and count of their durations.",
+    ["job_id"],
+    registry=REGISTRY,
+)
+FIRE_LATENESS = Histogram(
+    "scheduler_fire_lateness_seconds",
+    "How late runs started, by queue: start minus scheduled time.",
+    ["queue"],
+    buckets=LATENESS_BUCKETS,
+    registry=REGISTRY,
+)
+FIRES_MISSED = Counter(
+    "scheduler_fires_missed",
+    "Scheduled times that did not run, by job and reason.",
+    ["job_id", "reason"],
+    registry=REGISTRY,
+)
+FIRES_SKIPPED = Counter(
+    "scheduler_fires_skipped",
+    "Times skipped because the job's previous run was still going (max_instances).",
+    ["job_id", "reason"],
+    registry=REGISTRY,
+)
+RETRIES = Counter(
+    "scheduler_retries",
+    "Retries planned by a job's retry policy after a failed or timed-out run.",
+    ["job_id"],
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "scheduler_leader", "1 while this instance leads (claims and runs jobs), else 0.",
+    registry=REGISTRY,
+)  # fmt: skip
+LEADER_EPOCH = Gauge(
+    "scheduler_leader_epoch",
+    "The epoch of this instance's current or last leadership (0: it has not led).",
+    registry=REGISTRY,
+)
+LEADER_CHANGES = Counter(
+    "scheduler_leader_changes",
+    "Times this instance took the leadership; summed over instances, the leader changes.",
+    registry=REGISTRY,
+)
+LEASE_RENEWAL_FAILURES = Counter(
+    "scheduler_lease_renewal_failures",
+    "Lease renewals that failed or hung; a leader that cannot renew stops claiming.",
+    registry=REGISTRY,
+)
+DATABASE_WRITE_FAILURES = Counter(
+    "scheduler_database_write_failures",
+    "Writes the database refused, by what was written; each is retried.",
+    ["operation"],
+    registry=REGISTRY,
+)
+CHANGE_APPLY = Histogram(
+    "scheduler_change_apply_seconds",
+    "From a change being stored or a command sent (API, CLI) to the leader applying it; "
+    "kind: job (a changed job row) or command (run, retry, cancel).",
+    ["kind"],
+    buckets=APPLY_BUCKETS,
+    registry=REGISTRY,
+)
+
+SKIPPED_MAX_INSTANCES = "max_instances"
+# What the database writes are, for `scheduler_database_write_failures`.
+WRITE_OPERATIONS = ("history", "claims", "heartbeat", "commands")
+for _operation in WRITE_OPERATIONS:
+    DATABASE_WRITE_FAILURES.labels(_operation)
+
+# Each run's end is counted where it is written: `HistoryRecorder.finished` for the runs the
+# leader ends, and beside the statements that end runs in bulk (missed claims, runs a
+# previous leader left).
+
+
+def runs_ended(job_ids: Iterable[str], status: ExecutionStatus) -> None:
+    """Count the ends of runs, one per job id given."""
+    for job_id in job_ids:
+        RUNS.labels(job_id, status.value).inc()
+
+
+def run_ended(job_id: str, status: ExecutionStatus) -> None:
+    RUNS.labels(job_id, status.value).inc()
+
+
+def run_finished(job_id: str, queue: str, duration_seconds: float) -> None:
+    """A run that started has ended, after `duration_seconds`."""
+    RUN_DURATION.labels(queue).observe(duration_seconds)
+    JOB_RUN_SECONDS.labels(job_id).observe(duration_seconds)
+
+
+def fire_missed(job_id: str, reason: MissReason) -> None:
+    """A scheduled time that will not run, and whose row says so (`missed`)."""
+    FIRES_MISSED.labels(job_id, reason.value).inc()
+    RUNS.labels(job_id, ExecutionStatus.MISSED.value).inc()
+
+
+def fires_unlisted(job_id: str, count: int) -> None:
+    """Due times beyond the rows one catch-up writes: missed, with no row each."""
+    FIRES_MISSED.labels(job_id, MissReason.UNLISTED.value).inc(count)
+
+
+def fire_skipped(job_id: str) -> None:
+    """A due run skipped because the job's previous run still goes (its row is `skipped`)."""
+    FIRES_SKIPPED.labels(job_id, SKIPPED_MAX_INSTANCES).inc()
+
+
+def run_started(queue: str, scheduled_at: datetime, started_at: datetime) -> None:
+    FIRE_LATENESS.labels(queue).observe(max((started_at - scheduled_at).total_seconds(), 0.0))
+
+
+def retry_planned(job_id: str) -> None:
+    RETRIES.labels(job_id).inc()
+
+
+def write_failed(operation: str) -> None:
+    DATABASE_WRITE_FAILURES.labels(operation).inc()
+
+
+def lease_renewal_failed() -> None:
+    LEASE_RENEWAL_FAILURES.inc()
+
+
+def change_applied(sent_at: datetime, applied_at: datetime, kind: str) -> None:
+    """A change (`job`) or command (`command`) sent at `sent_at` was applied."""
+    CHANGE_APPLY.labels(kind).observe(max((applied_at - sent_at).total_seconds(), 0.0))
+
+
+def leading(epoch: int) -> None:
+    LEADER.set(1)
+    LEADER_EPOCH.set(epoch)
+    LEADER_CHANGES.inc()
+
+
+def not_leading() -> None:
+    LEADER.set(0)
+
+
+class LeaderState(Collector):
+    """The families read from the leader when scraped; nothing while this process stands by.
+
+    Runs in progress and failure streaks come from the runtime's memory; paused jobs and
+    next fire times from the `jobs` table, which holds every job (the timer holds only those
+    due within the horizon).
+    """
+
+    def __init__(self) -> None:
+        self._runtime: Callable[[], JobRuntime | None] = lambda: None
+        self._unreadable = False
+        self._lock = threading.Lock()
+
+    def watch(self, runtime: Callable[[], JobRuntime | None]) -> None:
+        """Read the families from whatever runtime `runtime()` gives when scraped."""
+        self._runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        runtime = self._runtime()
+        if runtime is None or not runtime.lease.valid():
+            return
+        in_progress = GaugeMetricFamily(
+            "scheduler_runs_in_progress", "Runs going now, by job.", labels=["job_id"]
+        )
+        for job_id, count in sorted(runtime.active.items()):
+            if count:
+                in_progress.add_metric([job_id], count)
+        yield in_progress
+        streaks = GaugeMetricFamily(
+            "scheduler_job_consecutive_failures",
+            "Failed or timed-out runs in a row since the job's last success.",
+            labels=["job_id"],
+        )
+        for job_id, count in sorted(runtime.streaks.streaks.items()):
+            streaks.add_metric([job_id], count)
+        yield streaks
+        yield from self._from_table(runtime)
+
+    def _from_table(self, runtime: JobRuntime) -> Iterator[Metric]:
+        # One scrape at a time reads the table, however many scrapers there are.
+        with self._lock:
+            try:
+                with session_scope(runtime.engine) as session:
+                    rows = session.execute(select(Job.id, Job.paused, Job.next_run_at)).all()
+            except SQLAlchemyError as error:
+                if not self._unreadable:
+                    logger.warning(
+                        "metrics: the jobs table could not be read; its families are left out",
+                        extra={"error": str(error).splitlines()[0]},
+                    )
+                self._unreadable = True
+                return
+            self._unreadable = False
+        jobs = GaugeMetricFamily("scheduler_jobs", "Jobs stored, paused or not.")
+        jobs.add_metric([], len(rows))
+        yield jobs
+        paused = GaugeMetricFamily("scheduler_jobs_paused", "Jobs paused now.")
+        paused.add_metric([], sum(1 for row in rows if row.paused))
+        yield paused
+        next_fire = GaugeMetricFamily(
+            "scheduler_job_next_fire_timestamp_seconds",
+            "Each job's next scheduled time (Unix seconds); no series for a paused job or a "
+            "one-time job that has run.",
+            labels=["job_id"],
+        )
+        for row in sorted(rows, key=lambda row: row.id):
+            if row.next_run_at is not None and not row.paused:
+                next_fire.add_metric([row.id], row.next_run_at.timestamp())
+        yield next_fire
+
+
+LEADER_STATE = LeaderState()
+REGISTRY.register(LEADER_STATE)
+
+
+class MetricsAddressUnusable(Exception):
+    """The metrics server could not listen on its address; `error` says why."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {error}")
+        self.host, self.port, self.error = host, port, error
+
+
+def serve(host: str, port: int) -> int:
+    """Serve `/metrics` from a thread of its own; returns the port (0 picks a free one)."""
+    try:
+        server, _ = start_http_server(port, addr=host, registry=REGISTRY)
+    except OSError as error:
+        raise MetricsAddressUnusable(host, port, error) from None
+    return int(server.server_port)
