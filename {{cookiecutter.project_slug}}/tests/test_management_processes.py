@@ -113,6 +113,12 @@ def test_pause_stops_the_job_and_resume_brings_it_back(
 
     body = api.applied("POST", "/api/jobs/tick/resume")
     assert body["job"]["state"] == "scheduled"
+    # The audit log has both, with what the running scheduler made of them.
+    log = api.http.get("/api/audit", params={"job_id": "tick"}).json()["items"]
+    assert [(entry["action"], entry["outcome"]) for entry in log] == [
+        ("resume", "applied"),
+        ("pause", "applied"),
+    ]
     assert body["job"]["next_run_time"]
     wait_for(lambda: api.ticks() > paused_at, 5, "ticks after resume")
 

@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 
 from app import PROJECT_NAME, __version__
-from app.cli import db, executions, health, jobs, scheduler
+from app.cli import audit, db, executions, health, jobs, scheduler
 from app.cli.output import (
     EXIT_FAILED,
+    Command,
     errors_as_json,
     errors_as_json_requested,
     print_error,
@@ -30,6 +31,7 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(executions.app, name="executions")
 app.add_typer(scheduler.app, name="scheduler")
 app.add_typer(db.app, name="db")
+app.command("audit", cls=Command)(audit.audit)
 
 
 def _print_version(value: bool) -> None:

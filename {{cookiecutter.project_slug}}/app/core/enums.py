@@ -98,6 +98,27 @@ class JobOrigin(StrEnum):
     RUNTIME = "runtime"  # added through the API or the CLI
 
 
+class ActorKind(StrEnum):
+    """Who made a change, as the audit log records it."""
+
+    API_TOKEN = "api_token"  # the management API, with the operator token
+    DASHBOARD = "dashboard"  # a signed-in dashboard session
+    CLI = "cli"  # the CLI on the database (with --url the API records the change)
+
+
+class AuditAction(StrEnum):
+    """The changes the audit log records: every change to a job or a run."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    RESCHEDULE = "reschedule"
+    ADD = "add"
+    DELETE = "delete"
+    RUN = "run"
+    RETRY = "retry"
+    CANCEL = "cancel"
+
+
 class CatchUp(StrEnum):
     """What a job does with scheduled times that passed while no scheduler could run them.
 

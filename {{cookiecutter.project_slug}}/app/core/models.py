@@ -9,6 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, UTCDateTime
 from app.core.enums import (
+    ActorKind,
+    AuditAction,
     CommandStatus,
     ExecutionStatus,
     JobOrigin,
@@ -152,3 +154,31 @@ class SchedulerCommand(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(Base):
+    """A change made to a job or a run: when, by whom, what, the state before and after.
+
+    Written in the transaction that makes the change, so no change goes unrecorded; the
+    outcome (applied, stored for later, rejected) is added once the scheduler has answered.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_at", "at"),
+        Index("ix_audit_log_job_at", "job_id", "at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor_kind: Mapped[ActorKind] = mapped_column(String(16))
+    # Which token, session or user; never the secret itself.
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[AuditAction] = mapped_column(String(16))
+    job_id: Mapped[str | None] = mapped_column(String(191))
+    execution_id: Mapped[str | None] = mapped_column(String(32))
+    # JSON: the job's stored state (or the run's) before and after; null where there was none.
+    before: Mapped[str | None] = mapped_column(Text)
+    after: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[CommandStatus] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text)

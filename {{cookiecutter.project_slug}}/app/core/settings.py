@@ -64,6 +64,11 @@ class Settings(BaseSettings):
         description="Bearer token of the management API (/api); without it /api answers 503. "
         "Project generation writes a random one into .env.",
     )
+    api_read_token: SecretStr | None = Field(
+        None,
+        description="Optional read-only bearer token: it reads everything the API serves and "
+        "is refused every change with 403. Must differ from API_TOKEN.",
+    )
     api_max_body_bytes: int = Field(
         1_048_576,
         ge=1024,
@@ -174,7 +179,7 @@ class Settings(BaseSettings):
         parse_timezone(value)
         return value
 
-    @field_validator("api_token")
+    @field_validator("api_token", "api_read_token")
     @classmethod
     def _long_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 16:
@@ -207,6 +212,19 @@ class Settings(BaseSettings):
         if self.heartbeat_stale_after_seconds <= self.heartbeat_interval_seconds:
             raise ValueError(
                 "heartbeat_stale_after_seconds must be larger than heartbeat_interval_seconds"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _read_token_differs(self) -> Settings:
+        if (
+            self.api_read_token is not None
+            and self.api_token is not None
+            and self.api_read_token.get_secret_value() == self.api_token.get_secret_value()
+        ):
+            raise ValueError(
+                "api_read_token must differ from api_token: the same token cannot be both "
+                "read-only and allowed to change"
             )
         return self
 

@@ -1,4 +1,5 @@
-"""Record retention: delete history, heartbeats and answered commands no longer needed."""
+"""Record retention: delete history, heartbeats, answered commands and audit entries no
+longer needed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy import Engine, delete
 from app.components.scheduler.history import prune
 from app.core.db import get_engine, utcnow
 from app.core.enums import CommandStatus
-from app.core.models import SchedulerCommand, SchedulerInstance
+from app.core.models import AuditEntry, SchedulerCommand, SchedulerInstance
 from app.core.settings import get_settings
 
 
@@ -21,12 +22,14 @@ class RetentionResult:
     executions: int
     heartbeats: int
     commands: int
+    audit_entries: int
 
 
 def cleanup_old_records(
     engine: Engine | None = None, retention: timedelta | None = None, now: datetime | None = None
 ) -> RetentionResult:
-    """Delete finished executions, heartbeats and answered commands older than `retention`.
+    """Delete finished executions, heartbeats, answered commands and audit entries older than
+    `retention`.
 
     A run pending or in progress is kept whatever its age: it is the record of what is
     happening, and so is a command no scheduler has read yet.
@@ -45,8 +48,10 @@ def cleanup_old_records(
                 SchedulerCommand.created_at < cutoff,
             )
         )
+        audit_entries = connection.execute(delete(AuditEntry).where(AuditEntry.at < cutoff))
     return RetentionResult(
         executions=executions,
         heartbeats=heartbeats.rowcount,
         commands=commands.rowcount,
+        audit_entries=audit_entries.rowcount,
     )

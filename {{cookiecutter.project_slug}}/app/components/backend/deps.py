@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Response, status
 from sqlalchemy import Engine
 
+from app.components.management.audit import OPERATOR_TOKEN
 from app.components.management.schemas import CommandResult
 from app.components.management.service import Management
 from app.core.enums import CommandStatus
@@ -30,8 +31,12 @@ SettingsDep = Annotated[Settings, Depends(request_settings)]
 
 
 def request_management(engine: EngineDep, settings: SettingsDep) -> Management:
-    """Jobs and runs on the shared database."""
-    return Management(engine, settings)
+    """Jobs and runs on the shared database; the audit log names the operator token.
+
+    (Only the operator token gets this far with a change: `auth.require_token` refuses the
+    read-only one.)
+    """
+    return Management(engine, settings, actor=OPERATOR_TOKEN)
 
 
 ManagementDep = Annotated[Management, Depends(request_management)]

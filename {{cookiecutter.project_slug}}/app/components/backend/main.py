@@ -17,7 +17,7 @@ from starlette.routing import Match, Route
 from app import ENV_PREFIX, PROJECT_NAME, __version__
 from app.components.backend.metrics import RequestMetrics, metrics_page
 from app.components.backend.middleware import BodySizeLimit, SecurityHeaders
-from app.components.backend.routers import executions, health, jobs
+from app.components.backend.routers import audit, executions, health, jobs
 from app.components.management.errors import InvalidInput, ManagementError
 from app.core.db import create_db_engine, redacted_url
 from app.core.settings import Settings, get_settings
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(executions.router)
+    app.include_router(audit.router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(405, _method_not_allowed)
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)

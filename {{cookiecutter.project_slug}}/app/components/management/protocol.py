@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from app.components.management.schemas import (
     AddJobRequest,
+    AuditPage,
     CommandResult,
     ExecutionDetail,
     ExecutionPage,
@@ -18,7 +19,7 @@ from app.components.management.schemas import (
     JobPage,
     SchedulerStatus,
 )
-from app.core.enums import ExecutionStatus, JobState, Queue
+from app.core.enums import AuditAction, ExecutionStatus, JobState, Queue
 from app.core.schedule_specs import Spec
 
 
@@ -50,6 +51,16 @@ class JobManager(Protocol):
 
     def execution(self, execution_id: str) -> ExecutionDetail:
         """One run with its traceback."""
+
+    def audit(
+        self,
+        job_id: str | None = None,
+        action: AuditAction | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> AuditPage:
+        """The audit log, newest first."""
 
     def status(self) -> SchedulerStatus:
         """The instances, who leads, job counts and runs per queue."""

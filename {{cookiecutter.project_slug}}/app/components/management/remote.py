@@ -22,6 +22,7 @@ from app.components.management.errors import (
 )
 from app.components.management.schemas import (
     AddJobRequest,
+    AuditPage,
     CommandResult,
     ExecutionDetail,
     ExecutionPage,
@@ -29,7 +30,7 @@ from app.components.management.schemas import (
     JobPage,
     SchedulerStatus,
 )
-from app.core.enums import ExecutionStatus, JobState, Queue
+from app.core.enums import AuditAction, ExecutionStatus, JobState, Queue
 from app.core.errors import error_text
 from app.core.schedule_specs import Spec
 
@@ -110,6 +111,23 @@ class RemoteManagement:
 
     def execution(self, execution_id: str) -> ExecutionDetail:
         return self._call(ExecutionDetail, "GET", f"/api/executions/{_segment(execution_id)}")
+
+    def audit(
+        self,
+        job_id: str | None = None,
+        action: AuditAction | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> AuditPage:
+        params = {
+            "job_id": job_id,
+            "action": action,
+            "since": since.isoformat() if since else None,
+            "limit": limit,
+            "offset": offset,
+        }
+        return self._call(AuditPage, "GET", "/api/audit", params=params)
 
     def status(self) -> SchedulerStatus:
         return self._call(SchedulerStatus, "GET", "/api/scheduler/status")

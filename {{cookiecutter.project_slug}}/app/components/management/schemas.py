@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.components.scheduler.definition import JOB_ID_PATTERN
 from app.core.enums import (
+    ActorKind,
+    AuditAction,
     CatchUp,
     CommandStatus,
     ExecutionStatus,
@@ -116,6 +118,38 @@ class ExecutionPage(PageInfo):
     """A page of runs, newest first."""
 
     items: list[ExecutionInfo]
+
+
+class AuditEntryInfo(BaseModel):
+    """One change to a job or a run, who made it, and what became of it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    at: UtcTime
+    actor_kind: ActorKind = Field(
+        description="api_token: the API with the operator token; dashboard: a signed-in "
+        "session; cli: the CLI on the database."
+    )
+    actor: str = Field(description="Which token, session or user.")
+    action: AuditAction
+    job_id: str | None
+    execution_id: str | None
+    before: dict[str, Any] | None = Field(
+        description="The job's stored state (or the run's) before the change; null if none."
+    )
+    after: dict[str, Any] | None = Field(description="The same after the change.")
+    outcome: CommandStatus = Field(
+        description="applied, pending (stored; no running scheduler confirmed it yet) or "
+        "rejected (see detail)."
+    )
+    detail: str | None
+
+
+class AuditPage(PageInfo):
+    """A page of the audit log, newest first."""
+
+    items: list[AuditEntryInfo]
 
 
 class CommandResult(BaseModel):

@@ -22,6 +22,8 @@ from sqlalchemy import CursorResult, Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app import ENV_PREFIX
+from app.components.management import audit
+from app.components.management.audit import Actor
 from app.components.management.errors import (
     Conflict,
     InvalidInput,
@@ -30,6 +32,8 @@ from app.components.management.errors import (
 )
 from app.components.management.schemas import (
     AddJobRequest,
+    AuditEntryInfo,
+    AuditPage,
     CommandResult,
     ExecutionDetail,
     ExecutionInfo,
@@ -61,6 +65,7 @@ from app.core.db import database_now, session_scope, tables_exist, utcnow, write
 from app.core.enums import (
     RATE_STATUSES,
     UNFINISHED,
+    AuditAction,
     CommandStatus,
     ExecutionStatus,
     JobOrigin,
@@ -70,7 +75,14 @@ from app.core.enums import (
     TriggerKind,
 )
 from app.core.health import check_health
-from app.core.models import Job, JobExecution, JobRevision, SchedulerCommand, SchedulerInstance
+from app.core.models import (
+    AuditEntry,
+    Job,
+    JobExecution,
+    JobRevision,
+    SchedulerCommand,
+    SchedulerInstance,
+)
 from app.core.schedule_specs import IntervalSpec, OnceSpec, Spec, dump_spec
 from app.core.schedules import ScheduleError, describe_trigger
 from app.core.settings import Settings
@@ -89,14 +101,22 @@ class Management:
     """Jobs, runs and the scheduler's status, on the shared database.
 
     `jobs` is the code's job list, by default the one in `app/components/scheduler/jobs.py`.
+    Every change is kept in the audit log under `actor`.
     """
 
     def __init__(
-        self, engine: Engine, settings: Settings, jobs: Sequence[ScheduledJob] | None = None
+        self,
+        engine: Engine,
+        settings: Settings,
+        jobs: Sequence[ScheduledJob] | None = None,
+        *,
+        actor: Actor | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.code = code_jobs() if jobs is None else tuple(jobs)
+        # Who the audit log names for the changes made here: by default the local user.
+        self.actor = actor or Actor.local_user()
 
     # Reads
 
@@ -173,6 +193,45 @@ class Management:
             items = [ExecutionInfo.model_validate(_execution_fields(row)) for row in rows]
         return ExecutionPage(items=items, total=total or 0, limit=limit, offset=offset)
 
+    def audit(
+        self,
+        job_id: str | None = None,
+        action: AuditAction | None = None,
+        since: datetime | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> AuditPage:
+        """The audit log, newest first: every change to a job or a run."""
+        if not tables_exist(self.engine, AuditEntry.__tablename__):
+            return AuditPage(items=[], total=0, limit=limit, offset=offset)
+        conditions: list[Any] = []
+        if job_id is not None:
+            conditions.append(AuditEntry.job_id == job_id)
+        if action is not None:
+            conditions.append(AuditEntry.action == action)
+        if since is not None:
+            conditions.append(AuditEntry.at >= since)
+        with session_scope(self.engine) as session:
+            total = session.scalar(select(func.count()).select_from(AuditEntry).where(*conditions))
+            rows = session.scalars(
+                select(AuditEntry)
+                .where(*conditions)
+                .order_by(AuditEntry.at.desc(), AuditEntry.id)
+                .limit(limit)
+                .offset(offset)
+            ).all()
+            items = [
+                AuditEntryInfo.model_validate(
+                    {
+                        **{name: getattr(row, name) for name in AuditEntryInfo.model_fields},
+                        "before": json.loads(row.before) if row.before else None,
+                        "after": json.loads(row.after) if row.after else None,
+                    }
+                )
+                for row in rows
+            ]
+        return AuditPage(items=items, total=total or 0, limit=limit, offset=offset)
+
     def execution(self, execution_id: str) -> ExecutionDetail:
         """One run with its traceback; NotFound for an unknown id."""
         with session_scope(self.engine) as session:
@@ -239,7 +298,7 @@ class Management:
                 _update(session, row, paused=True)
             return "paused: it runs again once resumed"
 
-        return self._change(job_id, change)
+        return self._change(job_id, change, AuditAction.PAUSE)
 
     def resume(self, job_id: str) -> CommandResult:
         """Restart a paused job's schedule from now; Conflict when it is not paused."""
@@ -253,7 +312,7 @@ class Management:
             _update(session, row, paused=False, next_run_at=next_run)
             return f"resumed: next run {_when(next_run)}"
 
-        return self._change(job_id, change)
+        return self._change(job_id, change, AuditAction.RESUME)
 
     def reschedule(self, job_id: str, spec: Spec) -> CommandResult:
         """Give a job a new schedule; for a code job it lasts until the code changes its own."""
@@ -281,7 +340,7 @@ class Management:
                 return "rescheduled; still paused"
             return f"rescheduled: next run {_when(next_run)}"
 
-        return self._change(job_id, change)
+        return self._change(job_id, change, AuditAction.RESCHEDULE)
 
     def run(self, job_id: str, arguments: dict[str, Any]) -> CommandResult:
         """Run a job now with `arguments`; its regular schedule is not moved."""
@@ -342,7 +401,7 @@ class Management:
                 return "added; its one run is in the past, so it is not scheduled"
             return f"added: next run {_when(row.next_run_at)}"
 
-        return self._change(request.id, change)
+        return self._change(request.id, change, AuditAction.ADD)
 
     def delete(self, job_id: str) -> CommandResult:
         """Delete a runtime job and cancel its pending runs; Conflict for a code-defined one."""
@@ -368,7 +427,7 @@ class Management:
             )
             return f"deleted; {cancelled} pending run(s) cancelled" if cancelled else "deleted"
 
-        return self._change(job_id, change, show_job=False)
+        return self._change(job_id, change, AuditAction.DELETE, show_job=False)
 
     def retry(self, execution_id: str) -> CommandResult:
         """Run a finished, unsuccessful run's job again with the same input."""
@@ -396,7 +455,13 @@ class Management:
                 f"execution {execution_id} {ExecutionStatus(status).phrase}: it has ended, "
                 "so there is nothing to cancel"
             )
-        return self._send(CommandKind.CANCEL, job_id, execution_id=execution_id, show_job=False)
+        return self._send(
+            CommandKind.CANCEL,
+            job_id,
+            execution_id=execution_id,
+            show_job=False,
+            before={"status": str(status)},
+        )
 
     # Internals
 
@@ -597,13 +662,24 @@ class Management:
                 "(start the scheduler once, or run the db upgrade command)"
             )
 
-    def _change(self, job_id: str, change: Change, *, show_job: bool = True) -> CommandResult:
-        """Make a row change and raise the job revision, then wait for the leader to apply it."""
+    def _change(
+        self, job_id: str, change: Change, action: AuditAction, *, show_job: bool = True
+    ) -> CommandResult:
+        """Make a row change and raise the job revision, then wait for the leader to apply it.
+
+        The audit entry is written in the change's transaction, with the row before and after.
+        """
         self._require_tables()
         stale_after = self.settings.heartbeat_stale_after_seconds
         with write_session(self.engine) as session:
-            detail = change(session, load_catalog(session, self.code))
+            catalog = load_catalog(session, self.code)
+            before = audit.job_state(catalog.rows.get(job_id))
+            detail = change(session, catalog)
             session.flush()
+            after = audit.job_state(session.get(Job, job_id, populate_existing=True))
+            entry = audit.record(
+                session, self.actor, action, job_id=job_id, before=before, after=after
+            )
             revision = next_revision(session)
             running = scheduler_running(session, stale_after)
         if not running:
@@ -618,6 +694,7 @@ class Management:
                 f"{self.settings.command_wait_seconds:g} s: the change is stored and applies "
                 "when the scheduler reads it"
             )
+        audit.settle(self.engine, entry, status, detail)
         return CommandResult(
             status=status,
             detail=detail,
@@ -671,7 +748,10 @@ class Management:
             )
 
         kind_name = CommandKind.RETRY if retry_of else CommandKind.RUN
-        return self._send(kind_name, job_id, execution_id=execution_id, also=record)
+        after: dict[str, Any] = {"execution_id": execution_id, "input": arguments}
+        if retry_of:
+            after["retry_of"] = retry_of
+        return self._send(kind_name, job_id, execution_id=execution_id, also=record, after=after)
 
     def _send(
         self,
@@ -681,17 +761,36 @@ class Management:
         execution_id: str | None = None,
         also: Callable[[Session], None] | None = None,
         show_job: bool = True,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
     ) -> CommandResult:
         self._require_tables()
+        entry = ""
+
+        def with_audit(session: Session) -> None:
+            nonlocal entry
+            if also is not None:
+                also(session)
+            entry = audit.record(
+                session,
+                self.actor,
+                AuditAction(kind.value),
+                job_id=job_id,
+                execution_id=execution_id,
+                before=before,
+                after=after,
+            )
+
         outcome = send_command(
             self.engine,
             kind,
             job_id=job_id,
             execution_id=execution_id,
-            also=also,
+            also=with_audit,
             stale_after_seconds=self.settings.heartbeat_stale_after_seconds,
             wait_seconds=self.settings.command_wait_seconds,
         )
+        audit.settle(self.engine, entry, outcome.status, outcome.detail)
         return CommandResult(
             command_id=outcome.command_id,
             status=outcome.status,
