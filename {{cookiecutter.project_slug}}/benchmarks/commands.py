@@ -93,6 +93,8 @@ def main() -> None:
             f"{ENV_PREFIX}LOG_LEVEL": "WARNING",
             f"{ENV_PREFIX}HEARTBEAT_INTERVAL_SECONDS": "1",
             f"{ENV_PREFIX}HEARTBEAT_STALE_AFTER_SECONDS": "5",
+            # Not the default port, which a scheduler of the developer's may hold.
+            f"{ENV_PREFIX}SCHEDULER_METRICS_PORT": "0",
         }
         processes = [
             subprocess.Popen(

@@ -111,6 +111,8 @@ class Replicas:
                 f"{ENV_PREFIX}HEARTBEAT_STALE_AFTER_SECONDS": str(STALE_AFTER_SECONDS),
                 f"{ENV_PREFIX}SHUTDOWN_TIMEOUT_SECONDS": "2",
                 f"{ENV_PREFIX}LOG_FORMAT": "json",
+                # The replicas share this host: each serves its metrics on a free port.
+                f"{ENV_PREFIX}SCHEDULER_METRICS_PORT": "0",
             }
             log = (self.scratch / f"{name}.log").open("a")
             process = subprocess.Popen(

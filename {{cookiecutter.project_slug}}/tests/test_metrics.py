@@ -235,12 +235,15 @@ def test_scheduler_metrics_agree_with_the_history(
     assert by_label(samples, "scheduler_job_run_seconds_count", "job_id") == {
         (job_id,): n for job_id, n in started.items()
     }
-    # `linger` sleeps 0.7 s a run: all its runs are in the buckets from 1 s up, and in its sum.
-    assert samples[
+    # `linger` sleeps 0.7 s a run: none of its runs is in the buckets up to 0.5 s, and its
+    # sum holds at least 0.7 s a run. (The others are quick, but a loaded machine may delay a
+    # thread's start: their times are not asserted.)
+    up_to_half_a_second = samples[
         ("scheduler_run_duration_seconds_bucket", (("le", "0.5"), ("queue", "default")))
-    ] == (started.total() - started["linger"])
+    ]
+    assert up_to_half_a_second <= started.total() - started["linger"]
     linger_seconds = samples[("scheduler_job_run_seconds_sum", (("job_id", "linger"),))]
-    assert 0.69 * started["linger"] <= linger_seconds < 1.0 * started["linger"]
+    assert linger_seconds >= 0.69 * started["linger"]
 
     assert samples[("scheduler_leader", ())] == 1
     assert samples[("scheduler_leader_changes_total", ())] == 1
