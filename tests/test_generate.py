@@ -86,6 +86,18 @@ def test_prometheus_files_pass_promtool(tmp_path: Path) -> None:
         )
 
 
+def test_grafana_dashboard_is_a_dashboard_of_prometheus_queries(tmp_path: Path) -> None:
+    dashboard = json.loads((generate(tmp_path) / "deploy/grafana/dashboard.json").read_text())
+    assert dashboard["uid"]
+    panels = dashboard["panels"]
+    assert len(panels) >= 10
+    assert len({panel["id"] for panel in panels}) == len(panels)
+    for panel in panels:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert re.search(r"\b(scheduler|api)_[a-z_]+", target["expr"]), target
+
+
 def test_manifest_files_follow_the_options(variant: tuple[dict[str, str], Path]) -> None:
     answers, project = variant
     for path, conditions in post_gen.MANIFEST.items():

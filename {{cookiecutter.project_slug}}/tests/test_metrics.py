@@ -4,6 +4,7 @@ against the history table they describe.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
@@ -36,9 +37,11 @@ SCHEDULER = "tests.metrics_scheduler"
 
 
 def rule_metrics() -> set[str]:
-    """The metric families the shipped alert rules read."""
+    """The metric families the shipped alert rules and Grafana dashboard read."""
     rules = (PROJECT_ROOT / "deploy" / "prometheus" / "alerts.yml").read_text()
-    series = re.findall(r"\b(?:scheduler|api)_[a-z_]+\b", rules)
+    dashboard = json.loads((PROJECT_ROOT / "deploy" / "grafana" / "dashboard.json").read_text())
+    queries = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    series = re.findall(r"\b(?:scheduler|api)_[a-z_]+\b", "\n".join([rules, *queries]))
     return {re.sub(r"_(total|bucket|count|sum)$", "", name) for name in series}
 
 
