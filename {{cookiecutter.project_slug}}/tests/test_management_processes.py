@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from app.cli.main import app as cli_app
@@ -162,6 +163,41 @@ def test_reschedule_shows_in_the_next_run_and_survives_a_restart(
     job = api.job("wait_async")
     assert job["trigger"] == 'cron "0 5 * * *" (Europe/Paris)'
     assert datetime.fromisoformat(job["next_run_time"]) == expected
+
+
+def test_changes_stored_while_no_scheduler_ran_are_settled_in_the_audit_log_when_one_starts(
+    api: Api, start: Launcher, engine: Engine
+) -> None:
+    """Before any scheduler: the changes are stored, their entries pending; once one leads,
+    the entries say what it did with them."""
+    assert api.http.post("/api/jobs/tick/pause").status_code == 202
+    ran = api.http.post("/api/jobs/wait_async/run", json={"input": {"seconds": 0}})
+    assert ran.status_code == 202
+
+    def log() -> dict[str, dict[str, Any]]:
+        items = api.http.get("/api/audit").json()["items"]
+        return {entry["action"]: entry for entry in items}
+
+    assert {action: entry["outcome"] for action, entry in log().items()} == {
+        "pause": "pending",
+        "run": "pending",
+    }
+    start_scheduler(start, api)
+    wait_for(
+        lambda: {entry["outcome"] for entry in log().values()} == {"applied"},
+        15,
+        "the scheduler to settle both entries",
+    )
+    entries = log()
+    assert entries["pause"]["detail"] == "applied by the scheduler"
+    # The leader finds the run's pending row when it starts, and reads the command after:
+    # by then the run is planned, or has already ended (a zero-second wait).
+    execution_id = ran.json()["execution_id"]
+    assert entries["run"]["detail"] in {
+        f"run {execution_id} was planned already",
+        f"run {execution_id} started",
+    }
+    wait_for(lambda: api.execution(execution_id)["status"] == "succeeded", 15, "the run")
 
 
 @pytest.mark.parametrize("job_id", ["wait_async", "wait_blocking"])

@@ -102,7 +102,6 @@ class ActorKind(StrEnum):
     """Who made a change, as the audit log records it."""
 
     API_TOKEN = "api_token"  # the management API, with the operator token
-    DASHBOARD = "dashboard"  # a signed-in dashboard session
     CLI = "cli"  # the CLI on the database (with --url the API records the change)
 
 

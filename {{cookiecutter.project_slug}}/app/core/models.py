@@ -159,14 +159,17 @@ class SchedulerCommand(Base):
 class AuditEntry(Base):
     """A change made to a job or a run: when, by whom, what, the state before and after.
 
-    Written in the transaction that makes the change, so no change goes unrecorded; the
-    outcome (applied, stored for later, rejected) is added once the scheduler has answered.
+    Written in the transaction that makes the change, so no change goes unrecorded. The
+    outcome starts `pending`; the scheduler sets it when it applies the change's `revision` or
+    answers its command (`command_id`), whenever that is.
     """
 
     __tablename__ = "audit_log"
     __table_args__ = (
         Index("ix_audit_log_at", "at"),
         Index("ix_audit_log_job_at", "job_id", "at"),
+        # The scheduler settles the few pending entries.
+        Index("ix_audit_log_outcome", "outcome"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -182,3 +185,6 @@ class AuditEntry(Base):
     after: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[CommandStatus] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(Text)
+    # The job revision a change raised, or the command that carries it.
+    revision: Mapped[int | None] = mapped_column(Integer)
+    command_id: Mapped[str | None] = mapped_column(String(32))

@@ -1,8 +1,9 @@
 """Who may do what, and the record of what was done: the read-only token and the audit log.
 
 Every change (pause, resume, reschedule, add, delete, run now, retry, cancel) made through the
-API, the CLI or the dashboard goes through `Management`, which writes an audit entry in the
-change's own transaction.
+API or the CLI goes through `Management`, which writes an audit entry in the change's own
+transaction. `tests/test_management_processes.py` checks that a running scheduler settles
+the outcome.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def test_every_change_is_recorded_with_who_what_before_and_after(
     ]
     assert {entry["actor_kind"] for entry in log} == {"api_token"}
     assert {entry["actor"] for entry in log} == {"operator token"}
-    # No scheduler runs here: each change is stored, and its entry says so.
+    # No scheduler runs here: each change is stored, and its entry stays pending.
     assert {entry["outcome"] for entry in log} == {"pending"}
     assert all("no scheduler is running" in entry["detail"] for entry in log)
     by_action = {entry["action"]: entry for entry in log}

@@ -1,8 +1,9 @@
 """The audit log: who changed which job or run, and the state before and after.
 
-Every change goes through `Management`, whatever asked for it (the API, the CLI, the
-dashboard), and `Management` records it here in the change's own transaction. The outcome
-(applied, stored for later, rejected) is added once the scheduler has answered.
+Every change goes through `Management`, whatever asked for it (the API or the CLI), and
+`Management` records it here in the change's own transaction. The outcome is pending until
+the scheduler applies the change's revision or answers its command, whenever that is: then
+applied, or rejected with the reason.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Connection, Engine, bindparam, update
 from sqlalchemy.orm import Session
 
 from app.core.db import utcnow
@@ -68,9 +69,10 @@ def record(
     execution_id: str | None = None,
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
-    detail: str | None = None,
+    revision: int | None = None,
+    command_id: str | None = None,
 ) -> str:
-    """Add an entry in `session`'s transaction; its outcome is pending until `settle`."""
+    """Add an entry in `session`'s transaction; its outcome is pending until settled."""
     entry_id = uuid.uuid4().hex
     session.add(
         AuditEntry(
@@ -84,20 +86,60 @@ def record(
             before=_json(before),
             after=_json(after),
             outcome=CommandStatus.PENDING,
-            detail=detail,
+            revision=revision,
+            command_id=command_id,
         )
     )
     return entry_id
 
 
 def settle(engine: Engine, entry_id: str, outcome: CommandStatus, detail: str) -> None:
-    """Write what became of the change: applied, still stored, or rejected with the reason."""
+    """Write what the sender saw of the change: applied, still stored, or rejected.
+
+    Only while the entry is pending: the scheduler may have settled it first
+    (`settle_revision`, `settle_commands`), and what it wrote is the last word.
+    """
     with engine.begin() as connection:
         connection.execute(
             update(AuditEntry)
-            .where(AuditEntry.id == entry_id)
+            .where(AuditEntry.id == entry_id, AuditEntry.outcome == CommandStatus.PENDING)
             .values(outcome=outcome, detail=detail)
         )
+
+
+def settle_revision(connection: Connection, revision: int) -> None:
+    """The leader applied the job changes up to `revision`: their entries are applied."""
+    connection.execute(
+        update(AuditEntry)
+        .where(
+            AuditEntry.outcome == CommandStatus.PENDING,
+            AuditEntry.revision.is_not(None),
+            AuditEntry.revision <= revision,
+        )
+        .values(outcome=CommandStatus.APPLIED, detail="applied by the scheduler")
+    )
+
+
+def settle_commands(connection: Connection, answers: list[dict[str, Any]]) -> None:
+    """The leader answered commands (`command_id`, `new_status`, `new_detail` each)."""
+    if not answers:
+        return
+    connection.execute(
+        update(AuditEntry)
+        .where(
+            AuditEntry.command_id == bindparam("answered"),
+            AuditEntry.outcome == CommandStatus.PENDING,
+        )
+        .values(outcome=bindparam("new_status"), detail=bindparam("new_detail")),
+        [
+            {
+                "answered": a["command_id"],
+                "new_status": a["new_status"],
+                "new_detail": a["new_detail"],
+            }
+            for a in answers
+        ],
+    )
 
 
 def _json(state: dict[str, Any] | None) -> str | None:

@@ -128,10 +128,9 @@ class AuditEntryInfo(BaseModel):
     id: str
     at: UtcTime
     actor_kind: ActorKind = Field(
-        description="api_token: the API with the operator token; dashboard: a signed-in "
-        "session; cli: the CLI on the database."
+        description="api_token: the API with the operator token; cli: the CLI on the database."
     )
-    actor: str = Field(description="Which token, session or user.")
+    actor: str = Field(description="Which token, or which user on which host.")
     action: AuditAction
     job_id: str | None
     execution_id: str | None
@@ -140,8 +139,8 @@ class AuditEntryInfo(BaseModel):
     )
     after: dict[str, Any] | None = Field(description="The same after the change.")
     outcome: CommandStatus = Field(
-        description="applied, pending (stored; no running scheduler confirmed it yet) or "
-        "rejected (see detail)."
+        description="pending until the scheduler applies the change or answers its command: "
+        "then applied, or rejected (see detail)."
     )
     detail: str | None
 

@@ -57,7 +57,12 @@ from app.components.scheduler.catalog import (
     registered_functions,
     with_schedule,
 )
-from app.components.scheduler.commands import CommandKind, scheduler_running, send_command
+from app.components.scheduler.commands import (
+    CommandKind,
+    new_command_id,
+    scheduler_running,
+    send_command,
+)
 from app.components.scheduler.definition import ScheduledJob
 from app.components.scheduler.functions import ArgumentError
 from app.components.scheduler.history import add_planned, cancel_pending, new_execution_id
@@ -677,10 +682,16 @@ class Management:
             detail = change(session, catalog)
             session.flush()
             after = audit.job_state(session.get(Job, job_id, populate_existing=True))
-            entry = audit.record(
-                session, self.actor, action, job_id=job_id, before=before, after=after
-            )
             revision = next_revision(session)
+            entry = audit.record(
+                session,
+                self.actor,
+                action,
+                job_id=job_id,
+                before=before,
+                after=after,
+                revision=revision,
+            )
             running = scheduler_running(session, stale_after)
         if not running:
             status = CommandStatus.PENDING
@@ -766,6 +777,7 @@ class Management:
     ) -> CommandResult:
         self._require_tables()
         entry = ""
+        command_id = new_command_id()
 
         def with_audit(session: Session) -> None:
             nonlocal entry
@@ -779,11 +791,13 @@ class Management:
                 execution_id=execution_id,
                 before=before,
                 after=after,
+                command_id=command_id,
             )
 
         outcome = send_command(
             self.engine,
             kind,
+            command_id=command_id,
             job_id=job_id,
             execution_id=execution_id,
             also=with_audit,

@@ -15,10 +15,10 @@ import logging
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from app.components.management import audit
 from app.components.scheduler import metrics
 from app.components.scheduler.execution import JobRuntime
 from app.core.db import utcnow
-from app.core.enums import ExecutionStatus
 from app.core.models import Job, JobRevision, SchedulerInstance
 from app.core.schedules import ScheduleError
 
@@ -36,6 +36,9 @@ class ChangeApplier:
         self._engine = engine
         self._loop = loop
         self._runtime = runtime
+        self.started_at = utcnow()
+        # The revision up to which the audit log's entries are marked applied.
+        self._settled = 0
 
     def apply(self) -> int:
         """Apply every change committed since the last call; returns how many jobs changed."""
@@ -46,6 +49,8 @@ class ChangeApplier:
                 or 0
             )
             if revision <= runtime.applied_revision:
+                # Changes stored while no scheduler ran were applied when the timer was built.
+                self._settle(runtime.applied_revision)
                 return 0
             versions = dict(iter(connection.execute(select(Job.id, Job.version))))
         known = dict(runtime.row_versions)
@@ -61,7 +66,7 @@ class ChangeApplier:
         future.result(timeout=_APPLY_TIMEOUT_SECONDS)
         applied_at = utcnow()
         for row in rows:
-            metrics.change_applied(row.updated_at, applied_at, "job")
+            metrics.change_applied(row.updated_at, applied_at, "job", self.started_at)
         runtime.applied_revision = max(runtime.applied_revision, revision)
         with self._engine.begin() as connection:
             connection.execute(
@@ -69,7 +74,14 @@ class ChangeApplier:
                 .where(SchedulerInstance.instance_id == runtime.instance_id)
                 .values(applied_revision=runtime.applied_revision)
             )
+        self._settle(runtime.applied_revision)
         return len(rows) + len(removed)
+
+    def _settle(self, revision: int) -> None:
+        if revision > self._settled:
+            with self._engine.begin() as connection:
+                audit.settle_revision(connection, revision)
+            self._settled = revision
 
     async def _apply(self, rows: list[Job], removed: list[str]) -> None:
         runtime = self._runtime
@@ -99,6 +111,9 @@ class ChangeApplier:
                 },
             )
         for job_id in removed:
-            # Their rows were cancelled with the job's deletion; counted here, which has ids.
-            metrics.runs_ended((job_id for _ in runtime.forget(job_id)), ExecutionStatus.CANCELLED)
+            runtime.forget(job_id)
+            # A deleted job's series go with it: deleting and adding jobs does not grow the
+            # scrape. (Its pending runs were cancelled by the deletion, in the database.)
+            runtime.streaks.succeeded(job_id)
+            metrics.forget_job(job_id)
             logger.info("job deleted", extra={"job_id": job_id})

@@ -44,9 +44,8 @@ SKIP_REASON = "the previous run was still going (max_instances reached)"
 CLAIM_AHEAD = timedelta(milliseconds=250)
 _LOOK_AHEAD_EVERY_SECONDS = 0.05
 _RETRY_CAP_SECONDS = 10.0
-# What a claim returns: ids of the rows inserted, jobs changed meanwhile, the rows it tried,
-# and why each `missed` row among them was missed.
-_Claimed = tuple[set[str], set[str], list[dict[str, Any]], dict[str, MissReason]]
+# What a claim returns: ids of the rows inserted, jobs changed meanwhile, the rows it tried.
+_Claimed = tuple[set[str], set[str], list[dict[str, Any]]]
 
 
 class Claimer:
@@ -195,7 +194,7 @@ class Claimer:
             return
         claiming = asyncio.ensure_future(asyncio.to_thread(self._claim_in_thread, jobs))
         try:
-            inserted, stale, rows, kinds = await asyncio.shield(claiming)
+            inserted, stale, rows = await asyncio.shield(claiming)
         except asyncio.CancelledError:
             # Stopped while the claim commits: what it claims is given back, not left running.
             claiming.add_done_callback(self._give_back)
@@ -226,7 +225,6 @@ class Claimer:
                     runtime.unregister(row["job_id"])
                 runtime.start_at(row["id"], row["job_id"], row["scheduled_at"])
             else:
-                metrics.fire_missed(row["job_id"], kinds[row["id"]])
                 logger.warning(
                     "job run missed",
                     extra={
@@ -239,7 +237,7 @@ class Claimer:
     def _give_back(self, claiming: asyncio.Future[_Claimed]) -> None:
         if claiming.cancelled() or claiming.exception() is not None:
             return
-        inserted, _, rows, _ = claiming.result()
+        inserted, _, rows = claiming.result()
         runtime = self.runtime
         claims = [
             (row["id"], row["job_id"], row["scheduled_at"], registered.version)
@@ -294,10 +292,19 @@ class Claimer:
             following = next_fire(registered.trigger, ordered[-1])
             advances.append(Advance(definition.id, registered.version, following))
         inserted, stale = claim_scheduled(runtime.engine, advances, rows, runtime.fence)
+        # Counted here, once committed: a claim cancelled meanwhile keeps its missed rows.
+        for row in rows:
+            if row["id"] in inserted and row["status"] is ExecutionStatus.MISSED:
+                metrics.fire_missed(row["job_id"], kinds.get(row["id"], MissReason.UNLISTED))
+                metrics.run_ended(row["job_id"], ExecutionStatus.MISSED)
         for job_id, count in unlisted:
             if job_id not in stale:
                 metrics.fires_unlisted(job_id, count)
-        return inserted, stale, rows, kinds
+                logger.warning(
+                    "scheduled times missed and not listed: more were due than get rows",
+                    extra={"job_id": job_id, "count": count},
+                )
+        return inserted, stale, rows
 
     async def _claim_planned(self, planned: list[str]) -> None:
         runtime = self.runtime

@@ -57,10 +57,15 @@ def scheduler_running(session: Session, stale_after_seconds: float) -> bool:
     return bool(session.scalar(query))
 
 
+def new_command_id() -> str:
+    return uuid.uuid4().hex
+
+
 def send_command(
     engine: Engine,
     kind: CommandKind,
     *,
+    command_id: str | None = None,
     job_id: str | None = None,
     execution_id: str | None = None,
     also: Callable[[Session], None] | None = None,
@@ -68,7 +73,7 @@ def send_command(
     wait_seconds: float,
 ) -> CommandOutcome:
     """Write a command (with `also`'s rows, in one transaction) and wait for the answer."""
-    command_id = uuid.uuid4().hex
+    command_id = command_id or new_command_id()
     with session_scope(engine) as session:
         if also is not None:
             also(session)

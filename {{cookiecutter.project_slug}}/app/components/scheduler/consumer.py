@@ -19,6 +19,7 @@ from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app.components.management import audit
 from app.components.scheduler import metrics
 from app.components.scheduler.catalog import NOTIFY_CHANNEL
 from app.components.scheduler.changes import ChangeApplier
@@ -194,8 +195,11 @@ class CommandConsumer:
                 ),
                 answers,
             )
+            audit.settle_commands(connection, answers)
         for command in commands:
-            metrics.change_applied(command.created_at, applied_at, "command")
+            metrics.change_applied(
+                command.created_at, applied_at, "command", self._changes.started_at
+            )
         return len(commands)
 
     def _apply_one(self, command: SchedulerCommand) -> tuple[CommandStatus, str]:

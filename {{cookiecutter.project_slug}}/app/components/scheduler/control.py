@@ -36,6 +36,9 @@ class CommandHandler:
 
     async def _run(self, job_id: str, execution_id: str) -> str:
         runtime = self.runtime
+        if execution_id in runtime.planned or execution_id in runtime.running:
+            # Its pending row was found when the timer was built, before this command was read.
+            return f"run {execution_id} was planned already"
         # The timer holds only the jobs due within its horizon: a later one is read here.
         definition = await runtime.load(job_id)
         if definition is None:

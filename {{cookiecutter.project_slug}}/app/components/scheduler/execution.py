@@ -449,7 +449,8 @@ class JobRuntime:
         self.active[job_id] += 1
         self.idle.clear()
         self.recorder.started(execution_id)
-        metrics.run_started(definition.queue.value, scheduled_at, utcnow())
+        if trigger_kind is TriggerKind.SCHEDULE:
+            metrics.fire_started(definition.queue.value, scheduled_at, utcnow())
         run.task = asyncio.ensure_future(
             self._run(definition, run, execution_id, attempt, trigger_kind, arguments)
         )

@@ -86,10 +86,10 @@ def decide(policy: CatchUp, grace: timedelta, due: DueTimes, now: datetime) -> l
             reason = "passed while no scheduler could run it (catch_up=none)"
             kind = MissReason.CATCH_UP_NONE
         fates.append(Fate(moment, reason, kind))
-    if due.left_out and fates:
+    if due.left_out and fates and fates[0].missed is not None:
+        # The oldest row that is missed says how many older times have no row. (If it runs,
+        # it stays a run: the claimer logs and counts the times left out.)
         first = fates[0]
         note = f"{due.left_out} earlier scheduled times were missed too and are not listed"
-        fates[0] = Fate(
-            first.scheduled_at, f"{first.missed}; {note}" if first.missed else note, first.kind
-        )
+        fates[0] = Fate(first.scheduled_at, f"{first.missed}; {note}", first.kind)
     return fates

@@ -320,6 +320,7 @@ def release(
             missed_jobs = list(missed.scalars())
             for job_id in missed_jobs:
                 metrics.fire_missed(job_id, MissReason.LOST_LEADERSHIP)
+            metrics.runs_ended(missed_jobs, ExecutionStatus.MISSED)
             return 0, len(missed_jobs)
         result = connection.execute(delete(JobExecution).where(*unstarted))
         for job_id, (scheduled_at, version) in earliest.items():

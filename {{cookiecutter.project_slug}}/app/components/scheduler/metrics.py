@@ -13,6 +13,7 @@ gives (runs in progress, paused jobs, next fire times) are read when scraped
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -31,7 +32,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.db import session_scope
@@ -137,6 +138,8 @@ CHANGE_APPLY = Histogram(
 )
 
 SKIPPED_MAX_INSTANCES = "max_instances"
+# How long a scrape waits for the jobs table.
+READ_TIMEOUT_SECONDS = 2.0
 # What the database writes are, for `scheduler_database_write_failures`.
 WRITE_OPERATIONS = ("history", "claims", "heartbeat", "commands")
 for _operation in WRITE_OPERATIONS:
@@ -153,6 +156,20 @@ def runs_ended(job_ids: Iterable[str], status: ExecutionStatus) -> None:
         RUNS.labels(job_id, status.value).inc()
 
 
+def forget_job(job_id: str) -> None:
+    """Drop every series of a deleted job."""
+    for family, label_sets in (
+        (RUNS, [(job_id, status.value) for status in ExecutionStatus]),
+        (FIRES_MISSED, [(job_id, reason.value) for reason in MissReason]),
+        (FIRES_SKIPPED, [(job_id, SKIPPED_MAX_INSTANCES)]),
+        (RETRIES, [(job_id,)]),
+        (JOB_RUN_SECONDS, [(job_id,)]),
+    ):
+        for labels in label_sets:
+            with contextlib.suppress(KeyError):
+                family.remove(*labels)
+
+
 def run_ended(job_id: str, status: ExecutionStatus) -> None:
     RUNS.labels(job_id, status.value).inc()
 
@@ -164,9 +181,8 @@ def run_finished(job_id: str, queue: str, duration_seconds: float) -> None:
 
 
 def fire_missed(job_id: str, reason: MissReason) -> None:
-    """A scheduled time that will not run, and whose row says so (`missed`)."""
+    """A scheduled time that will not run. (Its row's end is counted where it is written.)"""
     FIRES_MISSED.labels(job_id, reason.value).inc()
-    RUNS.labels(job_id, ExecutionStatus.MISSED.value).inc()
 
 
 def fires_unlisted(job_id: str, count: int) -> None:
@@ -179,7 +195,8 @@ def fire_skipped(job_id: str) -> None:
     FIRES_SKIPPED.labels(job_id, SKIPPED_MAX_INSTANCES).inc()
 
 
-def run_started(queue: str, scheduled_at: datetime, started_at: datetime) -> None:
+def fire_started(queue: str, scheduled_at: datetime, started_at: datetime) -> None:
+    """A scheduled time's run started (manual runs and retries are not fires)."""
     FIRE_LATENESS.labels(queue).observe(max((started_at - scheduled_at).total_seconds(), 0.0))
 
 
@@ -195,9 +212,14 @@ def lease_renewal_failed() -> None:
     LEASE_RENEWAL_FAILURES.inc()
 
 
-def change_applied(sent_at: datetime, applied_at: datetime, kind: str) -> None:
-    """A change (`job`) or command (`command`) sent at `sent_at` was applied."""
-    CHANGE_APPLY.labels(kind).observe(max((applied_at - sent_at).total_seconds(), 0.0))
+def change_applied(sent_at: datetime, applied_at: datetime, kind: str, since: datetime) -> None:
+    """A change (`job`) or command (`command`) sent at `sent_at` was applied.
+
+    Only what was sent after `since` (this leader started reading) counts: what waited for a
+    scheduler to start says how long none ran, not how fast one applies.
+    """
+    if sent_at >= since:
+        CHANGE_APPLY.labels(kind).observe(max((applied_at - sent_at).total_seconds(), 0.0))
 
 
 def leading(epoch: int) -> None:
@@ -249,20 +271,24 @@ class LeaderState(Collector):
         yield from self._from_table(runtime)
 
     def _from_table(self, runtime: JobRuntime) -> Iterator[Metric]:
-        # One scrape at a time reads the table, however many scrapers there are.
-        with self._lock:
-            try:
-                with session_scope(runtime.engine) as session:
-                    rows = session.execute(select(Job.id, Job.paused, Job.next_run_at)).all()
-            except SQLAlchemyError as error:
-                if not self._unreadable:
-                    logger.warning(
-                        "metrics: the jobs table could not be read; its families are left out",
-                        extra={"error": str(error).splitlines()[0]},
-                    )
-                self._unreadable = True
-                return
-            self._unreadable = False
+        # One scrape at a time reads the table, and none waits long for it: a slow or locked
+        # database leaves these families out rather than the whole page (and `up`) late.
+        if not self._lock.acquire(timeout=READ_TIMEOUT_SECONDS):
+            self._left_out("another scrape is still reading the jobs table")
+            return
+        try:
+            with session_scope(runtime.engine) as session:
+                if session.bind is not None and session.bind.dialect.name == "postgresql":
+                    timeout = f"{int(READ_TIMEOUT_SECONDS * 1000)}ms"
+                    session.execute(text(f"SET LOCAL statement_timeout = '{timeout}'"))
+                    session.execute(text(f"SET LOCAL lock_timeout = '{timeout}'"))
+                rows = session.execute(select(Job.id, Job.paused, Job.next_run_at)).all()
+        except SQLAlchemyError as error:
+            self._left_out(str(error).splitlines()[0])
+            return
+        finally:
+            self._lock.release()
+        self._unreadable = False
         jobs = GaugeMetricFamily("scheduler_jobs", "Jobs stored, paused or not.")
         jobs.add_metric([], len(rows))
         yield jobs
@@ -279,6 +305,14 @@ class LeaderState(Collector):
             if row.next_run_at is not None and not row.paused:
                 next_fire.add_metric([row.id], row.next_run_at.timestamp())
         yield next_fire
+
+    def _left_out(self, reason: str) -> None:
+        if not self._unreadable:
+            logger.warning(
+                "metrics: the jobs table could not be read; its families are left out",
+                extra={"error": reason},
+            )
+        self._unreadable = True
 
 
 LEADER_STATE = LeaderState()

@@ -32,13 +32,17 @@ def upgrade() -> None:
         sa.Column("after", sa.Text(), nullable=True),
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.Column("detail", sa.Text(), nullable=True),
+        sa.Column("revision", sa.Integer(), nullable=True),
+        sa.Column("command_id", sa.String(length=32), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_audit_log_at", "audit_log", ["at"])
     op.create_index("ix_audit_log_job_at", "audit_log", ["job_id", "at"])
+    op.create_index("ix_audit_log_outcome", "audit_log", ["outcome"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_audit_log_outcome", table_name="audit_log")
     op.drop_index("ix_audit_log_job_at", table_name="audit_log")
     op.drop_index("ix_audit_log_at", table_name="audit_log")
     op.drop_table("audit_log")
