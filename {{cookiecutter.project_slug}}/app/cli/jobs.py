@@ -131,6 +131,9 @@ def report(result: CommandResult, as_json: bool) -> None:
 def list_jobs(
     state: Annotated[JobState | None, typer.Option(help="Only jobs in this state.")] = None,
     queue: Annotated[Queue | None, typer.Option(help="Only jobs with this queue label.")] = None,
+    search: Annotated[
+        str | None, typer.Option(help="Only jobs whose id or name contains this, in any case.")
+    ] = None,
     limit: LimitOption = 20,
     page: PageOption = 1,
     as_json: JsonOption = False,
@@ -140,12 +143,13 @@ def list_jobs(
 ) -> None:
     """Jobs, soonest next run first."""
     with handled(), manager(url, token, insecure) as manage:
-        jobs = manage.list_jobs(state, queue, limit, (page - 1) * limit)
+        jobs = manage.list_jobs(state, queue, limit, (page - 1) * limit, search)
     if as_json:
         print_json(jobs)
         return
     table = Table(title=f"Jobs ({jobs.total})", title_justify="left")
-    for column in ("ID", "Name", "Trigger", utc_column("Next run"), "State", "Queue", "Origin"):
+    columns = ("ID", "Name", "Trigger", utc_column("Next run"), "State", "Last run", "Success")
+    for column in (*columns, "Queue", "Origin"):
         table.add_column(column, no_wrap=column in ("ID", utc_column("Next run")))
     for job in jobs.items:
         state_text = job.state.value + (f", {job.running} running" if job.running else "")
@@ -156,6 +160,8 @@ def list_jobs(
             job.trigger,
             cell_time(job.next_run_time),
             state_text,
+            job.last_run.status.value if job.last_run else "-",
+            f"{job.success_rate:.0%}" if job.success_rate is not None else "-",
             job.queue.value,
             job.origin,
         )

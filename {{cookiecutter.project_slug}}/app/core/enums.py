@@ -103,6 +103,7 @@ class ActorKind(StrEnum):
 
     API_TOKEN = "api_token"  # the management API, with the operator token
     CLI = "cli"  # the CLI on the database (with --url the API records the change)
+    DASHBOARD = "dashboard"  # a dashboard session, signed in with the operator token
 
 
 class AuditAction(StrEnum):

@@ -102,6 +102,9 @@ class JobExecution(Base):
     __tablename__ = "job_executions"
     __table_args__ = (
         Index("ix_job_executions_job_scheduled", "job_id", "scheduled_at"),
+        # The newest runs first, and the newest of one status (the dashboard's pages).
+        Index("ix_job_executions_scheduled", "scheduled_at", "id"),
+        Index("ix_job_executions_status_scheduled", "status", "scheduled_at"),
         # A scheduled time is claimed once: a second claim of it conflicts and is skipped.
         Index(
             "uq_job_executions_fire",
@@ -120,7 +123,7 @@ class JobExecution(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     duration_ms: Mapped[float | None] = mapped_column(Float)
-    status: Mapped[ExecutionStatus] = mapped_column(String(16), index=True)
+    status: Mapped[ExecutionStatus] = mapped_column(String(16))
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     trigger_kind: Mapped[TriggerKind] = mapped_column(String(16))
     error_type: Mapped[str | None] = mapped_column(String(255))

@@ -69,6 +69,18 @@ class Settings(BaseSettings):
         description="Optional read-only bearer token: it reads everything the API serves and "
         "is refused every change with 403. Must differ from API_TOKEN.",
     )
+    dashboard_enabled: bool = Field(
+        True,
+        description="Serve the web dashboard at /dashboard; it signs in with API_TOKEN, or "
+        "with API_READ_TOKEN for a session that may only watch.",
+    )
+    dashboard_session_hours: float = Field(
+        12.0,
+        gt=0,
+        le=720,
+        description="How long a dashboard sign-in lasts; then the dashboard asks for the "
+        "token again.",
+    )
     api_max_body_bytes: int = Field(
         1_048_576,
         ge=1024,

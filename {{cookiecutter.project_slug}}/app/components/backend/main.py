@@ -9,12 +9,13 @@ from itertools import islice
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.routing import Match, Route
 
 from app import ENV_PREFIX, PROJECT_NAME, __version__
+from app.components.backend.dashboard import routes as dashboard
 from app.components.backend.metrics import RequestMetrics, metrics_page
 from app.components.backend.middleware import BodySizeLimit, SecurityHeaders
 from app.components.backend.routers import audit, executions, health, jobs
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(executions.router)
     app.include_router(audit.router)
+    if settings.dashboard_enabled:
+        dashboard.install(app)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(405, _method_not_allowed)
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)
@@ -131,18 +134,21 @@ async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
     )
 
 
-async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
+async def _database_unavailable(request: Request, error: Exception) -> Response:
     """Any endpoint whose database call fails answers 503 with the reason, not a 500."""
     reason = str(getattr(error, "orig", None) or error).splitlines()[0]
     logger.warning("database unavailable", extra={"path": request.url.path, "error": reason})
-    return JSONResponse(
-        status_code=503, content={"detail": f"the database is unavailable: {reason}"}
-    )
+    detail = f"the database is unavailable: {reason}"
+    if dashboard.is_dashboard(request):
+        return dashboard.error_page(request, 503, detail)
+    return JSONResponse(status_code=503, content={"detail": detail})
 
 
-async def _management_error(request: Request, error: Exception) -> JSONResponse:
+async def _management_error(request: Request, error: Exception) -> Response:
     """404, 409 and 503 with the reason; 422 in FastAPI's own shape, naming each field."""
     assert isinstance(error, ManagementError)
+    if dashboard.is_dashboard(request):
+        return dashboard.error_page(request, error.status_code, str(error))
     if isinstance(error, InvalidInput):
         # A field names the body's part and, after the first dot, the user's own key, which
         # may hold dots itself.

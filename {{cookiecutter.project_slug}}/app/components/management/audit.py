@@ -40,6 +40,11 @@ class Actor:
             user = "unknown user"
         return cls(ActorKind.CLI, f"{user}@{socket.gethostname()}")
 
+    @classmethod
+    def dashboard_session(cls, session_id: str) -> Actor:
+        """A dashboard session, by the id its sign-in gave it (the log's own, not a secret)."""
+        return cls(ActorKind.DASHBOARD, f"session {session_id}")
+
 
 OPERATOR_TOKEN = Actor(ActorKind.API_TOKEN, "operator token")
 

@@ -32,8 +32,10 @@ class JobManager(Protocol):
         queue: Queue | None = None,
         limit: int = 50,
         offset: int = 0,
+        search: str | None = None,
     ) -> JobPage:
-        """Jobs, soonest next run first, filtered by state and queue."""
+        """Jobs, soonest next run first, filtered by state, queue and a search of ids and
+        names."""
 
     def job(self, job_id: str) -> JobDetail:
         """One job with its recent runs."""

@@ -81,8 +81,15 @@ class RemoteManagement:
         queue: Queue | None = None,
         limit: int = 50,
         offset: int = 0,
+        search: str | None = None,
     ) -> JobPage:
-        params = {"state": state, "queue": queue, "limit": limit, "offset": offset}
+        params = {
+            "state": state,
+            "queue": queue,
+            "search": search,
+            "limit": limit,
+            "offset": offset,
+        }
         return self._call(JobPage, "GET", "/api/jobs", params=params)
 
     def job(self, job_id: str) -> JobDetail:

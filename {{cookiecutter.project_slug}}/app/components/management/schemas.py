@@ -24,6 +24,16 @@ from app.core.text import CONTROL_CHARACTERS
 from app.core.times import UtcTime
 
 
+class LastRun(BaseModel):
+    """The latest run of a job that has ended."""
+
+    execution_id: str
+    status: ExecutionStatus
+    scheduled_at: UtcTime
+    finished_at: UtcTime | None
+    error_message: str | None
+
+
 class JobSummary(JobInfo):
     """A job in a listing."""
 
@@ -34,16 +44,22 @@ class JobSummary(JobInfo):
     version: int | None = Field(
         description="Raised by every change to the job; null until a scheduler stores it."
     )
+    last_run: LastRun | None
+    success_rate: float | None = Field(
+        description="Succeeded share of the last runs that ended (missed, skipped and "
+        "cancelled runs not counted); null before the first."
+    )
+    runs_counted: int
 
 
-class LastRun(BaseModel):
-    """The latest run of a job that has ended."""
+class NextFire(BaseModel):
+    """One coming scheduled time of a job."""
 
-    execution_id: str
-    status: ExecutionStatus
-    scheduled_at: UtcTime
-    finished_at: UtcTime | None
-    error_message: str | None
+    at: UtcTime
+    local_time: str = Field(description="The same time on the job's clock, with its offset.")
+    dst: str | None = Field(
+        description="What a daylight-saving change does to this time, if anything."
+    )
 
 
 class JobDetail(JobSummary):
@@ -63,13 +79,10 @@ class JobDetail(JobSummary):
     )
     schedule_overridden: bool = Field(description="The schedule was changed through the API.")
     problem: str | None = None
-    last_run: LastRun | None
-    success_rate: float | None = Field(
-        description="Succeeded share of the last runs that ended (missed, skipped and "
-        "cancelled runs not counted); null before the first."
-    )
-    runs_counted: int
     pending_commands: int
+    next_fires: list[NextFire] = Field(
+        description="The next scheduled times in the job's zone (none while paused)."
+    )
 
 
 class PageInfo(BaseModel):
@@ -120,6 +133,20 @@ class ExecutionPage(PageInfo):
     items: list[ExecutionInfo]
 
 
+class ExecutionFeed(BaseModel):
+    """A page of runs, newest first, read from where the page before ended.
+
+    Unlike `ExecutionPage` it has no total: counting a million rows for every page is what
+    makes a large history slow to browse.
+    """
+
+    items: list[ExecutionInfo]
+    limit: int
+    next: str | None = Field(
+        description="Pass as `before` for the next, older page; null on the last page."
+    )
+
+
 class AuditEntryInfo(BaseModel):
     """One change to a job or a run, who made it, and what became of it."""
 
@@ -128,7 +155,8 @@ class AuditEntryInfo(BaseModel):
     id: str
     at: UtcTime
     actor_kind: ActorKind = Field(
-        description="api_token: the API with the operator token; cli: the CLI on the database."
+        description="api_token: the API with the operator token; cli: the CLI on the "
+        "database; dashboard: a dashboard session signed in with the operator token."
     )
     actor: str = Field(description="Which token, or which user on which host.")
     action: AuditAction

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any, cast
@@ -30,12 +30,14 @@ from app.components.management.errors import (
     NotFound,
     NotReady,
 )
+from app.components.management.listing import JobQuery, RunFigures, run_figures
 from app.components.management.schemas import (
     AddJobRequest,
     AuditEntryInfo,
     AuditPage,
     CommandResult,
     ExecutionDetail,
+    ExecutionFeed,
     ExecutionInfo,
     ExecutionPage,
     FunctionInfo,
@@ -43,12 +45,13 @@ from app.components.management.schemas import (
     JobDetail,
     JobPage,
     JobSummary,
-    LastRun,
+    NextFire,
     QueueCounts,
     SchedulerStatus,
 )
 from app.components.scheduler.catalog import (
     Catalog,
+    catalog_of,
     code_jobs,
     first_run,
     load_catalog,
@@ -66,9 +69,9 @@ from app.components.scheduler.commands import (
 from app.components.scheduler.definition import ScheduledJob
 from app.components.scheduler.functions import ArgumentError
 from app.components.scheduler.history import add_planned, cancel_pending, new_execution_id
+from app.components.scheduler.upcoming import upcoming_fires
 from app.core.db import database_now, session_scope, tables_exist, utcnow, write_session
 from app.core.enums import (
-    RATE_STATUSES,
     UNFINISHED,
     AuditAction,
     CommandStatus,
@@ -93,8 +96,9 @@ from app.core.schedules import ScheduleError, describe_trigger
 from app.core.settings import Settings
 from app.core.times import iso_utc
 
-RATE_WINDOW = 100
 COUNTS_WINDOW = timedelta(hours=24)
+# How many coming scheduled times a job's detail lists.
+NEXT_FIRES = 10
 _POLL_SECONDS = 0.01
 
 # A change to make to a job's row, given the session and the catalog read in its transaction;
@@ -131,21 +135,50 @@ class Management:
         queue: Queue | None = None,
         limit: int = 50,
         offset: int = 0,
+        search: str | None = None,
     ) -> JobPage:
-        """Jobs, soonest next run first, filtered by state and queue."""
-        jobs = [
-            job
-            for job in self._summaries()
-            if (state is None or job.state == state) and (queue is None or job.queue == queue)
-        ]
-        return JobPage(
-            items=jobs[offset : offset + limit], total=len(jobs), limit=limit, offset=offset
-        )
+        """Jobs, soonest next run first, filtered by state, queue and a search of ids and
+        names; code jobs no scheduler has stored yet come last."""
+        query = JobQuery(self.code)
+        with session_scope(self.engine) as session:
+            if not self._has_tables():
+                rows: list[Job] = []
+                stored_total = 0
+                unstored = [
+                    job
+                    for job in self.code
+                    if state in (None, JobState.UNSCHEDULED)
+                    and (queue is None or job.queue == queue)
+                    and (search or "").lower() in f"{job.id}\n{job.name}".lower()
+                ]
+            else:
+                conditions = query.conditions(state, queue, search)
+                stored_total = (
+                    session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0
+                )
+                rows = list(
+                    session.scalars(
+                        select(Job)
+                        .where(*conditions)
+                        .order_by(*query.order())
+                        .limit(limit)
+                        .offset(offset)
+                    )
+                )
+                unstored = query.unstored(session, state, queue, search)
+            catalog = catalog_of(rows, self.code)
+            # The code jobs without a row follow the stored ones.
+            start = max(0, offset - stored_total)
+            extra = unstored[start : start + limit - len(rows)]
+            ids = [row.id for row in rows] + [job.id for job in extra]
+            figures = self._figures(session, ids)
+        items = [self._summary(job_id, catalog, figures[job_id]) for job_id in ids]
+        return JobPage(items=items, total=stored_total + len(unstored), limit=limit, offset=offset)
 
     def job(self, job_id: str) -> JobDetail:
         """One job in full; NotFound for an unknown id."""
         with session_scope(self.engine) as session:
-            catalog = self._catalog(session)
+            catalog = self._catalog(session, only=[job_id])
             if job_id not in catalog.jobs and job_id not in catalog.invalid:
                 raise NotFound(f"no job {job_id!r}")
             return self._detail(session, job_id, catalog)
@@ -198,6 +231,46 @@ class Management:
             items = [ExecutionInfo.model_validate(_execution_fields(row)) for row in rows]
         return ExecutionPage(items=items, total=total or 0, limit=limit, offset=offset)
 
+    def execution_feed(
+        self,
+        job_id: str | None = None,
+        status: ExecutionStatus | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> ExecutionFeed:
+        """Runs, newest first, a page at a time: `before` is the `next` of the page before.
+
+        Each page is one index range read from its cursor, however deep in the history.
+        """
+        conditions: list[Any] = []
+        if job_id is not None:
+            conditions.append(JobExecution.job_id == job_id)
+        if status is not None:
+            conditions.append(JobExecution.status == status)
+        if since is not None:
+            conditions.append(JobExecution.scheduled_at >= since)
+        if until is not None:
+            conditions.append(JobExecution.scheduled_at < until)
+        if before is not None:
+            at, execution_id = parse_cursor(before)
+            # The first condition bounds the index range; the second breaks ties by id.
+            conditions.append(JobExecution.scheduled_at <= at)
+            conditions.append((JobExecution.scheduled_at < at) | (JobExecution.id < execution_id))
+        if not tables_exist(self.engine, JobExecution.__tablename__):
+            return ExecutionFeed(items=[], limit=limit, next=None)
+        with session_scope(self.engine) as session:
+            rows = session.scalars(
+                select(JobExecution)
+                .where(*conditions)
+                .order_by(JobExecution.scheduled_at.desc(), JobExecution.id.desc())
+                .limit(limit + 1)
+            ).all()
+            items = [ExecutionInfo.model_validate(_execution_fields(row)) for row in rows[:limit]]
+        following = cursor_of(items[-1].scheduled_at, items[-1].id) if len(rows) > limit else None
+        return ExecutionFeed(items=items, limit=limit, next=following)
+
     def audit(
         self,
         job_id: str | None = None,
@@ -246,8 +319,8 @@ class Management:
     def status(self) -> SchedulerStatus:
         """Instances and heartbeats, job counts, and executions per queue since a day ago."""
         health = check_health(self.engine, self.settings.heartbeat_stale_after_seconds)
-        jobs = Counter(job.state for job in self._summaries())
         with session_scope(self.engine) as session:
+            jobs = self._job_counts(session)
             now = database_now(session.connection())
             since = now - COUNTS_WINDOW
             counts: dict[str, QueueCounts] = {q.value: QueueCounts(queue=q.value) for q in Queue}
@@ -439,7 +512,7 @@ class Management:
         with session_scope(self.engine) as session:
             row = self._execution_row(session, execution_id)
             status, job_id, queue, stored = row.status, row.job_id, row.queue, row.input
-            known = job_id in self._catalog(session).jobs
+            known = job_id in self._catalog(session, only=[job_id]).jobs
         if not ExecutionStatus(status).is_retryable:
             raise Conflict(
                 f"execution {execution_id} {ExecutionStatus(status).phrase}: only a run that "
@@ -473,10 +546,11 @@ class Management:
     def _has_tables(self) -> bool:
         return tables_exist(self.engine, Job.__tablename__)
 
-    def _catalog(self, session: Session) -> Catalog:
+    def _catalog(self, session: Session, only: Collection[str] | None = None) -> Catalog:
         if not self._has_tables():
-            return Catalog(jobs={job.id: job for job in self.code})
-        return load_catalog(session, self.code)
+            code = [job for job in self.code if only is None or job.id in only]
+            return Catalog(jobs={job.id: job for job in code})
+        return load_catalog(session, self.code, only)
 
     def _valid(self, catalog: Catalog, job_id: str) -> ScheduledJob:
         if job_id in catalog.invalid:
@@ -486,30 +560,18 @@ class Management:
             raise NotFound(f"no job {job_id!r}")
         return definition
 
-    def _summaries(self) -> list[JobSummary]:
-        with session_scope(self.engine) as session:
-            catalog = self._catalog(session)
-            running = self._running_counts(session)
-        summaries = [
-            self._summary(job_id, catalog, running) for job_id in [*catalog.jobs, *catalog.invalid]
-        ]
-        # Soonest first, then paused and unscheduled ones by id.
-        return sorted(
-            summaries,
-            key=lambda job: (job.next_run_time is None, job.next_run_time or utcnow(), job.id),
-        )
+    def _job_counts(self, session: Session) -> Counter[JobState]:
+        if not self._has_tables():
+            return Counter({JobState.UNSCHEDULED: len(self.code)})
+        return Counter(JobQuery(self.code).counts(session))
 
-    def _running_counts(self, session: Session) -> Counter[str]:
-        if not tables_exist(self.engine, JobExecution.__tablename__):
-            return Counter()
-        rows = session.execute(
-            select(JobExecution.job_id, func.count())
-            .where(JobExecution.status == ExecutionStatus.RUNNING)
-            .group_by(JobExecution.job_id)
-        ).all()
-        return Counter({job_id: int(count) for job_id, count in rows})
+    def _figures(self, session: Session, job_ids: Sequence[str]) -> dict[str, RunFigures]:
+        figures: dict[str, RunFigures] = {}
+        if tables_exist(self.engine, JobExecution.__tablename__):
+            figures = run_figures(session, job_ids)
+        return {job_id: figures.get(job_id, RunFigures()) for job_id in job_ids}
 
-    def _summary(self, job_id: str, catalog: Catalog, running: Counter[str]) -> JobSummary:
+    def _summary(self, job_id: str, catalog: Catalog, figures: RunFigures) -> JobSummary:
         definition = catalog.jobs.get(job_id)
         row = catalog.rows.get(job_id)
         next_run = None
@@ -534,8 +596,11 @@ class Management:
             origin=origin.value,
             state=state,
             queue=queue,
-            running=running[job_id],
+            running=figures.running,
             version=row.version if row else None,
+            last_run=figures.last_run,
+            success_rate=figures.success_rate,
+            runs_counted=figures.runs_counted,
         )
 
     def _describe(self, definition: ScheduledJob) -> str:
@@ -545,34 +610,9 @@ class Management:
             return f"invalid: {error}"
 
     def _detail(self, session: Session, job_id: str, catalog: Catalog) -> JobDetail:
-        summary = self._summary(job_id, catalog, self._running_counts(session))
+        summary = self._summary(job_id, catalog, self._figures(session, [job_id])[job_id])
         definition = catalog.jobs.get(job_id)
-        last_run, rate, counted, pending = None, None, 0, 0
-        if tables_exist(self.engine, JobExecution.__tablename__):
-            last = session.scalars(
-                select(JobExecution)
-                .where(JobExecution.job_id == job_id, JobExecution.status.not_in(UNFINISHED))
-                .order_by(JobExecution.scheduled_at.desc())
-                .limit(1)
-            ).first()
-            if last is not None:
-                last_run = LastRun(
-                    execution_id=last.id,
-                    status=last.status,
-                    scheduled_at=last.scheduled_at,
-                    finished_at=last.finished_at,
-                    error_message=last.error_message,
-                )
-            recent = session.scalars(
-                select(JobExecution.status)
-                .where(JobExecution.job_id == job_id, JobExecution.status.in_(RATE_STATUSES))
-                .order_by(JobExecution.scheduled_at.desc())
-                .limit(RATE_WINDOW)
-            ).all()
-            counted = len(recent)
-            if counted:
-                rate = round(recent.count(ExecutionStatus.SUCCEEDED) / counted, 4)
-            pending = self._pending_commands(session, job_id)
+        pending = self._pending_commands(session, job_id) if self._has_tables() else 0
         usable = definition if job_id not in catalog.invalid else None
         function = usable.function if usable else None
         return JobDetail(
@@ -587,11 +627,22 @@ class Management:
             catch_up=usable.catch_up if usable else None,
             schedule_overridden=catalog.overridden(job_id),
             problem=catalog.invalid.get(job_id),
-            last_run=last_run,
-            success_rate=rate,
-            runs_counted=counted,
             pending_commands=pending,
+            next_fires=self._next_fires(summary, usable),
         )
+
+    def _next_fires(self, summary: JobSummary, definition: ScheduledJob | None) -> list[NextFire]:
+        if definition is None or summary.state is not JobState.SCHEDULED:
+            return []
+        zone = ZoneInfo(definition.timezone or self.settings.timezone)
+        try:
+            trigger = definition.trigger(self.settings.timezone)
+        except ScheduleError:
+            return []
+        fires = upcoming_fires(trigger, zone, summary.next_run_time, utcnow(), NEXT_FIRES)
+        return [
+            NextFire(at=fire.at, local_time=fire.at.isoformat(), dst=fire.dst) for fire in fires
+        ]
 
     def _pending_commands(self, session: Session, job_id: str | None = None) -> int:
         conditions = [SchedulerCommand.status == CommandStatus.PENDING]
@@ -611,7 +662,7 @@ class Management:
 
     def _parsed_input(self, job_id: str, arguments: dict[str, Any], field: str) -> dict[str, Any]:
         with session_scope(self.engine) as session:
-            definition = self._catalog(session).jobs[job_id]
+            definition = self._catalog(session, only=[job_id]).jobs[job_id]
         try:
             return definition.function.to_json(definition.function.parse(arguments))
         except ArgumentError as error:
@@ -677,7 +728,7 @@ class Management:
         self._require_tables()
         stale_after = self.settings.heartbeat_stale_after_seconds
         with write_session(self.engine) as session:
-            catalog = load_catalog(session, self.code)
+            catalog = load_catalog(session, self.code, only=[job_id])
             before = audit.job_state(catalog.rows.get(job_id))
             detail = change(session, catalog)
             session.flush()
@@ -817,6 +868,23 @@ class Management:
 
 # How many of a cron schedule's next times `_shortest_gap` looks at.
 _GAPS_SAMPLED = 20
+
+
+def cursor_of(scheduled_at: datetime, execution_id: str) -> str:
+    """Where a page of runs ends, as `execution_feed` takes it back."""
+    return f"{iso_utc(scheduled_at)}~{execution_id}"
+
+
+def parse_cursor(cursor: str) -> tuple[datetime, str]:
+    """A cursor's time and id; InvalidInput when it is not one `cursor_of` wrote."""
+    at, _, execution_id = cursor.partition("~")
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None or not execution_id.isalnum():
+        raise InvalidInput({"before": "is not a page cursor of this listing: start again"})
+    return moment, execution_id
 
 
 def _when(moment: datetime | None) -> str:

@@ -40,11 +40,15 @@ def list_jobs(
     manage: ManagementDep,
     state: JobState | None = None,
     queue: Queue | None = None,
+    search: Annotated[
+        str | None,
+        Query(max_length=100, description="Only jobs whose id or name contains this, in any case."),
+    ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> JobPage:
-    """Jobs, soonest next run first; filter by state and queue label."""
-    return manage.list_jobs(state, queue, limit, offset)
+    """Jobs, soonest next run first; filter by state, queue label and a search of ids and names."""
+    return manage.list_jobs(state, queue, limit, offset, search)
 
 
 @router.post(
