@@ -67,11 +67,12 @@ class FormError(Exception):
 
 async def read_form(request: Request) -> dict[str, str]:
     """The posted fields; FormError for another content type or a body that is not a form."""
+    raw = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != FORM_TYPE:
+    if raw and content_type != FORM_TYPE:
         raise FormError(415, f"the dashboard's forms are sent as {FORM_TYPE}")
     try:
-        body = (await request.body()).decode()
+        body = raw.decode()
         return dict(parse_qsl(body, keep_blank_values=True, strict_parsing=bool(body)))
     except (UnicodeDecodeError, ValueError):
         raise FormError(400, "the form's body is not a URL-encoded form") from None
@@ -351,7 +352,9 @@ def _schedule(values: dict[str, str]) -> tuple[Any, dict[str, str]]:
     except ValidationError as error:
         errors: dict[str, str] = {}
         for problem in error.errors():
-            field = _schedule_field(".".join(str(part) for part in problem["loc"][1:]))
+            name = ".".join(str(part) for part in problem["loc"][1:])
+            # A problem of the whole interval is its period's.
+            field = "every" if kind == "interval" and not name else _schedule_field(name)
             errors.setdefault(field, str(problem["msg"]).removeprefix("Value error, "))
         return None, errors
 
@@ -359,9 +362,9 @@ def _schedule(values: dict[str, str]) -> tuple[Any, dict[str, str]]:
 def _schedule_field(field: str) -> str:
     """The form field a problem belongs to, from the spec's field name."""
     name = field.removeprefix("schedule").strip(".")
-    if name in INTERVAL_UNITS or name == "":
-        return "every" if name else "schedule"
-    return {"timezone": "zone"}.get(name, name)
+    if name in INTERVAL_UNITS:
+        return "every"
+    return {"timezone": "zone", "": "schedule"}.get(name, name)
 
 
 async def _with_errors(

@@ -6,6 +6,7 @@ the query string; a value that does not parse is named on the page, never ignore
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -190,7 +191,8 @@ async def job_page(
         "timeline": timeline,
         "form": form or {},
         "errors": errors or {},
-        "input_example": {name: f"<{kind}>" for name, kind in detail.inputs.items()},
+        "input_example": json.dumps({name: f"<{kind}>" for name, kind in detail.inputs.items()}),
+        "default_zone": settings.timezone,
     }
     return _page(request, "job.html", context, session, settings, status_code)
 
