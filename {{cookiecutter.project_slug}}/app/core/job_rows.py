@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine, select
@@ -26,8 +27,9 @@ class JobInfo(BaseModel):
     paused: bool
 
 
+@lru_cache(maxsize=4096)
 def describe_spec(spec: Spec, default_zone: str) -> str:
-    """A schedule's human-readable form, as `describe_trigger` writes it."""
+    """A schedule's human-readable form, as `describe_trigger` writes it (once per schedule)."""
     try:
         zone = parse_timezone(spec.timezone or default_zone)
         return describe_trigger(spec.to_schedule().to_trigger(zone))

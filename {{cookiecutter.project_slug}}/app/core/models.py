@@ -101,10 +101,12 @@ class JobExecution(Base):
 
     __tablename__ = "job_executions"
     __table_args__ = (
-        Index("ix_job_executions_job_scheduled", "job_id", "scheduled_at"),
-        # The newest runs first, and the newest of one status (the dashboard's pages).
+        # The newest runs first: of all, of one job, of one status. Each index holds the id
+        # too, the tie-break of the order, so a page is read in order and stops at its limit
+        # instead of sorting every run that matches.
+        Index("ix_job_executions_job_scheduled_id", "job_id", "scheduled_at", "id"),
         Index("ix_job_executions_scheduled", "scheduled_at", "id"),
-        Index("ix_job_executions_status_scheduled", "status", "scheduled_at"),
+        Index("ix_job_executions_status_scheduled", "status", "scheduled_at", "id"),
         # A scheduled time is claimed once: a second claim of it conflicts and is skipped.
         Index(
             "uq_job_executions_fire",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -36,7 +37,9 @@ from app.core.times import IsoTime
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Frozen, so that a parsed spec can be shared: pages read the same few schedules again
+    # and again (see `parse_spec`).
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     timezone: str | None = Field(
         None, description="IANA time zone; by default the job's own, else the service's."
@@ -138,8 +141,9 @@ RecurringSpec = Annotated[CronSpec | CronFieldsSpec | IntervalSpec, Field(discri
 SCHEDULE_SPEC: TypeAdapter[Spec] = TypeAdapter(ScheduleSpec)
 
 
+@lru_cache(maxsize=4096)
 def parse_spec(text: str) -> Spec:
-    """A spec stored as JSON."""
+    """A spec stored as JSON; thousands of jobs share a few schedules, each parsed once."""
     return SCHEDULE_SPEC.validate_json(text)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -42,6 +43,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         app.state.engine = engine
         app.state.settings = settings
+        # Everything loaded so far lives as long as the process: moved out of the collector's
+        # sight, a full collection scans what requests create only. Scanning the whole heap
+        # (about 140,000 objects) stalls every request in flight for some 100 ms.
+        gc.collect()
+        gc.freeze()
         yield
         engine.dispose()
 

@@ -83,6 +83,7 @@ from app.core.enums import (
     TriggerKind,
 )
 from app.core.health import check_health
+from app.core.job_rows import describe_spec
 from app.core.models import (
     AuditEntry,
     Job,
@@ -92,7 +93,7 @@ from app.core.models import (
     SchedulerInstance,
 )
 from app.core.schedule_specs import IntervalSpec, OnceSpec, Spec, dump_spec
-from app.core.schedules import ScheduleError, describe_trigger
+from app.core.schedules import ScheduleError
 from app.core.settings import Settings
 from app.core.times import iso_utc
 
@@ -156,15 +157,21 @@ class Management:
                 stored_total = (
                     session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0
                 )
-                rows = list(
+                # The page's ids first, then their rows: sorting ids alone is what keeps a
+                # deep page (an offset of thousands) cheap.
+                page_ids = list(
                     session.scalars(
-                        select(Job)
+                        select(Job.id)
                         .where(*conditions)
                         .order_by(*query.order())
                         .limit(limit)
                         .offset(offset)
                     )
                 )
+                found = {
+                    row.id: row for row in session.scalars(select(Job).where(Job.id.in_(page_ids)))
+                }
+                rows = [found[job_id] for job_id in page_ids if job_id in found]
                 unstored = query.unstored(session, state, queue, search)
             catalog = catalog_of(rows, self.code)
             # The code jobs without a row follow the stored ones.
@@ -324,11 +331,19 @@ class Management:
             now = database_now(session.connection())
             since = now - COUNTS_WINDOW
             counts: dict[str, QueueCounts] = {q.value: QueueCounts(queue=q.value) for q in Queue}
-            rows = session.execute(
-                select(JobExecution.queue, JobExecution.status, func.count())
-                .where((JobExecution.scheduled_at >= since) | JobExecution.status.in_(UNFINISHED))
-                .group_by(JobExecution.queue, JobExecution.status)
-            ).all()
+            by_queue = select(JobExecution.queue, JobExecution.status, func.count()).group_by(
+                JobExecution.queue, JobExecution.status
+            )
+            # The day's runs, and the unfinished ones from before it: two index ranges. One
+            # statement with an OR would read the whole history.
+            rows = [
+                *session.execute(by_queue.where(JobExecution.scheduled_at >= since)),
+                *session.execute(
+                    by_queue.where(
+                        JobExecution.status.in_(UNFINISHED), JobExecution.scheduled_at < since
+                    )
+                ),
+            ]
             for queue_name, status, count in rows:
                 entry = counts.setdefault(queue_name, QueueCounts(queue=queue_name))
                 field = _COUNTED.get(ExecutionStatus(status))
@@ -604,10 +619,7 @@ class Management:
         )
 
     def _describe(self, definition: ScheduledJob) -> str:
-        try:
-            return describe_trigger(definition.trigger(self.settings.timezone))
-        except ScheduleError as error:
-            return f"invalid: {error}"
+        return describe_spec(definition.spec, self.settings.timezone)
 
     def _detail(self, session: Session, job_id: str, catalog: Catalog) -> JobDetail:
         summary = self._summary(job_id, catalog, self._figures(session, [job_id])[job_id])

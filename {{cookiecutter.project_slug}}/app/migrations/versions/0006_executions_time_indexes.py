@@ -1,7 +1,8 @@
-"""Index the runs by time, and by status then time: the newest runs, of any job, come first.
+"""Index the runs in the order pages show them: newest first, of all, of a job, of a status.
 
-The status index gains the time, so the newest failures are read in order too; it still
-serves the lookups by status alone.
+Each index ends with the id, the order's tie-break, so a page is read from the index in order
+and stops at its limit. The status index gains the time and the id; it still serves the
+lookups by status alone. The job index gains the id.
 
 Revision ID: 0006
 Revises: 0005
@@ -19,16 +20,20 @@ down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+TABLE = "job_executions"
+
 
 def upgrade() -> None:
-    op.create_index("ix_job_executions_scheduled", "job_executions", ["scheduled_at", "id"])
-    op.create_index(
-        "ix_job_executions_status_scheduled", "job_executions", ["status", "scheduled_at"]
-    )
-    op.drop_index("ix_job_executions_status", table_name="job_executions")
+    op.create_index("ix_job_executions_scheduled", TABLE, ["scheduled_at", "id"])
+    op.create_index("ix_job_executions_status_scheduled", TABLE, ["status", "scheduled_at", "id"])
+    op.drop_index("ix_job_executions_status", table_name=TABLE)
+    op.create_index("ix_job_executions_job_scheduled_id", TABLE, ["job_id", "scheduled_at", "id"])
+    op.drop_index("ix_job_executions_job_scheduled", table_name=TABLE)
 
 
 def downgrade() -> None:
-    op.create_index("ix_job_executions_status", "job_executions", ["status"])
-    op.drop_index("ix_job_executions_status_scheduled", table_name="job_executions")
-    op.drop_index("ix_job_executions_scheduled", table_name="job_executions")
+    op.create_index("ix_job_executions_job_scheduled", TABLE, ["job_id", "scheduled_at"])
+    op.drop_index("ix_job_executions_job_scheduled_id", table_name=TABLE)
+    op.create_index("ix_job_executions_status", TABLE, ["status"])
+    op.drop_index("ix_job_executions_status_scheduled", table_name=TABLE)
+    op.drop_index("ix_job_executions_scheduled", table_name=TABLE)
