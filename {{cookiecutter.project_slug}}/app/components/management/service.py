@@ -207,15 +207,7 @@ class Management:
         offset: int = 0,
     ) -> ExecutionPage:
         """Runs, newest first; NotFound when `job_id` names no job and has no history."""
-        conditions: list[Any] = []
-        if job_id is not None:
-            conditions.append(JobExecution.job_id == job_id)
-        if status is not None:
-            conditions.append(JobExecution.status == status)
-        if since is not None:
-            conditions.append(JobExecution.scheduled_at >= since)
-        if until is not None:
-            conditions.append(JobExecution.scheduled_at < until)
+        conditions = _run_conditions(job_id, status, since, until)
         if not self._has_tables():
             if job_id is not None and job_id not in {job.id for job in self.code}:
                 raise NotFound(f"no job {job_id!r}")
@@ -251,15 +243,7 @@ class Management:
 
         Each page is one index range read from its cursor, however deep in the history.
         """
-        conditions: list[Any] = []
-        if job_id is not None:
-            conditions.append(JobExecution.job_id == job_id)
-        if status is not None:
-            conditions.append(JobExecution.status == status)
-        if since is not None:
-            conditions.append(JobExecution.scheduled_at >= since)
-        if until is not None:
-            conditions.append(JobExecution.scheduled_at < until)
+        conditions = _run_conditions(job_id, status, since, until)
         if before is not None:
             at, execution_id = parse_cursor(before)
             # The first condition bounds the index range; the second breaks ties by id.
@@ -723,7 +707,8 @@ class Management:
         gaps = [(later - earlier).total_seconds() for earlier, later in pairwise(fires)]
         return min(gaps) if gaps else None
 
-    def _require_tables(self) -> None:
+    def require_tables(self) -> None:
+        """NotReady until the migrations have made the tables (the first scheduler does)."""
         if not self._has_tables():
             raise NotReady(
                 "the database has no scheduler tables yet: run the migrations "
@@ -737,7 +722,7 @@ class Management:
 
         The audit entry is written in the change's transaction, with the row before and after.
         """
-        self._require_tables()
+        self.require_tables()
         stale_after = self.settings.heartbeat_stale_after_seconds
         with write_session(self.engine) as session:
             catalog = load_catalog(session, self.code, only=[job_id])
@@ -838,7 +823,7 @@ class Management:
         before: dict[str, Any] | None = None,
         after: dict[str, Any] | None = None,
     ) -> CommandResult:
-        self._require_tables()
+        self.require_tables()
         entry = ""
         command_id = new_command_id()
 
@@ -880,6 +865,25 @@ class Management:
 
 # How many of a cron schedule's next times `_shortest_gap` looks at.
 _GAPS_SAMPLED = 20
+
+
+def _run_conditions(
+    job_id: str | None,
+    status: ExecutionStatus | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> list[Any]:
+    """The filters of a listing of runs: by job, status, and scheduled time."""
+    conditions: list[Any] = []
+    if job_id is not None:
+        conditions.append(JobExecution.job_id == job_id)
+    if status is not None:
+        conditions.append(JobExecution.status == status)
+    if since is not None:
+        conditions.append(JobExecution.scheduled_at >= since)
+    if until is not None:
+        conditions.append(JobExecution.scheduled_at < until)
+    return conditions
 
 
 def cursor_of(scheduled_at: datetime, execution_id: str) -> str:

@@ -30,7 +30,7 @@ from app.components.backend.dashboard.rendering import (
     prefix,
     redirect_with_message,
     render,
-    secure_cookies,
+    set_cookie,
 )
 from app.components.backend.dashboard.sessions import (
     COOKIE_PATH,
@@ -121,15 +121,7 @@ def _sign_in_form(
         settings=settings,
         status_code=503 if disabled else status_code,
     )
-    response.set_cookie(
-        SIGN_IN_COOKIE,
-        value,
-        max_age=3600,
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=secure_cookies(request),
-    )
+    set_cookie(request, response, SIGN_IN_COOKIE, value, 3600)
     return response
 
 
@@ -156,14 +148,8 @@ async def sign_in(request: Request, settings: SettingsDep) -> Response:
         return _sign_in_form(request, settings, next_path, "that token is not valid", 401)
     _, cookie = start_session(settings, access)
     response = RedirectResponse(safe_next(request, next_path), status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        cookie,
-        max_age=int(settings.dashboard_session_hours * 3600),
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=secure_cookies(request),
+    set_cookie(
+        request, response, SESSION_COOKIE, cookie, int(settings.dashboard_session_hours * 3600)
     )
     response.delete_cookie(SIGN_IN_COOKIE, path=COOKIE_PATH)
     return response
@@ -216,10 +202,30 @@ async def _answer(
     try:
         result = await run_in_threadpool(call)
     except ManagementError as error:
-        return redirect_with_message(request, settings, session, back_to, "rejected", str(error))
-    return redirect_with_message(
-        request, settings, session, back_to, outcome_kind(result.status), result.detail
-    )
+        return _rejected(request, settings, session, back_to, error)
+    return _answered(request, settings, session, back_to, result)
+
+
+def _answered(
+    request: Request,
+    settings: Settings,
+    session: DashboardSession,
+    back_to: str,
+    result: CommandResult,
+    text: str | None = None,
+) -> Response:
+    kind = outcome_kind(result.status)
+    return redirect_with_message(request, settings, session, back_to, kind, text or result.detail)
+
+
+def _rejected(
+    request: Request,
+    settings: Settings,
+    session: DashboardSession,
+    back_to: str,
+    error: ManagementError,
+) -> Response:
+    return redirect_with_message(request, settings, session, back_to, "rejected", str(error))
 
 
 # Jobs
@@ -272,14 +278,11 @@ async def run_now(
                 for field, reason in error.problems.items()
             )
         except ManagementError as error:
-            back = link(request, "jobs", job_id)
-            return redirect_with_message(request, settings, session, back, "rejected", str(error))
+            return _rejected(request, settings, session, link(request, "jobs", job_id), error)
         else:
-            back = link(request, "jobs", job_id)
             message = f"{result.detail} (execution {result.execution_id})"
-            return redirect_with_message(
-                request, settings, session, back, outcome_kind(result.status), message
-            )
+            back = link(request, "jobs", job_id)
+            return _answered(request, settings, session, back, result, message)
     return await _with_errors(
         request, job_id, session, settings, manage, {"input": text}, {"input": problem}
     )
@@ -319,13 +322,9 @@ async def reschedule(
         except InvalidInput as error:
             errors = {_schedule_field(field): reason for field, reason in error.problems.items()}
         except ManagementError as error:
-            back = link(request, "jobs", job_id)
-            return redirect_with_message(request, settings, session, back, "rejected", str(error))
+            return _rejected(request, settings, session, link(request, "jobs", job_id), error)
         else:
-            back = link(request, "jobs", job_id)
-            return redirect_with_message(
-                request, settings, session, back, outcome_kind(result.status), result.detail
-            )
+            return _answered(request, settings, session, link(request, "jobs", job_id), result)
     return await _with_errors(request, job_id, session, settings, manage, values, errors)
 
 
@@ -397,17 +396,11 @@ async def retry(
         result = await run_in_threadpool(manage.retry, execution_id)
     except ManagementError as error:
         back = link(request, "executions", execution_id)
-        return redirect_with_message(request, settings, session, back, "rejected", str(error))
+        return _rejected(request, settings, session, back, error)
     # On to the new run, which the page then follows as it starts and ends.
     new_run = link(request, "executions", result.execution_id or execution_id)
-    return redirect_with_message(
-        request,
-        settings,
-        session,
-        new_run,
-        outcome_kind(result.status),
-        f"{result.detail} (a retry of execution {execution_id})",
-    )
+    message = f"{result.detail} (a retry of execution {execution_id})"
+    return _answered(request, settings, session, new_run, result, message)
 
 
 @router.post("/executions/{execution_id}/cancel")

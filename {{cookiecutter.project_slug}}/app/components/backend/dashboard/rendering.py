@@ -76,16 +76,31 @@ SessionDep = Annotated[DashboardSession, Depends(current_session)]
 
 
 def session_management(engine: EngineDep, settings: SettingsDep, session: SessionDep) -> Management:
-    """The management layer, with changes recorded under this dashboard session."""
-    return Management(engine, settings, actor=Actor.dashboard_session(session.id))
+    """The management layer, with changes recorded under this dashboard session.
+
+    Before the first migration every page says how to make the tables, rather than showing
+    empty lists.
+    """
+    manage = Management(engine, settings, actor=Actor.dashboard_session(session.id))
+    manage.require_tables()
+    return manage
 
 
 ManagementDep = Annotated[Management, Depends(session_management)]
 
 
-def secure_cookies(request: Request) -> bool:
-    """Cookies are marked Secure when the dashboard is reached over https."""
-    return request.url.scheme == "https"
+def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    """A dashboard cookie: HttpOnly, SameSite=Strict, for /dashboard only, and Secure when the
+    dashboard is reached over https."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
 
 
 def render(
@@ -132,15 +147,7 @@ def redirect_with_message(
 ) -> Response:
     """Back to a page (303, so a reload does not repeat the action), with a message on it."""
     response = RedirectResponse(to, status_code=303)
-    response.set_cookie(
-        FLASH_COOKIE,
-        sign_flash(settings, session, kind, text),
-        max_age=60,
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=secure_cookies(request),
-    )
+    set_cookie(request, response, FLASH_COOKIE, sign_flash(settings, session, kind, text), 60)
     return response
 
 
