@@ -188,3 +188,15 @@ def test_retry_goes_to_the_new_run_and_cancel_stops_a_pending_one(
     assert response.headers["location"] == new_run
     assert flash(page(signed_in.get(new_run)))[0] == "stored"
     assert [entry.action for entry in audit_entries(engine)] == ["retry", "cancel"]
+
+
+def test_run_now_input_nested_too_deeply_is_refused_beside_the_field(
+    signed_in: TestClient, registered: list[str]
+) -> None:
+    csrf = str(one(page(signed_in.get(JOB_PAGE)), "header input[name=csrf]")["value"])
+    nested = "[" * 20_000 + "]" * 20_000
+    response = signed_in.post(f"{JOB_PAGE}/run", data={"csrf": csrf, "input": nested})
+    assert response.status_code == 422
+    assert "nested too deeply" in text(one(page(response), "#input-error"))
+    # The page a form came back on goes on following the job page.
+    assert one(page(response), "body")["data-live-url"] == JOB_PAGE

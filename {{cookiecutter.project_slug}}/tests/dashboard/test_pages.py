@@ -6,13 +6,15 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from app.components.backend.main import create_app
 from app.components.management.schemas import AddJobRequest
 from app.components.management.service import Management
+from app.components.scheduler.catalog import next_revision
 from app.core.db import session_scope, utcnow
 from app.core.enums import ExecutionStatus
+from app.core.models import Job
 from app.core.schedule_specs import CronSpec, IntervalSpec
 from app.core.settings import Settings
 from tests.api.test_management import execution_row
@@ -275,3 +277,70 @@ def test_before_the_database_exists_pages_say_so(settings: Settings, path: str) 
     else:
         assert "no scheduler tables yet" in reason
         assert "start the scheduler once" in reason
+
+
+def test_runtime_jobs_that_no_longer_load_are_listed_and_counted_as_invalid(
+    signed_in: TestClient, engine: Engine, settings: Settings, registered: list[str]
+) -> None:
+    add_runtime_jobs(engine, settings, 3)
+    # As a code change leaves them: arguments the function no longer takes, a schedule of a
+    # kind that no longer exists, a function that is gone.
+    with session_scope(engine) as session:
+        stored = {
+            job.id: job for job in session.scalars(select(Job).where(Job.origin == "runtime"))
+        }
+        stored["extra_000"].args = '{"nope": 1}'
+        stored["extra_001"].schedule = '{"kind": "bogus"}'
+        stored["extra_002"].function = "gone_function"
+    # The listing reads what a change left, as of the revision the change raised.
+    with session_scope(engine) as session:
+        next_revision(session)
+    invalid = rows_of(signed_in, {"state": "invalid"})
+    assert [(row[0], row[6]) for row in invalid] == [
+        ("extra_000", "invalid"),
+        ("extra_001", "invalid"),
+        ("extra_002", "invalid"),
+    ]
+    scheduled = [row[0] for row in rows_of(signed_in, {"state": "scheduled"})]
+    assert sorted(scheduled) == registered
+    status = Management(engine, settings).status()
+    assert status.jobs.invalid == 3
+    assert status.jobs.scheduled == len(registered)
+    coming = rows(page(signed_in.get("/dashboard")), "#coming-title ~ .scroll table")
+    assert {row[0] for row in coming} == set(registered)
+
+
+def rows_of(client: TestClient, params: dict[str, str]) -> list[list[str]]:
+    return rows(page(client.get("/dashboard/jobs", params=params)), "#jobs table")
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/dashboard/jobs", {"page": "\u00b2"}, "page"),
+        ("/dashboard/jobs", {"page": "9" * 5000}, "page"),
+        ("/dashboard/jobs", {"q": "a\x00b"}, "q"),
+        ("/dashboard/executions", {"since": "0001-01-01T00:00+01:00"}, "since"),
+        ("/dashboard/executions", {"until": "9999-12-31T23:59:59-01:00"}, "until"),
+        ("/dashboard/executions", {"before": "0001-01-01T00:00:00+05:00~abc"}, "before"),
+        ("/dashboard/executions", {"job": "x\x00"}, "job"),
+    ],
+)
+def test_odd_query_values_are_named_beside_their_field(
+    signed_in: TestClient, registered: list[str], path: str, params: dict[str, str], field: str
+) -> None:
+    response = signed_in.get(path, params=params)
+    assert response.status_code == 400
+    assert text(one(page(response), f"#{field}-error"))
+
+
+def test_odd_ids_and_paths_are_pages_that_say_so(
+    signed_in: TestClient, registered: list[str]
+) -> None:
+    for path in ("/dashboard/jobs/a%00b", "/dashboard/executions/a%00b"):
+        response = signed_in.get(path)
+        assert response.status_code == 404, path
+        assert "no " in text(one(page(response), "p.flash"))
+    response = signed_in.post("/dashboard/jobs/x/zap", data={"csrf": "x"})
+    assert response.status_code == 404
+    assert "there is no dashboard page" in text(one(page(response), "p.flash"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from http.cookies import SimpleCookie
@@ -110,21 +111,29 @@ def test_a_forged_an_expired_and_an_old_tokens_cookie_are_all_signed_out(
     settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, good = sessions.start_session(settings, Access.OPERATOR)
-    payload, signature = good.split(".")
-    forged = f"{payload[:-2]}AA.{signature}"
-    # Issued 13 hours ago: a 12-hour session that has ended.
+    # A well-formed cookie signed with another key: only the signature can refuse it.
+    other = settings.model_copy(update={"api_token": SecretStr("another-token-" + "y" * 24)})
+    _, forged = sessions.start_session(other, Access.OPERATOR)
+    # Claims the operator's access with the read-only token's signature.
+    reader = settings.model_copy(update={"api_read_token": SecretStr("read-only-" + "r" * 24)})
+    _, read_only = sessions.start_session(reader, Access.READER)
+    promoted = read_only.replace("reader.", "operator.", 1)
+    # Issued 13 hours ago, under the same token: a 12-hour session that has ended.
     issued = time.time() - 13 * 3600
     monkeypatch.setattr(time, "time", lambda: issued)
     _, expired = sessions.start_session(settings, Access.OPERATOR)
     monkeypatch.undo()
-    rotated = settings.model_copy(update={"api_token": SecretStr("another-token-" + "y" * 24)})
-    with TestClient(create_app(rotated), follow_redirects=False) as client:
-        for cookie in (forged, expired, good, "", "a.b.c"):
+    nested = "operator." + base64.urlsafe_b64encode(b"[" * 5000).decode() + ".x"
+    with TestClient(create_app(reader), follow_redirects=False) as client:
+        for cookie in (forged, promoted, expired, nested, "", "a.b.c", "a.b"):
             client.cookies.set(sessions.SESSION_COOKIE, cookie, path="/dashboard")
             assert client.get("/dashboard").status_code == 303, cookie
-    with TestClient(create_app(settings), follow_redirects=False) as client:
         client.cookies.set(sessions.SESSION_COOKIE, good, path="/dashboard")
         assert client.get("/dashboard").status_code == 200
+    # A new operator token ends the sessions the old one started.
+    with TestClient(create_app(other), follow_redirects=False) as client:
+        client.cookies.set(sessions.SESSION_COOKIE, good, path="/dashboard")
+        assert client.get("/dashboard").status_code == 303
 
 
 def test_every_form_needs_the_sessions_csrf_token(signed_in: TestClient) -> None:

@@ -87,3 +87,13 @@ def test_a_yearly_schedule_lists_the_years_ahead() -> None:
         "2029-01-01T12:00:00+01:00",
         "2030-01-01T12:00:00+01:00",
     ]
+
+
+def test_a_stored_next_run_in_utc_keeps_the_wall_time_its_trigger_meant() -> None:
+    # The leader stores 02:30 of the skipped hour as 01:30 UTC; the listing still says why.
+    stored = datetime(2027, 3, 28, 1, 30, tzinfo=UTC)
+    found = upcoming_fires(Cron("30 2 * * *").to_trigger(PARIS), PARIS, stored, BEFORE_SPRING, 2)
+    assert found[0].at.isoformat() == "2027-03-28T03:30:00+02:00"
+    assert found[0].dst is not None
+    assert found[0].dst.startswith("02:30 does not exist on 2027-03-28")
+    assert found[1].at.isoformat() == "2027-03-29T02:30:00+02:00"

@@ -32,10 +32,11 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.components.management.schemas import LastRun
-from app.components.scheduler.catalog import registered_functions
+from app.components.scheduler.catalog import Definitions
 from app.components.scheduler.definition import ScheduledJob
 from app.core.enums import RATE_STATUSES, UNFINISHED, ExecutionStatus, JobOrigin, JobState, Queue
-from app.core.models import Job, JobExecution
+from app.core.models import Job, JobExecution, JobRevision
+from app.core.schedules import ScheduleError
 
 # A job's success rate is over this many of its latest runs that ended.
 RATE_WINDOW = 100
@@ -44,24 +45,23 @@ RATE_WINDOW = 100
 class JobQuery:
     """The SQL conditions that say which state a stored job is in, against the code's jobs.
 
-    A runtime job is invalid when its function is no longer registered or a code job took its
-    id; a stored schedule that no longer parses is found when the page's rows are loaded.
+    Which runtime jobs are invalid (their function gone, their arguments or schedule no longer
+    loading, their id taken by a code job) is worked out in Python, by the same rules the
+    catalog follows, once per job revision: runtime rows change only with a change that raises
+    it, and the code only with a restart.
     """
 
-    def __init__(self, code: Sequence[ScheduledJob]) -> None:
+    def __init__(self, session: Session, code: Sequence[ScheduledJob]) -> None:
         self.code = code
         self.code_ids = [job.id for job in code]
-        self.functions = sorted(registered_functions(code))
+        self.invalid_ids = _invalid_runtime_jobs(session, code)
 
     def listed(self) -> ColumnElement[bool]:
         """Rows that stand for a job: runtime ones, and code ones still in the code."""
         return or_(Job.origin == JobOrigin.RUNTIME, Job.id.in_(self.code_ids))
 
     def invalid(self) -> ColumnElement[bool]:
-        return and_(
-            Job.origin == JobOrigin.RUNTIME,
-            or_(Job.function.not_in(self.functions), Job.id.in_(self.code_ids)),
-        )
+        return Job.id.in_(self.invalid_ids)
 
     def in_state(self, state: JobState) -> ColumnElement[bool]:
         if state is JobState.INVALID:
@@ -130,6 +130,27 @@ class JobQuery:
             counts[JobState(name)] = int(count)
         counts[JobState.UNSCHEDULED] += len(self.unstored(session, None, None, None))
         return counts
+
+
+# Per list of code jobs: that list, the job revision it was worked out at, the invalid ids.
+_invalid_cache: dict[int, tuple[Sequence[ScheduledJob], int, list[str]]] = {}
+
+
+def _invalid_runtime_jobs(session: Session, code: Sequence[ScheduledJob]) -> list[str]:
+    revision = session.scalar(select(JobRevision.revision).where(JobRevision.id == 1)) or 0
+    cached = _invalid_cache.get(id(code))
+    if cached is not None and cached[0] is code and cached[1] == revision:
+        return cached[2]
+    columns = (Job.id, Job.origin, Job.name, Job.function, Job.args, Job.queue, Job.schedule)
+    definitions = Definitions(code)
+    invalid = []
+    for row in session.execute(select(*columns).where(Job.origin == JobOrigin.RUNTIME)):
+        try:
+            definitions.of(row)
+        except ScheduleError:
+            invalid.append(row.id)
+    _invalid_cache[id(code)] = (code, revision, invalid)
+    return invalid
 
 
 @dataclass(frozen=True)
@@ -236,7 +257,7 @@ def _latest_lateral(which: _Latest, per_job: int) -> Select[Any]:
     latest = (
         select(*_columns(which))
         .where(JobExecution.job_id == wanted.c.job_id, _condition(which))
-        .order_by(JobExecution.scheduled_at.desc())
+        .order_by(JobExecution.scheduled_at.desc(), JobExecution.id.desc())
         .limit(per_job)
         .lateral("latest")
     )
@@ -254,7 +275,7 @@ def _latest_union(jobs: int, which: _Latest, per_job: int) -> CompoundSelect[Any
         select(
             *select(*_columns(which))
             .where(JobExecution.job_id == bindparam(f"job_{number}"), _condition(which))
-            .order_by(JobExecution.scheduled_at.desc())
+            .order_by(JobExecution.scheduled_at.desc(), JobExecution.id.desc())
             .limit(per_job)
             .subquery()
             .c

@@ -10,15 +10,16 @@ cancelling need the live process and go to it as commands (see
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, Engine, delete, func, select, update
+from sqlalchemy import CursorResult, Engine, delete, false, func, select, update
 from sqlalchemy.orm import Session
 
 from app import ENV_PREFIX
@@ -95,6 +96,7 @@ from app.core.models import (
 from app.core.schedule_specs import IntervalSpec, OnceSpec, Spec, dump_spec
 from app.core.schedules import ScheduleError
 from app.core.settings import Settings
+from app.core.text import CONTROL_CHARACTERS
 from app.core.times import iso_utc
 
 COUNTS_WINDOW = timedelta(hours=24)
@@ -140,7 +142,6 @@ class Management:
     ) -> JobPage:
         """Jobs, soonest next run first, filtered by state, queue and a search of ids and
         names; code jobs no scheduler has stored yet come last."""
-        query = JobQuery(self.code)
         with session_scope(self.engine) as session:
             if not self._has_tables():
                 rows: list[Job] = []
@@ -153,6 +154,7 @@ class Management:
                     and (search or "").lower() in f"{job.id}\n{job.name}".lower()
                 ]
             else:
+                query = JobQuery(session, self.code)
                 conditions = query.conditions(state, queue, search)
                 stored_total = (
                     session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0
@@ -275,7 +277,7 @@ class Management:
             return AuditPage(items=[], total=0, limit=limit, offset=offset)
         conditions: list[Any] = []
         if job_id is not None:
-            conditions.append(AuditEntry.job_id == job_id)
+            conditions.append(AuditEntry.job_id == job_id if _storable(job_id) else false())
         if action is not None:
             conditions.append(AuditEntry.action == action)
         if since is not None:
@@ -546,6 +548,8 @@ class Management:
         return tables_exist(self.engine, Job.__tablename__)
 
     def _catalog(self, session: Session, only: Collection[str] | None = None) -> Catalog:
+        if only is not None:
+            only = [job_id for job_id in only if _storable(job_id)]
         if not self._has_tables():
             code = [job for job in self.code if only is None or job.id in only]
             return Catalog(jobs={job.id: job for job in code})
@@ -562,7 +566,7 @@ class Management:
     def _job_counts(self, session: Session) -> Counter[JobState]:
         if not self._has_tables():
             return Counter({JobState.UNSCHEDULED: len(self.code)})
-        return Counter(JobQuery(self.code).counts(session))
+        return Counter(JobQuery(session, self.code).counts(session))
 
     def _figures(self, session: Session, job_ids: Sequence[str]) -> dict[str, RunFigures]:
         figures: dict[str, RunFigures] = {}
@@ -651,7 +655,9 @@ class Management:
 
     def _execution_row(self, session: Session, execution_id: str) -> JobExecution:
         exists = tables_exist(self.engine, JobExecution.__tablename__)
-        row = session.get(JobExecution, execution_id) if exists else None
+        row = (
+            session.get(JobExecution, execution_id) if exists and _storable(execution_id) else None
+        )
         if row is None:
             raise NotFound(f"no execution {execution_id!r}")
         return row
@@ -876,7 +882,7 @@ def _run_conditions(
     """The filters of a listing of runs: by job, status, and scheduled time."""
     conditions: list[Any] = []
     if job_id is not None:
-        conditions.append(JobExecution.job_id == job_id)
+        conditions.append(JobExecution.job_id == job_id if _storable(job_id) else false())
     if status is not None:
         conditions.append(JobExecution.status == status)
     if since is not None:
@@ -884,6 +890,16 @@ def _run_conditions(
     if until is not None:
         conditions.append(JobExecution.scheduled_at < until)
     return conditions
+
+
+_CURSOR_ID = re.compile(r"[0-9A-Za-z]{1,32}")
+_UNPRINTABLE = re.compile(f"[{CONTROL_CHARACTERS}]")
+
+
+def _storable(identifier: str) -> bool:
+    """Whether an id from a request can name a row at all: no id holds a control character,
+    and PostgreSQL refuses a NUL in a query outright."""
+    return not _UNPRINTABLE.search(identifier)
 
 
 def cursor_of(scheduled_at: datetime, execution_id: str) -> str:
@@ -895,10 +911,11 @@ def parse_cursor(cursor: str) -> tuple[datetime, str]:
     """A cursor's time and id; InvalidInput when it is not one `cursor_of` wrote."""
     at, _, execution_id = cursor.partition("~")
     try:
-        moment = datetime.fromisoformat(at)
-    except ValueError:
+        parsed = datetime.fromisoformat(at)
+        moment = parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):
         moment = None
-    if moment is None or moment.tzinfo is None or not execution_id.isalnum():
+    if moment is None or not _CURSOR_ID.fullmatch(execution_id):
         raise InvalidInput({"before": "is not a page cursor of this listing: start again"})
     return moment, execution_id
 

@@ -15,6 +15,11 @@ from apscheduler.triggers.base import BaseTrigger
 from app.components.scheduler.fires import first_fire, next_fire
 
 
+# A daylight-saving change moves clocks by two hours at most.
+_LOOK_BACK = timedelta(hours=2)
+_STEPS_MOST = 64
+
+
 @dataclass(frozen=True)
 class UpcomingFire:
     """One scheduled time: when, on the job's wall clock, and what DST does to it."""
@@ -27,7 +32,7 @@ def upcoming_fires(
     trigger: BaseTrigger, zone: tzinfo, first: datetime | None, now: datetime, count: int
 ) -> list[UpcomingFire]:
     """The next `count` times: from `first` (the stored next run) or else from `now`."""
-    moment = first if first is not None else first_fire(trigger, now)
+    moment = first_fire(trigger, now) if first is None else _as_the_trigger_meant(trigger, first)
     fires: list[UpcomingFire] = []
     offset_before = now.astimezone(zone).utcoffset()
     while moment is not None and len(fires) < count:
@@ -39,6 +44,24 @@ def upcoming_fires(
         offset_before = None if note else local.utcoffset()
         moment = next_fire(trigger, moment)
     return fires
+
+
+def _as_the_trigger_meant(trigger: BaseTrigger, first: datetime) -> datetime:
+    """The stored next run as the trigger gave it, with the wall time it meant.
+
+    Stored in UTC, a time has lost that wall time (a skipped 02:30 reads as 01:30 UTC): the
+    trigger, run again from a little before, gives it back. A schedule that has changed since,
+    or one too dense to walk, keeps the stored time.
+    """
+    target = first.astimezone(UTC)
+    moment = first_fire(trigger, first - _LOOK_BACK)
+    # Compared in UTC: Python never finds a skipped or repeated wall time equal to another
+    # zone's time (PEP 495).
+    for _ in range(_STEPS_MOST):
+        if moment is None or moment.astimezone(UTC) >= target:
+            break
+        moment = next_fire(trigger, moment)
+    return moment if moment is not None and moment.astimezone(UTC) == target else first
 
 
 def _dst_note(moment: datetime, local: datetime, offset_before: timedelta | None) -> str | None:

@@ -23,17 +23,16 @@ from app import ENV_PREFIX
 from app.components.backend.auth import token_access
 from app.components.backend.dashboard.pages import job_page
 from app.components.backend.dashboard.rendering import (
-    ManagementDep,
     SessionDep,
-    link,
+    View,
+    ViewDep,
+    delete_cookie,
     outcome_kind,
     prefix,
-    redirect_with_message,
     render,
     set_cookie,
 )
 from app.components.backend.dashboard.sessions import (
-    COOKIE_PATH,
     FLASH_COOKIE,
     SESSION_COOKIE,
     SIGN_IN_COOKIE,
@@ -44,7 +43,6 @@ from app.components.backend.dashboard.sessions import (
 from app.components.backend.deps import SettingsDep
 from app.components.management.errors import InvalidInput, ManagementError
 from app.components.management.schemas import CommandResult
-from app.components.management.service import Management
 from app.core.schedule_specs import RecurringSpec
 from app.core.settings import Settings
 
@@ -81,7 +79,7 @@ async def read_form(request: Request) -> dict[str, str]:
 def safe_next(request: Request, target: str | None) -> str:
     """Where to go after signing in: a dashboard page only, never another site."""
     home = prefix(request)
-    if target and target.startswith(f"{home}") and not target.startswith("//"):
+    if target and target.startswith(home) and not target.startswith("//"):
         rest = target[len(home) :]
         if rest == "" or rest[0] in "/?":
             return target
@@ -148,10 +146,9 @@ async def sign_in(request: Request, settings: SettingsDep) -> Response:
         return _sign_in_form(request, settings, next_path, "that token is not valid", 401)
     _, cookie = start_session(settings, access)
     response = RedirectResponse(safe_next(request, next_path), status_code=303)
-    set_cookie(
-        request, response, SESSION_COOKIE, cookie, int(settings.dashboard_session_hours * 3600)
-    )
-    response.delete_cookie(SIGN_IN_COOKIE, path=COOKIE_PATH)
+    lasts = int(settings.dashboard_session_hours * 3600)
+    set_cookie(request, response, SESSION_COOKIE, cookie, lasts)
+    delete_cookie(request, response, SIGN_IN_COOKIE)
     return response
 
 
@@ -162,7 +159,7 @@ async def sign_out(request: Request, session: SessionDep, settings: SettingsDep)
     _require_csrf(settings, session, form)
     response = RedirectResponse(f"{prefix(request)}/sign-in", status_code=303)
     for name in (SESSION_COOKIE, FLASH_COOKIE):
-        response.delete_cookie(name, path=COOKIE_PATH)
+        delete_cookie(request, response, name)
     return response
 
 
@@ -173,119 +170,77 @@ def _require_csrf(settings: Settings, session: DashboardSession, form: dict[str,
         )
 
 
-def _require_operator(session: DashboardSession) -> None:
-    if not session.may_change:
+async def _change_form(view: View) -> dict[str, str]:
+    """The posted form of a change: its CSRF token checked, and the session allowed to."""
+    form = await read_form(view.request)
+    _require_csrf(view.settings, view.session, form)
+    if not view.session.may_change:
         raise FormError(
             403,
             f"this session signed in with the read-only token ({ENV_PREFIX}API_READ_TOKEN) "
             f"and may not change anything: sign in with {ENV_PREFIX}API_TOKEN",
         )
-
-
-async def _checked_form(
-    request: Request, settings: Settings, session: DashboardSession
-) -> dict[str, str]:
-    form = await read_form(request)
-    _require_csrf(settings, session, form)
-    _require_operator(session)
     return form
 
 
 async def _answer(
-    request: Request,
-    settings: Settings,
-    session: DashboardSession,
+    view: View,
     back_to: str,
     call: Callable[[], CommandResult],
 ) -> Response:
-    """Make the change and go back to `back_to` with its answer."""
+    """Make the change, then go back to `back_to` with its answer (applied, stored, rejected)."""
     try:
         result = await run_in_threadpool(call)
     except ManagementError as error:
-        return _rejected(request, settings, session, back_to, error)
-    return _answered(request, settings, session, back_to, result)
+        return view.back_to(back_to, "rejected", str(error))
+    return view.back_to(back_to, outcome_kind(result.status), result.detail)
 
 
-def _answered(
-    request: Request,
-    settings: Settings,
-    session: DashboardSession,
-    back_to: str,
-    result: CommandResult,
-    text: str | None = None,
-) -> Response:
-    kind = outcome_kind(result.status)
-    return redirect_with_message(request, settings, session, back_to, kind, text or result.detail)
-
-
-def _rejected(
-    request: Request,
-    settings: Settings,
-    session: DashboardSession,
-    back_to: str,
-    error: ManagementError,
-) -> Response:
-    return redirect_with_message(request, settings, session, back_to, "rejected", str(error))
+async def _with_errors(
+    view: View, job_id: str, form: dict[str, str], errors: dict[str, str]
+) -> HTMLResponse:
+    """The job page again, with what was typed and what is wrong beside each field."""
+    page: HTMLResponse = await run_in_threadpool(
+        lambda: job_page(view, job_id, form=form, errors=errors, status_code=422)
+    )
+    return page
 
 
 # Jobs
 
 
 @router.post("/jobs/{job_id}/pause")
-async def pause(
-    job_id: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    manage: ManagementDep,
-) -> Response:
-    await _checked_form(request, settings, session)
-    back = link(request, "jobs", job_id)
-    return await _answer(request, settings, session, back, lambda: manage.pause(job_id))
+async def pause(job_id: str, view: ViewDep) -> Response:
+    await _change_form(view)
+    return await _answer(view, view.link("jobs", job_id), lambda: view.manage.pause(job_id))
 
 
 @router.post("/jobs/{job_id}/resume")
-async def resume(
-    job_id: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    manage: ManagementDep,
-) -> Response:
-    await _checked_form(request, settings, session)
-    back = link(request, "jobs", job_id)
-    return await _answer(request, settings, session, back, lambda: manage.resume(job_id))
+async def resume(job_id: str, view: ViewDep) -> Response:
+    await _change_form(view)
+    return await _answer(view, view.link("jobs", job_id), lambda: view.manage.resume(job_id))
 
 
 @router.post("/jobs/{job_id}/run", response_class=HTMLResponse)
-async def run_now(
-    job_id: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    manage: ManagementDep,
-) -> Response:
+async def run_now(job_id: str, view: ViewDep) -> Response:
     """Run now, with the JSON input the form gives (an object of the job's inputs)."""
-    form = await _checked_form(request, settings, session)
+    form = await _change_form(view)
     text = form.get("input", "").strip()
     arguments, problem = _json_object(text)
     if problem is None:
         try:
-            result = await run_in_threadpool(manage.run, job_id, arguments)
+            result = await run_in_threadpool(view.manage.run, job_id, arguments)
         except InvalidInput as error:
             problem = "; ".join(
                 f"{field.removeprefix('input.')}: {reason}"
                 for field, reason in error.problems.items()
             )
         except ManagementError as error:
-            return _rejected(request, settings, session, link(request, "jobs", job_id), error)
+            return view.back_to(view.link("jobs", job_id), "rejected", str(error))
         else:
             message = f"{result.detail} (execution {result.execution_id})"
-            back = link(request, "jobs", job_id)
-            return _answered(request, settings, session, back, result, message)
-    return await _with_errors(
-        request, job_id, session, settings, manage, {"input": text}, {"input": problem}
-    )
+            return view.back_to(view.link("jobs", job_id), outcome_kind(result.status), message)
+    return await _with_errors(view, job_id, {"input": text}, {"input": problem})
 
 
 def _json_object(text: str) -> tuple[dict[str, Any], str | None]:
@@ -297,35 +252,32 @@ def _json_object(text: str) -> tuple[dict[str, Any], str | None]:
         value = json.loads(text)
     except ValueError as error:
         return {}, f"is not JSON: {error}"
+    except RecursionError:
+        return {}, "is nested too deeply"
     if not isinstance(value, dict):
         return {}, 'must be a JSON object, like {"name": "value"}'
     return value, None
 
 
 @router.post("/jobs/{job_id}/schedule", response_class=HTMLResponse)
-async def reschedule(
-    job_id: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    manage: ManagementDep,
-) -> Response:
+async def reschedule(job_id: str, view: ViewDep) -> Response:
     """A new cron or interval schedule; what is wrong with it is shown beside the field."""
-    form = await _checked_form(request, settings, session)
+    form = await _change_form(view)
     values = {
         name: form.get(name, "").strip() for name in ("kind", "expression", "every", "unit", "zone")
     }
     spec, errors = _schedule(values)
     if spec is not None:
         try:
-            result = await run_in_threadpool(manage.reschedule, job_id, spec)
+            result = await run_in_threadpool(view.manage.reschedule, job_id, spec)
         except InvalidInput as error:
             errors = {_schedule_field(field): reason for field, reason in error.problems.items()}
         except ManagementError as error:
-            return _rejected(request, settings, session, link(request, "jobs", job_id), error)
+            return view.back_to(view.link("jobs", job_id), "rejected", str(error))
         else:
-            return _answered(request, settings, session, link(request, "jobs", job_id), result)
-    return await _with_errors(request, job_id, session, settings, manage, values, errors)
+            kind = outcome_kind(result.status)
+            return view.back_to(view.link("jobs", job_id), kind, result.detail)
+    return await _with_errors(view, job_id, values, errors)
 
 
 def _schedule(values: dict[str, str]) -> tuple[Any, dict[str, str]]:
@@ -366,51 +318,24 @@ def _schedule_field(field: str) -> str:
     return {"timezone": "zone", "": "schedule"}.get(name, name)
 
 
-async def _with_errors(
-    request: Request,
-    job_id: str,
-    session: DashboardSession,
-    settings: Settings,
-    manage: Management,
-    form: dict[str, str],
-    errors: dict[str, str],
-) -> HTMLResponse:
-    return await job_page(
-        request, job_id, session, settings, manage, form=form, errors=errors, status_code=422
-    )
-
-
 # Runs
 
 
 @router.post("/executions/{execution_id}/retry")
-async def retry(
-    execution_id: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    manage: ManagementDep,
-) -> Response:
-    await _checked_form(request, settings, session)
+async def retry(execution_id: str, view: ViewDep) -> Response:
+    await _change_form(view)
     try:
-        result = await run_in_threadpool(manage.retry, execution_id)
+        result = await run_in_threadpool(view.manage.retry, execution_id)
     except ManagementError as error:
-        back = link(request, "executions", execution_id)
-        return _rejected(request, settings, session, back, error)
+        return view.back_to(view.link("executions", execution_id), "rejected", str(error))
     # On to the new run, which the page then follows as it starts and ends.
-    new_run = link(request, "executions", result.execution_id or execution_id)
+    new_run = view.link("executions", result.execution_id or execution_id)
     message = f"{result.detail} (a retry of execution {execution_id})"
-    return _answered(request, settings, session, new_run, result, message)
+    return view.back_to(new_run, outcome_kind(result.status), message)
 
 
 @router.post("/executions/{execution_id}/cancel")
-async def cancel(
-    execution_id: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    manage: ManagementDep,
-) -> Response:
-    await _checked_form(request, settings, session)
-    back = link(request, "executions", execution_id)
-    return await _answer(request, settings, session, back, lambda: manage.cancel(execution_id))
+async def cancel(execution_id: str, view: ViewDep) -> Response:
+    await _change_form(view)
+    back = view.link("executions", execution_id)
+    return await _answer(view, back, lambda: view.manage.cancel(execution_id))

@@ -1,33 +1,30 @@
 """The dashboard's pages: overview, jobs, a job, runs, a run and the audit log.
 
-Each page reads through `Management`, the layer the API and the CLI use. Filters come from
-the query string; a value that does not parse is named on the page, never ignored.
+Each page reads through `Management`, the layer the API and the CLI use; the handlers are
+plain functions, which FastAPI runs off the event loop, since the database calls block.
+Filters come from the query string; a value that does not parse is named on the page, never
+ignored.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
-from app.components.backend.dashboard.rendering import (
-    ManagementDep,
-    SessionDep,
-    render,
-)
-from app.components.backend.dashboard.sessions import DashboardSession
-from app.components.backend.deps import SettingsDep
+from app.components.backend.dashboard.rendering import View, ViewDep
 from app.components.management.errors import InvalidInput
 from app.components.management.schemas import ExecutionInfo
 from app.components.management.service import Management
-from app.core.enums import AuditAction, ExecutionStatus, JobState, Queue
-from app.core.settings import Settings
+from app.core.enums import AuditAction, CommandStatus, ExecutionStatus, JobState, Queue
+from app.core.text import CONTROL_CHARACTERS
+
+_CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 router = APIRouter()
 
@@ -59,6 +56,9 @@ class Filters:
         if len(value) > most:
             self.errors[name] = f"is longer than {most} characters"
             return None
+        if _CONTROL.search(value):
+            self.errors[name] = "holds control characters: give printable text"
+            return None
         return value or None
 
     def choice(self, name: str, kind: type[Choice]) -> Choice | None:
@@ -74,7 +74,7 @@ class Filters:
 
     def page(self) -> int:
         value = self.query.get("page", "1")
-        if not value.isdigit() or not 1 <= int(value) <= 100_000:
+        if not re.fullmatch(r"[0-9]{1,6}", value) or not 1 <= int(value) <= 100_000:
             self.errors["page"] = "is not a page number"
             return 1
         return int(value)
@@ -86,40 +86,27 @@ class Filters:
             return None
         try:
             moment = datetime.fromisoformat(value)
-        except ValueError:
+            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        except (ValueError, OverflowError):
             self.errors[name] = f"{value[:40]!r} is not a date and time (YYYY-MM-DDTHH:MM)"
             return None
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
-
-async def _read(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    # Management works on the database synchronously: off the event loop.
-    return await run_in_threadpool(call, *args, **kwargs)
-
-
-def _page(
-    request: Request,
-    template: str,
-    context: dict[str, Any],
-    session: DashboardSession,
-    settings: Settings,
-    status_code: int = 200,
-) -> HTMLResponse:
-    return render(
-        request, template, context, session=session, settings=settings, status_code=status_code
-    )
+    @property
+    def status_code(self) -> int:
+        """400 when a value did not parse: the page is shown, with the reason beside it."""
+        return 400 if self.errors else 200
 
 
 @router.get("", response_class=HTMLResponse)
-async def overview(
-    request: Request, session: SessionDep, settings: SettingsDep, manage: ManagementDep
-) -> HTMLResponse:
+def overview(view: ViewDep) -> HTMLResponse:
     """Who leads, the instances' heartbeats, a day's runs per queue, failures, the next fires."""
-    status = await _read(manage.status)
-    failures = await _read(_recent_failures, manage)
-    coming = await _read(manage.list_jobs, JobState.SCHEDULED, None, RECENT, 0)
-    context = {"status": status, "failures": failures, "coming": coming.items}
-    return _page(request, "overview.html", context, session, settings)
+    manage = view.manage
+    context = {
+        "status": manage.status(),
+        "failures": _recent_failures(manage),
+        "coming": manage.list_jobs(JobState.SCHEDULED, None, RECENT, 0).items,
+    }
+    return view.page("overview.html", context)
 
 
 def _recent_failures(manage: Management) -> list[ExecutionInfo]:
@@ -132,69 +119,60 @@ def _recent_failures(manage: Management) -> list[ExecutionInfo]:
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-async def jobs(
-    request: Request, session: SessionDep, settings: SettingsDep, manage: ManagementDep
-) -> HTMLResponse:
+def jobs(view: ViewDep) -> HTMLResponse:
     """Every job, with its schedule, next run, last status and success rate."""
-    filters = Filters(request)
+    filters = Filters(view.request)
     search = filters.text("q")
     state = filters.choice("state", JobState)
     queue = filters.choice("queue", Queue)
     page = filters.page()
-    listing = await _read(
-        manage.list_jobs, state, queue, JOBS_PER_PAGE, (page - 1) * JOBS_PER_PAGE, search
-    )
-    pages = max(1, -(-listing.total // JOBS_PER_PAGE))
+    offset = (page - 1) * JOBS_PER_PAGE
+    listing = view.manage.list_jobs(state, queue, JOBS_PER_PAGE, offset, search)
     context = {
         "jobs": listing,
         "page": page,
-        "pages": pages,
+        "pages": _pages(listing.total, JOBS_PER_PAGE),
         "filters": {"q": search, "state": state, "queue": queue},
         "errors": filters.errors,
         "states": list(JobState),
         "queues": list(Queue),
     }
-    code = 400 if filters.errors else 200
-    return _page(request, "jobs.html", context, session, settings, code)
+    return view.page("jobs.html", context, filters.status_code)
+
+
+def _pages(total: int, per_page: int) -> int:
+    return max(1, -(-total // per_page))
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-async def job(
-    job_id: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    manage: ManagementDep,
-) -> HTMLResponse:
+def job(job_id: str, view: ViewDep) -> HTMLResponse:
     """A job's definition, next fires, recent runs, why it did not run, and its actions."""
-    return await job_page(request, job_id, session, settings, manage)
+    return job_page(view, job_id)
 
 
-async def job_page(
-    request: Request,
+def job_page(
+    view: View,
     job_id: str,
-    session: DashboardSession,
-    settings: Settings,
-    manage: Management,
     *,
     form: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
     """The job page; an action's form comes back with its values and errors inline."""
-    detail = await _read(manage.job, job_id)
-    recent = await _read(manage.execution_feed, job_id=job_id, limit=RECENT * 2)
-    timeline = await _read(_why_not_run, manage, job_id)
+    manage = view.manage
+    detail = manage.job(job_id)
+    inputs = {name: f"<{kind}>" for name, kind in detail.inputs.items()}
     context = {
         "job": detail,
-        "recent": recent.items,
-        "timeline": timeline,
+        "recent": manage.execution_feed(job_id=job_id, limit=RECENT * 2).items,
+        "timeline": _why_not_run(manage, job_id),
         "form": form or {},
         "errors": errors or {},
-        "input_example": json.dumps({name: f"<{kind}>" for name, kind in detail.inputs.items()}),
-        "default_zone": settings.timezone,
+        "input_example": json.dumps(inputs),
+        "live_url": view.link("jobs", job_id),
+        "default_zone": view.settings.timezone,
     }
-    return _page(request, "job.html", context, session, settings, status_code)
+    return view.page("job.html", context, status_code)
 
 
 def _why_not_run(manage: Management, job_id: str) -> list[dict[str, Any]]:
@@ -212,10 +190,11 @@ def _why_not_run(manage: Management, job_id: str) -> list[dict[str, Any]]:
             )
     for action in (AuditAction.PAUSE, AuditAction.RESUME):
         for entry in manage.audit(job_id=job_id, action=action, limit=RECENT).items:
+            refused = entry.outcome is CommandStatus.REJECTED
             events.append(
                 {
                     "at": entry.at,
-                    "what": f"{action.value}d",
+                    "what": f"{action.value} refused" if refused else f"{action.value}d",
                     "reason": f"by {entry.actor_kind.value} {entry.actor} ({entry.outcome.value})",
                     "execution_id": None,
                 }
@@ -224,23 +203,20 @@ def _why_not_run(manage: Management, job_id: str) -> list[dict[str, Any]]:
 
 
 @router.get("/executions", response_class=HTMLResponse)
-async def executions(
-    request: Request, session: SessionDep, settings: SettingsDep, manage: ManagementDep
-) -> HTMLResponse:
+def executions(view: ViewDep) -> HTMLResponse:
     """Runs, newest first, by job, status and time, a page at a time."""
-    filters = Filters(request)
+    filters = Filters(view.request)
     job_id = filters.text("job", 191)
     status = filters.choice("status", ExecutionStatus)
     since = filters.time("since")
     until = filters.time("until")
     before = filters.text("before", 200)
+    manage = view.manage
     try:
-        feed = await _read(
-            manage.execution_feed, job_id, status, since, until, RUNS_PER_PAGE, before
-        )
+        feed = manage.execution_feed(job_id, status, since, until, RUNS_PER_PAGE, before)
     except InvalidInput as error:
         filters.errors.update(error.problems)
-        feed = await _read(manage.execution_feed, job_id, status, since, until, RUNS_PER_PAGE)
+        feed = manage.execution_feed(job_id, status, since, until, RUNS_PER_PAGE)
     context = {
         "feed": feed,
         "filters": {
@@ -253,43 +229,30 @@ async def executions(
         "errors": filters.errors,
         "statuses": list(ExecutionStatus),
     }
-    code = 400 if filters.errors else 200
-    return _page(request, "executions.html", context, session, settings, code)
+    return view.page("executions.html", context, filters.status_code)
 
 
 @router.get("/executions/{execution_id}", response_class=HTMLResponse)
-async def execution(
-    execution_id: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    manage: ManagementDep,
-) -> HTMLResponse:
+def execution(execution_id: str, view: ViewDep) -> HTMLResponse:
     """One run: timings, attempt, instance, error and traceback; retry and cancel."""
-    run = await _read(manage.execution, execution_id)
-    context = {"run": run}
-    return _page(request, "execution.html", context, session, settings)
+    return view.page("execution.html", {"run": view.manage.execution(execution_id)})
 
 
 @router.get("/audit", response_class=HTMLResponse)
-async def audit_log(
-    request: Request, session: SessionDep, settings: SettingsDep, manage: ManagementDep
-) -> HTMLResponse:
+def audit_log(view: ViewDep) -> HTMLResponse:
     """Every change, who made it, and what became of it."""
-    filters = Filters(request)
+    filters = Filters(view.request)
     job_id = filters.text("job", 191)
     action = filters.choice("action", AuditAction)
     page = filters.page()
-    entries = await _read(
-        manage.audit, job_id, action, None, AUDIT_PER_PAGE, (page - 1) * AUDIT_PER_PAGE
-    )
+    offset = (page - 1) * AUDIT_PER_PAGE
+    entries = view.manage.audit(job_id, action, None, AUDIT_PER_PAGE, offset)
     context = {
         "entries": entries,
         "page": page,
-        "pages": max(1, -(-entries.total // AUDIT_PER_PAGE)),
+        "pages": _pages(entries.total, AUDIT_PER_PAGE),
         "filters": {"job": job_id, "action": action},
         "errors": filters.errors,
         "actions": list(AuditAction),
     }
-    code = 400 if filters.errors else 200
-    return _page(request, "audit.html", context, session, settings, code)
+    return view.page("audit.html", context, filters.status_code)

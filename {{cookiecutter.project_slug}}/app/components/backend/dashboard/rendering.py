@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -75,32 +76,69 @@ def current_session(request: Request, settings: SettingsDep) -> DashboardSession
 SessionDep = Annotated[DashboardSession, Depends(current_session)]
 
 
-def session_management(engine: EngineDep, settings: SettingsDep, session: SessionDep) -> Management:
-    """The management layer, with changes recorded under this dashboard session.
+@dataclass(frozen=True)
+class View:
+    """What a signed-in dashboard request works with: the request, its session, the settings
+    and the management layer that records changes under the session."""
+
+    request: Request
+    session: DashboardSession
+    settings: Settings
+    manage: Management
+
+    def link(self, *parts: str, **query: Any) -> str:
+        return link(self.request, *parts, **query)
+
+    def page(self, template: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+        return render(
+            self.request,
+            template,
+            context,
+            session=self.session,
+            settings=self.settings,
+            status_code=status_code,
+        )
+
+    def back_to(self, to: str, kind: str, text: str) -> Response:
+        """Back to a page (303, so a reload does not repeat the action), with a message."""
+        response = RedirectResponse(to, status_code=303)
+        flash = sign_flash(self.settings, self.session, kind, text)
+        set_cookie(self.request, response, FLASH_COOKIE, flash, 60)
+        return response
+
+
+def current_view(
+    request: Request, engine: EngineDep, settings: SettingsDep, session: SessionDep
+) -> View:
+    """The signed-in request's view.
 
     Before the first migration every page says how to make the tables, rather than showing
     empty lists.
     """
     manage = Management(engine, settings, actor=Actor.dashboard_session(session.id))
     manage.require_tables()
-    return manage
+    return View(request, session, settings, manage)
 
 
-ManagementDep = Annotated[Management, Depends(session_management)]
+ViewDep = Annotated[View, Depends(current_view)]
 
 
 def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
-    """A dashboard cookie: HttpOnly, SameSite=Strict, for /dashboard only, and Secure when the
-    dashboard is reached over https."""
+    """A dashboard cookie: HttpOnly, SameSite=Strict, for the dashboard's path only (behind a
+    proxy's prefix too), and Secure when the dashboard is reached over https."""
     response.set_cookie(
         name,
         value,
         max_age=max_age,
-        path=COOKIE_PATH,
+        path=prefix(request),
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
     )
+
+
+def delete_cookie(request: Request, response: Response, name: str) -> None:
+    response.delete_cookie(name, path=prefix(request))
 
 
 def render(
@@ -127,27 +165,16 @@ def render(
             "flash": flash,
             "now": datetime.now(UTC),
             "link": lambda *parts, **query: link(request, *parts, **query),
+            # What the live parts re-read: this page, or, for a form sent back with its
+            # errors, the page the form is on.
+            "live_url": str(request.url) if request.method == "GET" else "",
             **context,
         },
         status_code=status_code,
         headers=PAGE_HEADERS,
     )
     if flash is not None:
-        response.delete_cookie(FLASH_COOKIE, path=COOKIE_PATH)
-    return response
-
-
-def redirect_with_message(
-    request: Request,
-    settings: Settings,
-    session: DashboardSession,
-    to: str,
-    kind: str,
-    text: str,
-) -> Response:
-    """Back to a page (303, so a reload does not repeat the action), with a message on it."""
-    response = RedirectResponse(to, status_code=303)
-    set_cookie(request, response, FLASH_COOKIE, sign_flash(settings, session, kind, text), 60)
+        delete_cookie(request, response, FLASH_COOKIE)
     return response
 
 

@@ -30,7 +30,7 @@ def install(app: FastAPI) -> None:
         name="dashboard-static",
     )
     unknown = APIRouter()
-    unknown.add_api_route("/{path:path}", _unknown_page, methods=["GET"])
+    unknown.add_api_route("/{path:path}", _unknown_page, methods=["GET", "POST"])
     # The catch-all last, so that every other page is matched first.
     for router in (pages.router, actions.router, unknown):
         app.include_router(router, prefix=COOKIE_PATH, include_in_schema=False)

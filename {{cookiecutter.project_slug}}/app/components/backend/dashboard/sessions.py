@@ -3,7 +3,8 @@
 Signing in with the operator token (`API_TOKEN`) or the read-only one (`API_READ_TOKEN`) gives
 a cookie that says which, until when, and a random session id for the audit log. It is
 signed with a key derived from that token, so changing a token ends every session it
-started, and nothing is kept on the server.
+started, and nothing is kept on the server: signing out removes the cookie from the browser,
+and a copy taken before works until it expires or its token changes.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def _signature(key: bytes, payload: str) -> str:
 
 
 def start_session(settings: Settings, access: Access) -> tuple[DashboardSession, str]:
-    """A new session for `access`, and its cookie's value."""
+    """A new session for `access`, and its cookie's value: `access.payload.signature`."""
     key = _key(settings, access)
     assert key is not None, "a session starts only for a token that is configured"
     session = DashboardSession(
@@ -70,25 +71,33 @@ def start_session(settings: Settings, access: Access) -> tuple[DashboardSession,
         access=access,
         expires_at=time.time() + settings.dashboard_session_hours * 3600,
     )
-    payload = _encode(
-        json.dumps({"id": session.id, "access": access.value, "exp": session.expires_at}).encode()
-    )
-    return session, f"{payload}.{_signature(key, payload)}"
+    payload = _encode(json.dumps({"id": session.id, "exp": session.expires_at}).encode())
+    signed = f"{access.value}.{payload}"
+    return session, f"{signed}.{_signature(key, signed)}"
 
 
 def read_session(settings: Settings, cookie: str | None) -> DashboardSession | None:
-    """The session a cookie stands for; None when it is missing, forged, stale or expired."""
-    if not cookie or cookie.count(".") != 1:
+    """The session a cookie stands for; None when it is missing, forged, stale or expired.
+
+    The signature is checked before anything in the cookie is decoded: what a stranger wrote
+    is never parsed.
+    """
+    if not cookie or cookie.count(".") != 2:
         return None
-    payload, signature = cookie.split(".")
+    access_name, payload, signature = cookie.split(".")
     try:
-        data = json.loads(_decode(payload))
-        access = Access(data["access"])
-        session = DashboardSession(id=str(data["id"]), access=access, expires_at=float(data["exp"]))
-    except (ValueError, KeyError, TypeError, binascii.Error):
+        access = Access(access_name)
+    except ValueError:
         return None
     key = _key(settings, access)
-    if key is None or not hmac.compare_digest(_signature(key, payload), signature):
+    if key is None or not hmac.compare_digest(
+        _signature(key, f"{access_name}.{payload}"), signature
+    ):
+        return None
+    try:
+        data = json.loads(_decode(payload))
+        session = DashboardSession(id=str(data["id"]), access=access, expires_at=float(data["exp"]))
+    except (ValueError, KeyError, TypeError, binascii.Error):
         return None
     if session.expires_at <= time.time():
         return None

@@ -54,7 +54,7 @@
     const controller = new AbortController();
     const timer = setTimeout(function () { controller.abort(); }, TIMEOUT_MS);
     try {
-      const response = await fetch(window.location.href, {
+      const response = await fetch(document.body.dataset.liveUrl || window.location.href, {
         credentials: "same-origin",
         cache: "no-store",
         headers: { "X-Live-Refresh": "1" },
@@ -65,7 +65,8 @@
         window.location.assign(response.url);
         return;
       }
-      if (!response.ok) {
+      // A page with a filter that does not parse (400) still has its parts to show.
+      if (!response.ok && response.status !== 400) {
         throw new Error("HTTP " + response.status);
       }
       const page = new DOMParser().parseFromString(await response.text(), "text/html");
@@ -85,7 +86,7 @@
     window.setTimeout(refresh, delay);
   }
 
-  if (parts().length > 0) {
+  if (parts().length > 0 && document.body.dataset.liveUrl) {
     later(PERIOD_MS);
   }
 })();
