@@ -14,7 +14,6 @@ from apscheduler.triggers.base import BaseTrigger
 
 from app.components.scheduler.fires import first_fire, next_fire
 
-
 # A daylight-saving change moves clocks by two hours at most.
 _LOOK_BACK = timedelta(hours=2)
 _STEPS_MOST = 64
