@@ -166,8 +166,8 @@ class RunFigures:
 def run_figures(session: Session, job_ids: Collection[str]) -> dict[str, RunFigures]:
     """Each job's figures, in three statements whatever the number of jobs.
 
-    Each job's latest runs are read through its own range of the `(job_id, scheduled_at, id)`
-    index, so a job with 100,000 runs costs no more than one with a hundred.
+    Each job's latest runs are read through its own range of the job's index (which holds the
+    status), so a job with 100,000 runs costs no more than one with a hundred.
     """
     if not job_ids:
         return {}
@@ -181,9 +181,11 @@ def run_figures(session: Session, job_ids: Collection[str]) -> dict[str, RunFigu
             finished_at=row.finished_at,
             error_message=row.error_message,
         )
-    statuses: dict[str, list[str]] = {job_id: [] for job_id in ids}
-    for row in _latest(session, ids, _Latest.COUNTED, RATE_WINDOW):
-        statuses[row.job_id].append(row.status)
+    # Counted in the database: 100 runs of each of 50 jobs need not cross to Python.
+    rates = {
+        row.job_id: (int(row.counted), int(row.succeeded))
+        for row in _latest(session, ids, _Latest.COUNTED, RATE_WINDOW)
+    }
     running_rows = session.execute(
         select(JobExecution.job_id, func.count())
         .where(JobExecution.job_id.in_(ids), JobExecution.status == ExecutionStatus.RUNNING)
@@ -192,14 +194,11 @@ def run_figures(session: Session, job_ids: Collection[str]) -> dict[str, RunFigu
     running = {job_id: int(count) for job_id, count in running_rows}
     figures = {}
     for job_id in ids:
-        counted = statuses[job_id]
-        rate = (
-            round(counted.count(ExecutionStatus.SUCCEEDED) / len(counted), 4) if counted else None
-        )
+        counted, succeeded = rates.get(job_id, (0, 0))
         figures[job_id] = RunFigures(
             last_run=last.get(job_id),
-            success_rate=rate,
-            runs_counted=len(counted),
+            success_rate=round(succeeded / counted, 4) if counted else None,
+            runs_counted=counted,
             running=running.get(job_id, 0),
         )
     return figures
@@ -221,6 +220,14 @@ def _latest(session: Session, ids: list[str], which: _Latest, per_job: int) -> S
     else:
         statement = _latest_union(len(ids), which, per_job)
         params = {f"job_{number}": job_id for number, job_id in enumerate(ids)}
+    if which is _Latest.COUNTED:
+        latest = statement.subquery()
+        succeeded = case((latest.c.status == ExecutionStatus.SUCCEEDED.value, 1), else_=0)
+        statement = select(
+            latest.c.job_id,
+            func.count().label("counted"),
+            func.sum(succeeded).label("succeeded"),
+        ).group_by(latest.c.job_id)
     return session.execute(statement, params).all()
 
 
