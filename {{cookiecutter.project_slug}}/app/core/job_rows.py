@@ -10,7 +10,7 @@ from sqlalchemy import Engine, select
 
 from app.core.db import tables_exist
 from app.core.models import Job
-from app.core.schedule_specs import Spec, parse_spec
+from app.core.schedule_specs import Spec, dump_spec, parse_spec
 from app.core.schedules import ScheduleError, describe_trigger, parse_timezone
 from app.core.times import UtcTime
 
@@ -27,9 +27,17 @@ class JobInfo(BaseModel):
     paused: bool
 
 
-@lru_cache(maxsize=4096)
 def describe_spec(spec: Spec, default_zone: str) -> str:
-    """A schedule's human-readable form, as `describe_trigger` writes it (once per schedule)."""
+    """A schedule's human-readable form, as `describe_trigger` writes it (once per schedule).
+
+    Cached by the spec's stored text: a spec holding a dict (cron fields) cannot be hashed.
+    """
+    return _described(dump_spec(spec), default_zone)
+
+
+@lru_cache(maxsize=4096)
+def _described(stored: str, default_zone: str) -> str:
+    spec = parse_spec(stored)
     try:
         zone = parse_timezone(spec.timezone or default_zone)
         return describe_trigger(spec.to_schedule().to_trigger(zone))

@@ -357,3 +357,19 @@ def test_executions_filter_by_status_and_time(
     assert naive.json()["detail"][0]["loc"] == ["query", "since"]
     with session_scope(engine) as session:
         assert session.scalar(select(JobExecution.status).where(JobExecution.id == "old"))
+
+
+def test_a_job_on_cron_fields_is_listed_and_changed(
+    client: TestClient, registered: list[str]
+) -> None:
+    # A spec holding a dict: the cached description must not need to hash it.
+    added = {
+        "id": "by_fields",
+        "name": "By fields",
+        "function": "cleanup_old_records",
+        "schedule": {"kind": "cron_fields", "fields": {"minute": 5, "hour": "*/2"}},
+    }
+    assert client.post("/api/jobs", json=added).status_code == 202
+    listed = {job["id"]: job for job in client.get("/api/jobs").json()["items"]}
+    assert listed["by_fields"]["trigger"].startswith('cron "5 */2 * * *"')
+    assert client.post("/api/jobs/by_fields/pause").status_code == 202
