@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from functools import lru_cache
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine, select
@@ -32,17 +31,23 @@ def describe_spec(spec: Spec, default_zone: str) -> str:
 
     Cached by the spec's stored text: a spec holding a dict (cron fields) cannot be hashed.
     """
-    return _described(dump_spec(spec), default_zone)
+    key = (dump_spec(spec), default_zone)
+    described = _descriptions.get(key)
+    if described is None:
+        try:
+            zone = parse_timezone(spec.timezone or default_zone)
+            described = describe_trigger(spec.to_schedule().to_trigger(zone))
+        except ScheduleError as error:
+            described = f"invalid: {error}"
+        if len(_descriptions) >= _DESCRIPTIONS_MOST:
+            _descriptions.clear()
+        _descriptions[key] = described
+    return described
 
 
-@lru_cache(maxsize=4096)
-def _described(stored: str, default_zone: str) -> str:
-    spec = parse_spec(stored)
-    try:
-        zone = parse_timezone(spec.timezone or default_zone)
-        return describe_trigger(spec.to_schedule().to_trigger(zone))
-    except ScheduleError as error:
-        return f"invalid: {error}"
+# Thousands of jobs share a few schedules: each is described once.
+_descriptions: dict[tuple[str, str], str] = {}
+_DESCRIPTIONS_MOST = 4096
 
 
 def describe_stored(schedule: str, default_zone: str) -> str:

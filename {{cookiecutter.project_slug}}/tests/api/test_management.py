@@ -373,3 +373,14 @@ def test_a_job_on_cron_fields_is_listed_and_changed(
     listed = {job["id"]: job for job in client.get("/api/jobs").json()["items"]}
     assert listed["by_fields"]["trigger"].startswith('cron "5 */2 * * *"')
     assert client.post("/api/jobs/by_fields/pause").status_code == 202
+
+
+def test_a_job_on_the_longest_interval_is_listed_and_shown(
+    client: TestClient, registered: list[str]
+) -> None:
+    longest = {"schedule": {"kind": "interval", "days": 99_999}}
+    assert client.put("/api/jobs/cleanup_old_records/schedule", json=longest).status_code == 202
+    assert client.get("/api/jobs").status_code == 200
+    job = client.get("/api/jobs/cleanup_old_records").json()
+    assert job["trigger"].startswith("every")
+    assert 1 <= len(job["next_fires"]) <= 10

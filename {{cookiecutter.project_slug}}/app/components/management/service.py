@@ -84,7 +84,6 @@ from app.core.enums import (
     TriggerKind,
 )
 from app.core.health import check_health
-from app.core.job_rows import describe_spec
 from app.core.models import (
     AuditEntry,
     Job,
@@ -94,7 +93,7 @@ from app.core.models import (
     SchedulerInstance,
 )
 from app.core.schedule_specs import IntervalSpec, OnceSpec, Spec, dump_spec
-from app.core.schedules import ScheduleError
+from app.core.schedules import ScheduleError, describe_trigger
 from app.core.settings import Settings
 from app.core.text import CONTROL_CHARACTERS
 from app.core.times import iso_utc
@@ -607,7 +606,11 @@ class Management:
         )
 
     def _describe(self, definition: ScheduledJob) -> str:
-        return describe_spec(definition.spec, self.settings.timezone)
+        # From the trigger, not the spec: an interval of 99,999 days has no spec in seconds.
+        try:
+            return describe_trigger(definition.trigger(self.settings.timezone))
+        except ScheduleError as error:
+            return f"invalid: {error}"
 
     def _detail(self, session: Session, job_id: str, catalog: Catalog) -> JobDetail:
         summary = self._summary(job_id, catalog, self._figures(session, [job_id])[job_id])
