@@ -194,14 +194,18 @@ def test_scheduler_metrics_agree_with_the_history(
 
     rows = history(engine, instance)
     expected_runs = Counter((row.job_id, str(row.status)) for row in rows)
-    wait_for(
-        lambda: (
-            by_label(scrape(second.url), "scheduler_runs_total", "job_id", "status")
-            == expected_runs
-        ),
-        10,
-        f"the scraped run counts to reach the history's {dict(expected_runs)}",
-    )
+    ran = sum(1 for row in rows if row.started_at is not None)
+
+    def caught_up() -> bool:
+        # A run's count and its duration are recorded one after the other, after its row.
+        samples = scrape(second.url)
+        return by_label(
+            samples, "scheduler_runs_total", "job_id", "status"
+        ) == expected_runs and by_label(
+            samples, "scheduler_run_duration_seconds_count", "queue"
+        ) == {("default",): ran}
+
+    wait_for(caught_up, 10, f"the scraped counts to reach the history's {dict(expected_runs)}")
     samples = scrape(second.url)
     assert by_label(samples, "scheduler_runs_total", "job_id", "status") == expected_runs
 
