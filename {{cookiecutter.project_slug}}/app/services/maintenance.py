@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.engine.interfaces import DBAPICursor
 
 from app.core.db import PRIVATE_DIR_MODE, get_engine, sqlite_path
 from app.core.settings import get_settings
@@ -48,7 +50,7 @@ def run_system_maintenance(
         try:
             cursor = raw.cursor()
             cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            cursor.execute("PRAGMA optimize")
+            _optimize(cursor)
             cursor.close()
         finally:
             raw.close()
@@ -64,3 +66,18 @@ def run_system_maintenance(
             extra={"path": str(data_dir), "free_percent": free_percent, "threshold": threshold},
         )
     return MaintenanceResult(database_bytes, free_percent, low_disk)
+
+
+def _optimize(cursor: DBAPICursor) -> None:
+    """Refresh the query planner's statistics where SQLite thinks they are stale.
+
+    Its ANALYZE reads, then writes in the same statement; if another process commits in
+    between, SQLite refuses at once rather than wait (waiting could deadlock). The statistics
+    are an optimisation, so a refused pass is logged and left to the next run.
+    """
+    try:
+        cursor.execute("PRAGMA optimize")
+    except sqlite3.OperationalError as error:
+        if "locked" not in str(error) and "busy" not in str(error):
+            raise
+        logger.info("planner statistics not refreshed: the database was busy; next run retries")
