@@ -9,7 +9,7 @@ from sqlalchemy import Engine, select
 
 from app.core.db import tables_exist
 from app.core.models import Job
-from app.core.schedule_specs import Spec, dump_spec, parse_spec
+from app.core.schedule_specs import Spec, parse_spec
 from app.core.schedules import ScheduleError, describe_trigger, parse_timezone
 from app.core.times import UtcTime
 
@@ -27,27 +27,12 @@ class JobInfo(BaseModel):
 
 
 def describe_spec(spec: Spec, default_zone: str) -> str:
-    """A schedule's human-readable form, as `describe_trigger` writes it (once per schedule).
-
-    Cached by the spec's stored text: a spec holding a dict (cron fields) cannot be hashed.
-    """
-    key = (dump_spec(spec), default_zone)
-    described = _descriptions.get(key)
-    if described is None:
-        try:
-            zone = parse_timezone(spec.timezone or default_zone)
-            described = describe_trigger(spec.to_schedule().to_trigger(zone))
-        except ScheduleError as error:
-            described = f"invalid: {error}"
-        if len(_descriptions) >= _DESCRIPTIONS_MOST:
-            _descriptions.clear()
-        _descriptions[key] = described
-    return described
-
-
-# Thousands of jobs share a few schedules: each is described once.
-_descriptions: dict[tuple[str, str], str] = {}
-_DESCRIPTIONS_MOST = 4096
+    """A schedule's human-readable form, as `describe_trigger` writes it."""
+    try:
+        zone = parse_timezone(spec.timezone or default_zone)
+        return describe_trigger(spec.to_schedule().to_trigger(zone))
+    except ScheduleError as error:
+        return f"invalid: {error}"
 
 
 def describe_stored(schedule: str, default_zone: str) -> str:
