@@ -157,6 +157,28 @@ def test_the_dashboard_walk_in_a_real_browser(service: str, browser: Browser) ->
     expect(page.locator("#overview")).to_contain_text("leader")
     shoot(page, "overview")
 
+    # A live refresh changes only what changed: the heartbeat's age moves on, and a selection
+    # of the instance's id, beside it, stays selected.
+    instance = page.locator("#overview tbody tr").first
+    heartbeat = instance.locator("td").nth(3).inner_text()
+    selected = page.evaluate(
+        """() => {
+            const cell = document.querySelector("#overview tbody th").firstChild;
+            getSelection().selectAllChildren(cell.parentNode);
+            return getSelection().toString();
+        }"""
+    )
+    assert selected.strip(), "the instance's id was not selected"
+
+    def refreshes() -> int:
+        return int(page.evaluate("() => document.body.dataset.liveUpdates || '0'"))
+
+    # (Polled from here: the page's CSP forbids the eval a wait_for_function needs.)
+    seen = refreshes()
+    wait_for(lambda: refreshes() >= seen + 2, 10, "two live refreshes of the overview")
+    expect(instance.locator("td").nth(3)).not_to_have_text(heartbeat)
+    assert page.evaluate("getSelection().toString()") == selected
+
     # Pause the ticker: the page says so, and no scheduled time after the pause runs.
     page.goto("/dashboard/jobs/browser_ticker")
     expect(page.locator("#recent-title ~ .scroll tbody tr").first).to_contain_text("succeeded")

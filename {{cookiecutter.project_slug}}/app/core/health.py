@@ -11,10 +11,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.core.db import database_now, session_scope, sqlite_path, utcnow
+from app.core.db import database_now, session_scope, sqlite_path, tables_exist, utcnow
 from app.core.enums import SchedulerState
 from app.core.job_rows import JobInfo, read_jobs
 from app.core.lease_state import LeaseState, read_lease
@@ -236,7 +236,7 @@ def check_health(
             instances: Sequence[SchedulerInstance] = []
             lease: LeaseState | None = None
             # A database no scheduler has started against yet has no heartbeat table.
-            if inspect(session.connection()).has_table(SchedulerInstance.__tablename__):
+            if tables_exist(engine, SchedulerInstance.__tablename__):
                 # Newest first; older rows belong to processes long gone.
                 instances = session.scalars(
                     select(SchedulerInstance)
@@ -278,7 +278,7 @@ def check_host_scheduler(
     """
     try:
         with session_scope(engine) as session:
-            if not inspect(session.connection()).has_table(SchedulerInstance.__tablename__):
+            if not tables_exist(engine, SchedulerInstance.__tablename__):
                 return False, "no scheduler has reported a heartbeat yet"
             latest = session.scalars(
                 select(SchedulerInstance)

@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, MetaData, inspect, text
+from sqlalchemy import Column, Connection, Engine, MetaData, inspect, text
 
 from app import COMMAND
 from app.core.db import Base, open_private_file, sqlite_path
@@ -191,6 +191,27 @@ def stamp(engine: Engine, revision: str) -> None:
             command.stamp(alembic_config(connection), revision)
         except CommandError as error:
             raise SchemaError(f"cannot stamp {revision}: {error}") from None
+
+
+def include_object(
+    item: object, name: str | None, kind: str, reflected: bool, compare_to: object
+) -> bool:
+    """Autogenerate's filter: leave indexes on expressions out of its comparison.
+
+    PostgreSQL stores an expression in its own words (casts added, parentheses moved), so
+    the stored index never reads as the model's and every check would report a change; SQLite
+    cannot report them at all. Their migrations are written by hand.
+    """
+    return not (kind == "index" and name in _expression_indexes())
+
+
+def _expression_indexes() -> set[str]:
+    return {
+        str(index.name)
+        for table in target_metadata().tables.values()
+        for index in table.indexes
+        if any(not isinstance(part, Column) for part in index.expressions)
+    }
 
 
 def schema_problem(connection: Connection) -> str | None:

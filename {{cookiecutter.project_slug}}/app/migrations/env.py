@@ -16,7 +16,7 @@ from sqlalchemy.types import TypeDecorator
 
 from app.core.db import create_db_engine
 from app.core.log import configure_logging
-from app.core.migrations import lock_for_upgrade, target_metadata
+from app.core.migrations import include_object, lock_for_upgrade, target_metadata
 from app.core.settings import get_settings
 
 
@@ -34,6 +34,7 @@ def run_migrations(connection: Connection) -> None:
         # SQLite cannot alter most of a table in place; batch mode copies it instead.
         render_as_batch=True,
         render_item=render_item,
+        include_object=include_object,
         compare_type=True,
     )
     with context.begin_transaction():

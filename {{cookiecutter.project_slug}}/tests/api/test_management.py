@@ -248,6 +248,34 @@ def test_without_a_scheduler_a_change_is_stored_and_says_so(
     assert (status["job_revision"], status["applied_revision"]) == (body["revision"], 0)
 
 
+def test_the_status_counts_a_days_runs_and_every_unfinished_one(
+    client: TestClient, engine: Engine, registered: list[str]
+) -> None:
+    now = utcnow()
+    two_days_ago = now - timedelta(days=2)
+    with session_scope(engine) as session:
+        for number, status in enumerate(
+            [ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT]
+        ):
+            session.add(execution_row(f"today{number}", status, now - timedelta(hours=1)))
+        # Older than the day: a run still pending or running counts, one that ended does not.
+        session.add(execution_row("old_pending", ExecutionStatus.PENDING, two_days_ago))
+        session.add(execution_row("old_running", ExecutionStatus.RUNNING, two_days_ago))
+        session.add(execution_row("old_failed", ExecutionStatus.FAILED, two_days_ago))
+        critical = execution_row("critical", ExecutionStatus.SUCCEEDED, now)
+        critical.queue = "critical"
+        session.add(critical)
+    queues = {q["queue"]: q for q in client.get("/api/scheduler/status").json()["queues"]}
+    assert {name: queues[name]["succeeded"] for name in queues} == {
+        "critical": 1,
+        "default": 0,
+        "low": 1,
+    }
+    low = queues["low"]
+    # A run that timed out is counted as failed.
+    assert (low["pending"], low["running"], low["failed"]) == (1, 1, 2)
+
+
 def test_run_now_records_a_pending_execution_at_once(
     client: TestClient, registered: list[str]
 ) -> None:

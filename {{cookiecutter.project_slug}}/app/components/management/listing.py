@@ -35,7 +35,7 @@ from app.components.management.schemas import LastRun
 from app.components.scheduler.catalog import Definitions
 from app.components.scheduler.definition import ScheduledJob
 from app.core.enums import RATE_STATUSES, UNFINISHED, ExecutionStatus, JobOrigin, JobState, Queue
-from app.core.models import Job, JobExecution, JobRevision
+from app.core.models import JOB_LISTING_ORDER, Job, JobExecution, JobRevision
 from app.core.schedules import ScheduleError
 
 # A job's success rate is over this many of its latest runs that ended.
@@ -51,10 +51,15 @@ class JobQuery:
     it, and the code only with a restart.
     """
 
-    def __init__(self, session: Session, code: Sequence[ScheduledJob]) -> None:
+    def __init__(
+        self, session: Session, code: Sequence[ScheduledJob], revision: int | None = None
+    ) -> None:
+        """`revision` is the job revision when the caller has read it already."""
         self.code = code
         self.code_ids = [job.id for job in code]
-        self.invalid_ids = _invalid_runtime_jobs(session, code)
+        if revision is None:
+            revision = session.scalar(select(JobRevision.revision).where(JobRevision.id == 1)) or 0
+        self.invalid_ids = _invalid_runtime_jobs(session, code, revision)
 
     def listed(self) -> ColumnElement[bool]:
         """Rows that stand for a job: runtime ones, and code ones still in the code."""
@@ -86,17 +91,25 @@ class JobQuery:
             needle = search.lower()
             conditions.append(
                 or_(
-                    func.lower(Job.id).contains(needle, autoescape=True),
+                    # Ids are lowercase by rule: lowering each of 10,000 costs a third of the
+                    # search's time for nothing.
+                    Job.id.contains(needle, autoescape=True),
                     func.lower(Job.name).contains(needle, autoescape=True),
                 )
             )
         return conditions
 
-    @staticmethod
-    def order() -> tuple[ColumnElement[Any] | InstrumentedAttribute[str], ...]:
-        """Soonest next run first; paused and unscheduled jobs after, by id."""
-        next_run = case((Job.paused, None), else_=Job.next_run_at)
-        return (next_run.is_(None), next_run, Job.id)
+    def page(
+        self, session: Session, conditions: Sequence[ColumnElement[bool]], limit: int, offset: int
+    ) -> list[Job]:
+        """One page of the stored jobs that meet `conditions`, in the listing's order.
+
+        The order is the one `ix_jobs_listing` holds, so the page is read from the index.
+        """
+        statement = (
+            select(Job).where(*conditions).order_by(*JOB_LISTING_ORDER).limit(limit).offset(offset)
+        )
+        return list(session.scalars(statement))
 
     def unstored(
         self, session: Session, state: JobState | None, queue: Queue | None, search: str | None
@@ -115,19 +128,14 @@ class JobQuery:
         ]
 
     def counts(self, session: Session) -> dict[JobState, int]:
-        """Jobs by state, in one pass over the table: each row's state is worked out once."""
-        state = case(
-            (self.invalid(), JobState.INVALID.value),
-            (Job.paused, JobState.PAUSED.value),
-            (Job.next_run_at.is_(None), JobState.UNSCHEDULED.value),
-            else_=JobState.SCHEDULED.value,
-        ).label("state")
+        """Jobs by state, in one pass over the table, each state counted by a filter."""
+        by_state = {state: self.in_state(state) for state in JobState}
         found = session.execute(
-            select(state, func.count()).where(self.listed()).group_by(state)
-        ).all()
-        counts = dict.fromkeys(JobState, 0)
-        for name, count in found:
-            counts[JobState(name)] = int(count)
+            select(*(func.count().filter(condition) for condition in by_state.values())).where(
+                self.listed()
+            )
+        ).one()
+        counts = {state: int(count) for state, count in zip(by_state, found, strict=True)}
         counts[JobState.UNSCHEDULED] += len(self.unstored(session, None, None, None))
         return counts
 
@@ -136,8 +144,9 @@ class JobQuery:
 _invalid_cache: dict[int, tuple[Sequence[ScheduledJob], int, list[str]]] = {}
 
 
-def _invalid_runtime_jobs(session: Session, code: Sequence[ScheduledJob]) -> list[str]:
-    revision = session.scalar(select(JobRevision.revision).where(JobRevision.id == 1)) or 0
+def _invalid_runtime_jobs(
+    session: Session, code: Sequence[ScheduledJob], revision: int
+) -> list[str]:
     cached = _invalid_cache.get(id(code))
     if cached is not None and cached[0] is code and cached[1] == revision:
         return cached[2]

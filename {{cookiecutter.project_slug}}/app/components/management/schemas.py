@@ -62,6 +62,16 @@ class NextFire(BaseModel):
     )
 
 
+class NotRunEvent(BaseModel):
+    """Why a job did not run when it was due: a run that did not happen or did not end on its
+    own, or a pause or resume of its schedule."""
+
+    at: UtcTime
+    what: str = Field(description="The run's status, or `paused` / `resumed` (or refused).")
+    reason: str = Field(description="The run's error, or who changed the schedule.")
+    execution_id: str | None = None
+
+
 class JobDetail(JobSummary):
     """One job: its definition, state, next run, last run and success rate."""
 

@@ -15,11 +15,24 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import CursorResult, Engine, delete, false, func, select, update
+from sqlalchemy import (
+    CompoundSelect,
+    CursorResult,
+    Engine,
+    Select,
+    bindparam,
+    delete,
+    false,
+    func,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from app import ENV_PREFIX
@@ -47,6 +60,7 @@ from app.components.management.schemas import (
     JobPage,
     JobSummary,
     NextFire,
+    NotRunEvent,
     QueueCounts,
     SchedulerStatus,
 )
@@ -108,6 +122,20 @@ _POLL_SECONDS = 0.01
 Change = Callable[[Session, Catalog], str]
 
 
+# Runs that did not run or did not end on their own: a job's "why it did not run".
+NOT_RUN = (
+    ExecutionStatus.MISSED,
+    ExecutionStatus.SKIPPED,
+    ExecutionStatus.INTERRUPTED,
+    ExecutionStatus.CANCELLED,
+)
+
+# Schedules described, by schedule and zones: building a cron trigger to describe it costs more
+# than the rest of a listed job, and a page of 50 often holds a handful of distinct schedules.
+_descriptions: dict[tuple[str, str | None, str], str] = {}
+_DESCRIPTIONS_KEPT = 10_000
+
+
 class Management:
     """Jobs, runs and the scheduler's status, on the shared database.
 
@@ -158,21 +186,7 @@ class Management:
                 stored_total = (
                     session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0
                 )
-                # The page's ids first, then their rows: sorting ids alone is what keeps a
-                # deep page (an offset of thousands) cheap.
-                page_ids = list(
-                    session.scalars(
-                        select(Job.id)
-                        .where(*conditions)
-                        .order_by(*query.order())
-                        .limit(limit)
-                        .offset(offset)
-                    )
-                )
-                found = {
-                    row.id: row for row in session.scalars(select(Job).where(Job.id.in_(page_ids)))
-                }
-                rows = [found[job_id] for job_id in page_ids if job_id in found]
+                rows = query.page(session, conditions, limit, offset)
                 unstored = query.unstored(session, state, queue, search)
             catalog = catalog_of(rows, self.code)
             # The code jobs without a row follow the stored ones.
@@ -182,6 +196,17 @@ class Management:
             figures = self._figures(session, ids)
         items = [self._summary(job_id, catalog, figures[job_id]) for job_id in ids]
         return JobPage(items=items, total=stored_total + len(unstored), limit=limit, offset=offset)
+
+    def upcoming(self, limit: int = 10) -> list[JobSummary]:
+        """The scheduled jobs that fire next, soonest first; without their runs' figures,
+        which a glance at what comes next does not need."""
+        if not self._has_tables():
+            return []
+        with session_scope(self.engine) as session:
+            query = JobQuery(session, self.code)
+            rows = query.page(session, query.conditions(JobState.SCHEDULED, None, None), limit, 0)
+        catalog = catalog_of(rows, self.code)
+        return [self._summary(row.id, catalog, RunFigures()) for row in rows]
 
     def job(self, job_id: str) -> JobDetail:
         """One job in full; NotFound for an unknown id."""
@@ -263,6 +288,47 @@ class Management:
         following = cursor_of(items[-1].scheduled_at, items[-1].id) if len(rows) > limit else None
         return ExecutionFeed(items=items, limit=limit, next=following)
 
+    def why_not_run(self, job_id: str, limit: int = 10) -> list[NotRunEvent]:
+        """Runs of a job that did not happen or did not end on their own (up to `limit` of
+        each status), and its latest pauses and resumes (up to 2 x `limit` of them): newest
+        first, at most 2 x `limit` in all."""
+        events: list[NotRunEvent] = []
+        if not _storable(job_id) or not tables_exist(
+            self.engine, JobExecution.__tablename__, AuditEntry.__tablename__
+        ):
+            return events
+        with session_scope(self.engine) as session:
+            for run in session.execute(_not_run_statement(limit), {"job": job_id}):
+                events.append(
+                    NotRunEvent(
+                        at=run.scheduled_at,
+                        what=run.status,
+                        reason=run.error_message or "",
+                        execution_id=run.id,
+                    )
+                )
+            changes = session.scalars(
+                select(AuditEntry)
+                .where(
+                    AuditEntry.job_id == job_id,
+                    AuditEntry.action.in_((AuditAction.PAUSE, AuditAction.RESUME)),
+                )
+                .order_by(AuditEntry.at.desc(), AuditEntry.id)
+                .limit(limit * 2)
+            )
+            for entry in changes:
+                refused = entry.outcome == CommandStatus.REJECTED
+                done = "paused" if entry.action == AuditAction.PAUSE else "resumed"
+                events.append(
+                    NotRunEvent(
+                        at=entry.at,
+                        what=f"{entry.action} refused" if refused else done,
+                        reason=f"by {entry.actor_kind} {entry.actor} ({entry.outcome})",
+                    )
+                )
+        events.sort(key=lambda event: (event.at, event.execution_id or ""), reverse=True)
+        return events[: limit * 2]
+
     def audit(
         self,
         job_id: str | None = None,
@@ -309,32 +375,25 @@ class Management:
             return ExecutionDetail.model_validate(_execution_fields(row))
 
     def status(self) -> SchedulerStatus:
-        """Instances and heartbeats, job counts, and executions per queue since a day ago."""
+        """Instances and heartbeats, job counts, and runs per queue (of those `Queue` names,
+        the only ones a run is given) since a day ago, with every unfinished one."""
         health = check_health(self.engine, self.settings.heartbeat_stale_after_seconds)
         with session_scope(self.engine) as session:
-            jobs = self._job_counts(session)
+            revision, applied_revision, pending_commands = session.execute(
+                select(
+                    select(JobRevision.revision).where(JobRevision.id == 1).scalar_subquery(),
+                    select(func.max(SchedulerInstance.applied_revision)).scalar_subquery(),
+                    self._pending_commands_count().scalar_subquery(),
+                )
+            ).one()
+            jobs = self._job_counts(session, revision or 0)
             now = database_now(session.connection())
             since = now - COUNTS_WINDOW
-            counts: dict[str, QueueCounts] = {q.value: QueueCounts(queue=q.value) for q in Queue}
-            by_queue = select(JobExecution.queue, JobExecution.status, func.count()).group_by(
-                JobExecution.queue, JobExecution.status
-            )
-            # The day's runs, and the unfinished ones from before it: two index ranges. One
-            # statement with an OR would read the whole history.
-            rows = [
-                *session.execute(by_queue.where(JobExecution.scheduled_at >= since)),
-                *session.execute(
-                    by_queue.where(
-                        JobExecution.status.in_(UNFINISHED), JobExecution.scheduled_at < since
-                    )
-                ),
-            ]
-            for queue_name, status, count in rows:
-                entry = counts.setdefault(queue_name, QueueCounts(queue=queue_name))
-                field = _COUNTED.get(ExecutionStatus(status))
-                if field:
-                    setattr(entry, field, getattr(entry, field) + count)
-            pending_commands = self._pending_commands(session)
+            counts = {queue: QueueCounts(queue=queue.value) for queue in Queue}
+            found = session.execute(_day_counts_statement(), {"since": since}).one()
+            for (queue, status), count in zip(_DAY_COUNTED, found, strict=True):
+                field = _COUNTED[status]
+                setattr(counts[queue], field, getattr(counts[queue], field) + count)
             return SchedulerStatus(
                 healthy=health.scheduler.healthy,
                 detail=health.scheduler.detail,
@@ -351,13 +410,9 @@ class Management:
                 ),
                 queues=list(counts.values()),
                 counts_since=since,
-                pending_commands=pending_commands,
-                job_revision=session.scalar(select(JobRevision.revision).where(JobRevision.id == 1))
-                or 0,
-                applied_revision=session.scalar(
-                    select(func.max(SchedulerInstance.applied_revision))
-                )
-                or 0,
+                pending_commands=pending_commands or 0,
+                job_revision=revision or 0,
+                applied_revision=applied_revision or 0,
             )
 
     # Changes
@@ -562,10 +617,10 @@ class Management:
             raise NotFound(f"no job {job_id!r}")
         return definition
 
-    def _job_counts(self, session: Session) -> Counter[JobState]:
+    def _job_counts(self, session: Session, revision: int) -> Counter[JobState]:
         if not self._has_tables():
             return Counter({JobState.UNSCHEDULED: len(self.code)})
-        return Counter(JobQuery(session, self.code).counts(session))
+        return Counter(JobQuery(session, self.code, revision).counts(session))
 
     def _figures(self, session: Session, job_ids: Sequence[str]) -> dict[str, RunFigures]:
         figures: dict[str, RunFigures] = {}
@@ -606,11 +661,19 @@ class Management:
         )
 
     def _describe(self, definition: ScheduledJob) -> str:
-        # From the trigger, not the spec: an interval of 99,999 days has no spec in seconds.
-        try:
-            return describe_trigger(definition.trigger(self.settings.timezone))
-        except ScheduleError as error:
-            return f"invalid: {error}"
+        # A schedule is a dataclass of plain values, so its repr names it exactly.
+        key = (repr(definition.schedule), definition.timezone, self.settings.timezone)
+        description = _descriptions.get(key)
+        if description is None:
+            # From the trigger, not the spec: an interval of 99,999 days has no spec in seconds.
+            try:
+                description = describe_trigger(definition.trigger(self.settings.timezone))
+            except ScheduleError as error:
+                description = f"invalid: {error}"
+            if len(_descriptions) >= _DESCRIPTIONS_KEPT:
+                _descriptions.clear()
+            _descriptions[key] = description
+        return description
 
     def _detail(self, session: Session, job_id: str, catalog: Catalog) -> JobDetail:
         summary = self._summary(job_id, catalog, self._figures(session, [job_id])[job_id])
@@ -648,13 +711,14 @@ class Management:
         ]
 
     def _pending_commands(self, session: Session, job_id: str | None = None) -> int:
+        return session.scalar(self._pending_commands_count(job_id)) or 0
+
+    @staticmethod
+    def _pending_commands_count(job_id: str | None = None) -> Select[int]:
         conditions = [SchedulerCommand.status == CommandStatus.PENDING]
         if job_id is not None:
             conditions.append(SchedulerCommand.job_id == job_id)
-        return (
-            session.scalar(select(func.count()).select_from(SchedulerCommand).where(*conditions))
-            or 0
-        )
+        return select(func.count()).select_from(SchedulerCommand).where(*conditions)
 
     def _execution_row(self, session: Session, execution_id: str) -> JobExecution:
         exists = tables_exist(self.engine, JobExecution.__tablename__)
@@ -872,6 +936,30 @@ class Management:
         )
 
 
+@lru_cache(maxsize=4)
+def _not_run_statement(limit: int) -> CompoundSelect[Any]:
+    """A job's latest `limit` runs of each status in NOT_RUN, as one UNION ALL of index
+    ranges (the job's id is the `job` parameter)."""
+    columns = (
+        JobExecution.id,
+        JobExecution.scheduled_at,
+        JobExecution.status,
+        JobExecution.error_message,
+    )
+    parts = [
+        select(
+            *select(*columns)
+            .where(JobExecution.job_id == bindparam("job"), JobExecution.status == status)
+            .order_by(JobExecution.scheduled_at.desc(), JobExecution.id.desc())
+            .limit(limit)
+            .subquery()
+            .c
+        )
+        for status in NOT_RUN
+    ]
+    return union_all(*parts)
+
+
 # How many of a cron schedule's next times `_shortest_gap` looks at.
 _GAPS_SAMPLED = 20
 
@@ -946,6 +1034,23 @@ _COUNTED = {
     ExecutionStatus.FAILED: "failed",
     ExecutionStatus.TIMED_OUT: "failed",
 }
+
+
+# The queue and status pairs a day's counts are read for, in the order of their columns.
+_DAY_COUNTED = [(queue, status) for queue in Queue for status in _COUNTED]
+
+
+@lru_cache(maxsize=1)
+def _day_counts_statement() -> Select[Any]:
+    """Runs per queue and status since `since` (every unfinished one, however old): one count
+    of one index range per pair. Grouping the day's runs instead reads each of them."""
+    counts = []
+    for queue, status in _DAY_COUNTED:
+        conditions = [JobExecution.queue == queue, JobExecution.status == status]
+        if status not in UNFINISHED:
+            conditions.append(JobExecution.scheduled_at >= bindparam("since"))
+        counts.append(select(func.count()).where(*conditions).scalar_subquery())
+    return select(*counts)
 
 
 def _execution_fields(row: JobExecution) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import json
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -21,7 +21,7 @@ from app.components.backend.dashboard.rendering import View, ViewDep
 from app.components.management.errors import InvalidInput
 from app.components.management.schemas import ExecutionInfo
 from app.components.management.service import Management
-from app.core.enums import AuditAction, CommandStatus, ExecutionStatus, JobState, Queue
+from app.core.enums import AuditAction, ExecutionStatus, JobState, Queue
 from app.core.text import CONTROL_CHARACTERS
 
 _CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
@@ -32,13 +32,6 @@ JOBS_PER_PAGE = 50
 RUNS_PER_PAGE = 50
 AUDIT_PER_PAGE = 50
 RECENT = 10
-# A run that did not run or did not end on its own: a job page's "why it did not run".
-NOT_RUN = (
-    ExecutionStatus.MISSED,
-    ExecutionStatus.SKIPPED,
-    ExecutionStatus.INTERRUPTED,
-    ExecutionStatus.CANCELLED,
-)
 SEARCH_MAX = 100
 
 Choice = TypeVar("Choice", bound=StrEnum)
@@ -104,7 +97,7 @@ def overview(view: ViewDep) -> HTMLResponse:
     context = {
         "status": manage.status(),
         "failures": _recent_failures(manage),
-        "coming": manage.list_jobs(JobState.SCHEDULED, None, RECENT, 0).items,
+        "coming": manage.upcoming(RECENT),
     }
     return view.page("overview.html", context)
 
@@ -165,7 +158,7 @@ def job_page(
     context = {
         "job": detail,
         "recent": manage.execution_feed(job_id=job_id, limit=RECENT * 2).items,
-        "timeline": _why_not_run(manage, job_id),
+        "timeline": manage.why_not_run(job_id, RECENT),
         "form": form or {},
         "errors": errors or {},
         "input_example": json.dumps(inputs),
@@ -173,33 +166,6 @@ def job_page(
         "default_zone": view.settings.timezone,
     }
     return view.page("job.html", context, status_code)
-
-
-def _why_not_run(manage: Management, job_id: str) -> list[dict[str, Any]]:
-    """Runs that did not happen or did not end on their own, and pauses, newest first."""
-    events: list[dict[str, Any]] = []
-    for status in NOT_RUN:
-        for run in manage.execution_feed(job_id=job_id, status=status, limit=RECENT).items:
-            events.append(
-                {
-                    "at": run.scheduled_at,
-                    "what": run.status.value,
-                    "reason": run.error_message or "",
-                    "execution_id": run.id,
-                }
-            )
-    for action in (AuditAction.PAUSE, AuditAction.RESUME):
-        for entry in manage.audit(job_id=job_id, action=action, limit=RECENT).items:
-            refused = entry.outcome is CommandStatus.REJECTED
-            events.append(
-                {
-                    "at": entry.at,
-                    "what": f"{action.value} refused" if refused else f"{action.value}d",
-                    "reason": f"by {entry.actor_kind.value} {entry.actor} ({entry.outcome.value})",
-                    "execution_id": None,
-                }
-            )
-    return sorted(events, key=lambda event: event["at"], reverse=True)[: RECENT * 2]
 
 
 @router.get("/executions", response_class=HTMLResponse)

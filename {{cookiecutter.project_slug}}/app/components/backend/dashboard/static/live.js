@@ -1,6 +1,8 @@
 // Keeps the parts of a page marked data-live current without a reload.
 //
-// The page is read again once a second and each marked part is swapped for its new version.
+// The page is read again once a second and each marked part is brought up to date, node by
+// node: only what changed is touched.
+//
 // The next read starts only after the last one ended, so a slow server never gets a pile of
 // requests; a failed read waits longer each time (up to 30 s). A hidden tab does not read,
 // and a part holding the keyboard focus is left alone until the focus moves on.
@@ -11,6 +13,7 @@
   const MOST_MS = 30000;
   const TIMEOUT_MS = 10000;
   let failures = 0;
+  let updates = 0;
 
   function parts() {
     return document.querySelectorAll("[data-live][id]");
@@ -23,27 +26,63 @@
     }
   }
 
-  function keepOpen(old, fresh) {
-    const before = old.querySelectorAll("details");
-    const after = fresh.querySelectorAll("details");
-    before.forEach(function (element, index) {
-      if (after[index]) {
-        after[index].open = element.open;
+  // Brings `old` to match `fresh` by changing only the nodes that differ, so a text
+  // selection, an open <details> or a scrolled table elsewhere in the part stays as it is.
+  function patch(old, fresh) {
+    if (old.nodeType !== fresh.nodeType || old.nodeName !== fresh.nodeName) {
+      old.replaceWith(document.importNode(fresh, true));
+      return;
+    }
+    if (old.nodeType !== Node.ELEMENT_NODE) {
+      if (old.nodeValue !== fresh.nodeValue) {
+        old.nodeValue = fresh.nodeValue;
+      }
+      return;
+    }
+    if (old.isEqualNode(fresh)) {
+      return;
+    }
+    // Whether a <details> is open is the reader's choice, not the server's.
+    const readers = function (attribute) {
+      return old.nodeName === "DETAILS" && attribute.name === "open";
+    };
+    Array.from(old.attributes).forEach(function (attribute) {
+      if (!fresh.hasAttribute(attribute.name) && !readers(attribute)) {
+        old.removeAttribute(attribute.name);
       }
     });
+    Array.from(fresh.attributes).forEach(function (attribute) {
+      if (old.getAttribute(attribute.name) !== attribute.value && !readers(attribute)) {
+        old.setAttribute(attribute.name, attribute.value);
+      }
+    });
+    const before = Array.from(old.childNodes);
+    const after = Array.from(fresh.childNodes);
+    if (before.length !== after.length) {
+      // Rows came or went: the children are replaced, and the sections open before stay
+      // open, by their place in the part.
+      const opened = Array.from(old.querySelectorAll("details")).map(function (d) { return d.open; });
+      old.replaceChildren.apply(old, after.map(function (node) { return document.importNode(node, true); }));
+      old.querySelectorAll("details").forEach(function (details, index) {
+        if (index < opened.length) {
+          details.open = opened[index];
+        }
+      });
+      return;
+    }
+    before.forEach(function (child, index) { patch(child, after[index]); });
   }
 
   function swap(page) {
     parts().forEach(function (part) {
       const fresh = page.getElementById(part.id);
-      if (!fresh || part.contains(document.activeElement)) {
-        return;
-      }
-      if (fresh.innerHTML !== part.innerHTML) {
-        keepOpen(part, fresh);
-        part.replaceWith(document.importNode(fresh, true));
+      if (fresh && !part.contains(document.activeElement)) {
+        patch(part, fresh);
       }
     });
+    // How many reads have been applied: a test (or a curious reader) can tell one happened.
+    updates += 1;
+    document.body.dataset.liveUpdates = String(updates);
   }
 
   async function refresh() {
