@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -26,6 +26,7 @@ from app.cli.output import (
     utc_column,
 )
 from app.core.enums import AuditAction
+from app.core.times import as_utc
 
 
 def audit(
@@ -44,7 +45,7 @@ def audit(
     """Every change to a job or a run, newest first: when, who, what, before and after."""
     from app.components.management.audit import summarize
 
-    since = since.replace(tzinfo=UTC) if since and since.tzinfo is None else since
+    since = as_utc(since) if since else None
     with handled(), manager(url, token, insecure) as manage:
         entries = manage.audit(job, action, since, limit, (page - 1) * limit)
     if as_json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -40,6 +40,7 @@ from app.cli.output import (
     when,
 )
 from app.core.enums import CommandStatus, ExecutionStatus, JobState, Queue
+from app.core.times import as_utc
 
 if TYPE_CHECKING:
     from app.components.management.protocol import JobManager
@@ -356,8 +357,8 @@ def history(
     insecure: InsecureOption = False,
 ) -> None:
     """A job's runs, newest first."""
-    since = since.replace(tzinfo=UTC) if since and since.tzinfo is None else since
-    until = until.replace(tzinfo=UTC) if until and until.tzinfo is None else until
+    since = as_utc(since) if since else None
+    until = as_utc(until) if until else None
     with handled(), manager(url, token, insecure) as manage:
         runs = manage.executions(job_id, status, since, until, limit, (page - 1) * limit)
     if as_json:

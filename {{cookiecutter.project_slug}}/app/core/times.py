@@ -16,8 +16,13 @@ from pydantic import AwareDatetime, BeforeValidator, PlainSerializer
 
 def iso_utc(moment: datetime, timespec: str = "microseconds") -> str:
     """`moment` in UTC as ISO 8601 with a `Z`; a naive moment is taken to be UTC already."""
+    return as_utc(moment).isoformat(timespec=timespec).replace("+00:00", "Z")
+
+
+def as_utc(moment: datetime) -> datetime:
+    """`moment` in UTC; a naive one (a time typed without a zone) is taken to be UTC."""
     aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
+    return aware.astimezone(UTC)
 
 
 # A datetime field of an API or CLI model: parsed as pydantic parses any datetime, written

@@ -13,11 +13,8 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
-    CollectorRegistry,
     Counter,
     Histogram,
-    PlatformCollector,
-    ProcessCollector,
     generate_latest,
 )
 from starlette.requests import Request
@@ -25,9 +22,9 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REGISTRY = CollectorRegistry()
-ProcessCollector(registry=REGISTRY)
-PlatformCollector(registry=REGISTRY)
+from app.core.metrics import new_registry
+
+REGISTRY = new_registry()
 
 REQUESTS = Counter(
     "api_requests",

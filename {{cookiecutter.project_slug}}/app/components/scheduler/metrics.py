@@ -21,12 +21,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
-    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    PlatformCollector,
-    ProcessCollector,
     Summary,
     start_http_server,
 )
@@ -37,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.db import session_scope
 from app.core.enums import ExecutionStatus, MissReason
+from app.core.metrics import new_registry
 from app.core.models import Job
 
 if TYPE_CHECKING:
@@ -44,9 +42,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("app.scheduler.metrics")
 
-REGISTRY = CollectorRegistry()
-ProcessCollector(registry=REGISTRY)
-PlatformCollector(registry=REGISTRY)
+REGISTRY = new_registry()
 
 # From a millisecond (a fire on time) to minutes (a run after an outage, a long job).
 LATENESS_BUCKETS = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import TypeVar
 
@@ -23,6 +23,7 @@ from app.components.management.schemas import ExecutionInfo
 from app.components.management.service import Management
 from app.core.enums import AuditAction, ExecutionStatus, JobState, Queue
 from app.core.text import CONTROL_CHARACTERS
+from app.core.times import as_utc
 
 _CONTROL = re.compile(f"[{CONTROL_CHARACTERS}]")
 
@@ -78,8 +79,7 @@ class Filters:
         if not value:
             return None
         try:
-            moment = datetime.fromisoformat(value)
-            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+            return as_utc(datetime.fromisoformat(value))
         except (ValueError, OverflowError):
             self.errors[name] = f"{value[:40]!r} is not a date and time (YYYY-MM-DDTHH:MM)"
             return None
