@@ -94,12 +94,17 @@ async def stop(scheduler: AsyncIOScheduler) -> None:
     await asyncio.sleep(0)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `condition` until it holds; fail the test after `timeout` seconds."""
+def wait_for(condition: Callable[[], bool], timeout: float, what: str | Callable[[], str]) -> None:
+    """Poll `condition` until it holds; fail the test after `timeout` seconds.
+
+    `what` names the condition in the failure; a callable is asked then, so the failure can
+    say what was found instead.
+    """
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+            described = what() if callable(what) else what
+            pytest.fail(f"timed out after {timeout} s waiting for {described}")
         time.sleep(0.1)
 
 

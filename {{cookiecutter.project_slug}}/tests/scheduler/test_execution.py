@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, insert, select
@@ -23,7 +25,7 @@ from app.components.scheduler.definition import (
     ScheduledJob,
 )
 from app.components.scheduler.execution import current_runtime
-from app.components.scheduler.history import execution_row, mark_interrupted
+from app.components.scheduler.history import HistoryRecorder, execution_row, mark_interrupted
 from app.components.scheduler.main import create_scheduler
 from app.core.db import session_scope, utcnow
 from app.core.enums import UNFINISHED, ExecutionStatus, TriggerKind
@@ -205,6 +207,44 @@ async def test_retries_wait_the_configured_delays(
     # No fourth attempt: the job is out of retries.
     await asyncio.sleep(0.8)
     assert len(calls) == 3
+
+
+async def test_a_failed_attempt_and_its_retry_are_queued_as_one_batch(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Were the writer thread free to commit the failed attempt's end alone, a crash before
+    # the next commit would leave the failure recorded and its retry lost. Right after each
+    # end is queued, another thread tries the lock the writer takes its batches under.
+    takeable: list[bool] = []
+    queue_end = HistoryRecorder.finished
+
+    def queue_end_then_probe(recorder: HistoryRecorder, *args: Any, **kwargs: Any) -> None:
+        queue_end(recorder, *args, **kwargs)
+
+        def probe() -> None:
+            taken = recorder._lock.acquire(blocking=False)
+            if taken:
+                recorder._lock.release()
+            takeable.append(taken)
+
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join()
+
+    monkeypatch.setattr(HistoryRecorder, "finished", queue_end_then_probe)
+    job = ScheduledJob(
+        id="flaky",
+        name="Flaky",
+        func=fail_expectedly,
+        schedule=soon(),
+        retry=Retry(attempts=2, backoff=Fixed(timedelta(milliseconds=100))),
+    )
+    rows = await run_until(settings, engine, (job,), finished(2))
+    assert [(r.attempt, r.status) for r in rows] == [
+        (1, ExecutionStatus.FAILED),
+        (2, ExecutionStatus.FAILED),
+    ]
+    assert takeable == [False, False]
 
 
 def test_exponential_jitter_stays_within_its_bound() -> None:

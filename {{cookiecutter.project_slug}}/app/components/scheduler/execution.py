@@ -43,6 +43,9 @@ from app.core.settings import Settings
 
 logger = logging.getLogger("app.scheduler.jobs")
 
+# The ends a job's retry policy answers with another attempt.
+RETRIED = frozenset({ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT})
+
 
 class JobCancelled(Exception):
     """Raised inside a job's worker thread when its run is cancelled on request."""
@@ -56,6 +59,14 @@ class RunningRun:
     task: asyncio.Task[Any] | None = None
     thread_id: int | None = None
     cancel_requested: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedRetry:
+    """The next attempt of a run that failed: its pending row's id and its time."""
+
+    execution_id: str
+    run_at: datetime
 
 
 @dataclass(frozen=True)
@@ -501,12 +512,26 @@ class JobRuntime:
         duration_ms = (time.perf_counter() - began) * 1000
         # The one place a run's end is recorded.
         self._ended(execution_id)
-        self.recorder.finished(
-            execution_id, definition.id, status, duration_ms, error=error, traceback=trace
-        )
+        # A failed attempt's end and its retry's row go in one batch: a stop or a crash
+        # between the two writes would record the failure and lose the retry.
+        with self.recorder.together():
+            self.recorder.finished(
+                execution_id, definition.id, status, duration_ms, error=error, traceback=trace
+            )
+            retry = self._queue_retry(definition, status, attempt, arguments)
         metrics.run_finished(definition.id, definition.queue.value, duration_ms / 1000)
+        if retry is not None:
+            self.plan(retry.execution_id, definition.id, retry.run_at)
+            metrics.retry_planned(definition.id)
         await self._after(
-            definition, status, error, trace, context, duration_ms, attempt, arguments, result
+            definition,
+            status,
+            error,
+            trace,
+            context,
+            duration_ms,
+            retry.run_at if retry else None,
+            result,
         )
         if stopped:
             raise asyncio.CancelledError
@@ -519,8 +544,7 @@ class JobRuntime:
         trace: str | None,
         context: dict[str, Any],
         duration_ms: float,
-        attempt: int,
-        arguments: Mapping[str, Any] | None,
+        retry_at: datetime | None,
         result: Any,
     ) -> None:
         timing = {**context, "duration_ms": round(duration_ms, 1)}
@@ -534,7 +558,6 @@ class JobRuntime:
         if status is ExecutionStatus.INTERRUPTED:
             return
         message = str(error) or type(error).__name__
-        retry_at = self._retry(definition, attempt, arguments)
         logger.error(
             f"job {'timed out' if status is ExecutionStatus.TIMED_OUT else 'failed'}: {message}",
             extra={
@@ -546,10 +569,15 @@ class JobRuntime:
         )
         await self.streaks.failed(definition.id, context["execution_id"], message)
 
-    def _retry(
-        self, definition: ScheduledJob, attempt: int, arguments: Mapping[str, Any] | None
-    ) -> datetime | None:
-        if attempt >= definition.retry.attempts:
+    def _queue_retry(
+        self,
+        definition: ScheduledJob,
+        status: ExecutionStatus,
+        attempt: int,
+        arguments: Mapping[str, Any] | None,
+    ) -> PlannedRetry | None:
+        """Queue the retry a failed or timed-out attempt earns under the job's policy."""
+        if status not in RETRIED or attempt >= definition.retry.attempts:
             return None
         run_at = utcnow() + definition.retry.backoff.delay_before(attempt)
         # A retry is a pending row, so it shows in the history at once, and a leader that
@@ -561,9 +589,7 @@ class JobRuntime:
             attempt=attempt + 1,
             arguments=arguments,
         )
-        self.plan(execution_id, definition.id, run_at)
-        metrics.retry_planned(definition.id)
-        return run_at
+        return PlannedRetry(execution_id, run_at)
 
     def cancel(self, execution_id: str) -> str:
         """Stop a pending or running run; returns what was done. KeyError if neither."""

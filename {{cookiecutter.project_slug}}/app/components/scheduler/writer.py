@@ -8,10 +8,12 @@ the writer retries with backoff, logging once when the outage starts and once wh
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,7 +36,8 @@ class BatchWriter(ABC):
         self._name = name
         self._logger = logger
         self._what = what
-        self._lock = threading.Lock()
+        # Reentrant: `together` holds it across several calls that each take it.
+        self._lock = threading.RLock()
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
@@ -63,6 +66,12 @@ class BatchWriter(ABC):
     @abstractmethod
     def pending(self) -> int:
         """How many changes wait to be written."""
+
+    @contextlib.contextmanager
+    def together(self) -> Iterator[None]:
+        """Queue what is queued inside in one batch: the writer takes none of it alone."""
+        with self._lock:
+            yield
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued is committed; False if that took longer than `timeout`."""
