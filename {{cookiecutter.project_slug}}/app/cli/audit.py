@@ -43,7 +43,7 @@ def audit(
     insecure: InsecureOption = False,
 ) -> None:
     """Every change to a job or a run, newest first: when, who, what, before and after."""
-    from app.components.management.audit import summarize
+    from app.core.audit import summarize
 
     since = as_utc(since) if since else None
     with handled(), manager(url, token, insecure) as manage:

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Request, Response, status
 from sqlalchemy import Engine
 
-from app.components.management.audit import OPERATOR_TOKEN
 from app.components.management.schemas import CommandResult
 from app.components.management.service import Management
+from app.core.audit import OPERATOR_TOKEN
 from app.core.enums import CommandStatus
 from app.core.settings import Settings
 

@@ -36,8 +36,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from app import ENV_PREFIX
-from app.components.management import audit
-from app.components.management.audit import Actor
 from app.components.management.errors import (
     Conflict,
     InvalidInput,
@@ -85,6 +83,8 @@ from app.components.scheduler.definition import ScheduledJob
 from app.components.scheduler.functions import ArgumentError
 from app.components.scheduler.history import add_planned, cancel_pending, new_execution_id
 from app.components.scheduler.upcoming import upcoming_fires
+from app.core import audit
+from app.core.audit import Actor
 from app.core.db import database_now, session_scope, tables_exist, utcnow, write_session
 from app.core.enums import (
     UNFINISHED,

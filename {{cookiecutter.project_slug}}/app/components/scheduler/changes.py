@@ -15,9 +15,9 @@ import logging
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from app.components.management import audit
 from app.components.scheduler import metrics
 from app.components.scheduler.execution import JobRuntime
+from app.core import audit
 from app.core.db import utcnow
 from app.core.models import Job, JobRevision, SchedulerInstance
 from app.core.schedules import ScheduleError

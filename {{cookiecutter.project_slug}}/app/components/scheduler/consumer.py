@@ -19,10 +19,10 @@ from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.components.management import audit
 from app.components.scheduler import metrics
 from app.components.scheduler.catalog import NOTIFY_CHANNEL
 from app.components.scheduler.changes import ChangeApplier
+from app.core import audit
 from app.core.db import utcnow
 from app.core.enums import CommandStatus
 from app.core.models import SchedulerCommand

@@ -24,8 +24,8 @@ from app.components.backend.dashboard.sessions import (
     sign_flash,
 )
 from app.components.backend.deps import EngineDep, SettingsDep
-from app.components.management.audit import Actor
 from app.components.management.service import Management
+from app.core.audit import Actor
 from app.core.enums import CommandStatus, ExecutionStatus
 from app.core.settings import Settings
 
