@@ -53,6 +53,9 @@ class ExecutionStatus(StrEnum):
 
 
 UNFINISHED = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+# The ends of runs that started and did not succeed: what a retry policy answers, and what the
+# dashboard lists as failures.
+FAILED_ENDS = (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT)
 _RAN_TO_AN_END = frozenset(
     {
         ExecutionStatus.SUCCEEDED,

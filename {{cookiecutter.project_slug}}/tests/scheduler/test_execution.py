@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from app.components.scheduler import main
+from app.components.scheduler import claims, main
 from app.components.scheduler.alerts import FailureAlert
 from app.components.scheduler.definition import (
     Delays,
@@ -25,7 +25,14 @@ from app.components.scheduler.definition import (
     ScheduledJob,
 )
 from app.components.scheduler.execution import current_runtime
-from app.components.scheduler.history import HistoryRecorder, execution_row, mark_interrupted
+from app.components.scheduler.history import (
+    HistoryRecorder,
+    add_planned,
+    claim_planned,
+    execution_row,
+    mark_interrupted,
+    new_execution_id,
+)
 from app.components.scheduler.main import create_scheduler
 from app.core.db import session_scope, utcnow
 from app.core.enums import UNFINISHED, ExecutionStatus, TriggerKind
@@ -364,6 +371,84 @@ async def test_a_clean_stop_gives_back_the_claims_of_runs_not_started(
     finally:
         await stop(again)
     assert len(calls) == 1
+
+
+def pending_run(engine: Engine, job_id: str) -> str:
+    """A manual run of `job_id` waiting to be claimed, as the API records one."""
+    execution_id = new_execution_id()
+    with session_scope(engine) as session:
+        add_planned(
+            session,
+            job_id,
+            "default",
+            execution_id=execution_id,
+            trigger_kind=TriggerKind.MANUAL,
+            arguments=None,
+            retry_of=None,
+        )
+    return execution_id
+
+
+async def test_a_planned_run_the_limit_skips_records_no_start(
+    settings: Settings, engine: Engine
+) -> None:
+    job = ScheduledJob(id="busy", name="Busy", func=sleep_long, schedule=soon())
+    scheduler = create_scheduler((job,), settings, engine)
+    scheduler.start()
+    runtime = current_runtime()
+    try:
+        await wait_until(lambda: runtime.active["busy"] == 1, 10, "the scheduled run to start")
+        manual = pending_run(engine, "busy")
+        runtime.plan(manual, "busy", utcnow())
+        await wait_until(
+            lambda: any(
+                row.id == manual and row.status == ExecutionStatus.SKIPPED
+                for row in executions(engine)
+            ),
+            10,
+            "the manual run to be skipped",
+        )
+    finally:
+        await stop(scheduler)
+    [skipped] = [row for row in executions(engine) if row.id == manual]
+    # It never ran: the history shows no start for it.
+    assert skipped.started_at is None
+
+
+async def test_a_stop_lets_the_claim_in_progress_end_and_its_run_with_it(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered, go_on = threading.Event(), threading.Event()
+
+    def slow_claim(*args: Any) -> Any:
+        entered.set()
+        go_on.wait(10)
+        return claim_planned(*args)
+
+    monkeypatch.setattr(claims, "claim_planned", slow_claim)
+    job = ScheduledJob(id="once", name="Once", func=succeed, schedule=soon(60_000))
+    scheduler = create_scheduler((job,), settings, engine)
+    scheduler.start()
+    runtime = current_runtime()
+    try:
+        manual = pending_run(engine, "once")
+        runtime.plan(manual, "once", utcnow())
+        await wait_until(entered.is_set, 10, "the claim to begin")
+        # The stop begins while the claim is in its thread; the claim then commits.
+        stopping = asyncio.ensure_future(runtime.finish_claiming(5))
+        await asyncio.sleep(0)
+        go_on.set()
+        await stopping
+        await wait_until(lambda: runtime.idle.is_set(), 10, "the claimed run to end")
+        runtime.stop_claiming()
+    finally:
+        go_on.set()
+        await stop(scheduler)
+    [row] = [row for row in executions(engine) if row.id == manual]
+    # Cut short, the claim would have left the row running, never started, for the next
+    # leader to mark interrupted.
+    assert row.status == ExecutionStatus.SUCCEEDED
+    assert row.started_at is not None
 
 
 async def test_stopping_the_scheduler_interrupts_a_coroutine_run(

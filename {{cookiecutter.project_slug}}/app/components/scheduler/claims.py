@@ -11,6 +11,7 @@ still run, and every one of them gets a row.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -62,7 +63,13 @@ class Claimer:
         # Times being claimed right now: neither queued again nor handed over twice.
         self._in_flight: set[tuple[str, datetime]] = set()
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self.healthy = True
+
+    def stop(self) -> None:
+        """End `run` once the claim in progress, if any, has ended."""
+        self._stopping.set()
+        self._wake.set()
 
     def submit(self, job_id: str, times: list[datetime], *, left_out: int = 0) -> None:
         """Queue due times of a job for the next claim; times claimed or queued already go."""
@@ -138,6 +145,8 @@ class Claimer:
         delay = 0.0
         while True:
             await self._wake.wait()
+            if self._stopping.is_set():
+                return
             self._wake.clear()
             due, self._due = self._due, {}
             left_out, self._left_out = self._left_out, Counter()
@@ -171,7 +180,9 @@ class Claimer:
                         extra={"error": str(error).splitlines()[0], "retry_in_seconds": delay},
                     )
                 self.healthy = False
-                await asyncio.sleep(delay)
+                # A stop need not wait out the backoff.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
                 self._wake.set()
                 continue
             self._in_flight -= flying

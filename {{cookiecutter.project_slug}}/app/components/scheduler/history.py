@@ -179,12 +179,9 @@ def claim_planned(engine: Engine, execution_ids: list[str], lease: Fence) -> lis
                 JobExecution.id.in_(execution_ids),
                 JobExecution.status == ExecutionStatus.PENDING,
             )
-            .values(
-                status=ExecutionStatus.RUNNING,
-                started_at=utcnow(),
-                instance_id=instance_id,
-                epoch=epoch,
-            )
+            # Claimed, not started: the start is recorded when the run starts, so a run the
+            # job's limits skip, or a stop leaves unstarted, has none.
+            .values(status=ExecutionStatus.RUNNING, instance_id=instance_id, epoch=epoch)
             .returning(
                 JobExecution.id,
                 JobExecution.job_id,
