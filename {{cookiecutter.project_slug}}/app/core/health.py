@@ -7,12 +7,14 @@ they always agree; neither asks the scheduler process directly.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from app.core.db import database_now, session_scope, sqlite_path, tables_exist, utcnow
 from app.core.enums import SchedulerState
@@ -22,7 +24,9 @@ from app.core.migrations import schema_problem
 from app.core.models import SchedulerInstance
 from app.core.times import UtcTime
 
-_INSTANCES_CONSIDERED = 20
+# Newest first; older rows belong to processes long gone. (Built once: readiness is asked
+# every few seconds.)
+_LATEST_INSTANCES = select(SchedulerInstance).order_by(SchedulerInstance.last_seen.desc()).limit(20)
 
 
 class DatabaseHealth(BaseModel):
@@ -220,10 +224,12 @@ def check_health(
     *,
     include_jobs: bool = False,
     timezone: str = "UTC",
+    session: Session | None = None,
 ) -> HealthReport:
     """Check the database and the scheduler heartbeat, and list jobs if asked.
 
     `timezone` is the service's, in which jobs without a zone of their own are described.
+    `session`, if given, is read in instead of a session of the check's own.
     """
     jobs: list[JobInfo] | None = None
     checked_at = utcnow()
@@ -231,18 +237,13 @@ def check_health(
     try:
         if missing:
             raise FileNotFoundError(missing)
-        with session_scope(engine) as session:
+        with nullcontext(session) if session else session_scope(engine) as session:
             problem = schema_problem(session.connection())
             instances: Sequence[SchedulerInstance] = []
             lease: LeaseState | None = None
             # A database no scheduler has started against yet has no heartbeat table.
             if tables_exist(engine, SchedulerInstance.__tablename__):
-                # Newest first; older rows belong to processes long gone.
-                instances = session.scalars(
-                    select(SchedulerInstance)
-                    .order_by(SchedulerInstance.last_seen.desc())
-                    .limit(_INSTANCES_CONSIDERED)
-                ).all()
+                instances = session.scalars(_LATEST_INSTANCES).all()
             if problem is None:
                 lease = read_lease(session.connection())
             # Read after the rows, so no heartbeat read is newer than the clock it is aged by.

@@ -23,14 +23,15 @@ class LeaseState:
     expires_at: datetime | None
 
 
+_READ_LEASE = select(
+    SchedulerLease.holder,
+    SchedulerLease.epoch,
+    SchedulerLease.acquired_at,
+    SchedulerLease.expires_at,
+).where(SchedulerLease.name == LEASE_NAME)
+
+
 def read_lease(connection: Connection) -> LeaseState | None:
     """The lease row; None in a database whose schema has none yet."""
-    row = connection.execute(
-        select(
-            SchedulerLease.holder,
-            SchedulerLease.epoch,
-            SchedulerLease.acquired_at,
-            SchedulerLease.expires_at,
-        ).where(SchedulerLease.name == LEASE_NAME)
-    ).one_or_none()
+    row = connection.execute(_READ_LEASE).one_or_none()
     return None if row is None else LeaseState(*row)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Column, Connection, Engine, MetaData, inspect, text
 
 from app import COMMAND
-from app.core.db import Base, open_private_file, sqlite_path
+from app.core.db import Base, open_private_file, sqlite_path, table_exists
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -114,7 +114,7 @@ def head_revision() -> str:
 
 def current_revision(connection: Connection) -> str | None:
     """The revision the database is at; None before the first migration."""
-    if not inspect(connection).has_table(VERSION_TABLE):
+    if not table_exists(connection, VERSION_TABLE):
         return None
     rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
     if len(rows) > 1:

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 
 from app.components.backend.main import create_app
 from app.components.management.schemas import AddJobRequest
@@ -41,20 +41,36 @@ def test_the_overview_shows_the_scheduler_queues_failures_and_next_fires(
 ) -> None:
     now = utcnow()
     with session_scope(engine) as session:
-        for number in range(3):
-            row = execution_row(
-                f"failed{number}", ExecutionStatus.FAILED, now - timedelta(minutes=number)
-            )
+        # Twelve failures, every third one a timeout: the ten newest are listed, both kinds
+        # in one order.
+        for number in range(12):
+            status = ExecutionStatus.TIMED_OUT if number % 3 == 2 else ExecutionStatus.FAILED
+            row = execution_row(f"failed{number:02d}", status, now - timedelta(minutes=number))
             row.error_type, row.error_message = "RuntimeError", f"broke {number}"
             session.add(row)
         session.add(execution_row("fine", ExecutionStatus.SUCCEEDED, now))
-    soup = page(signed_in.get("/dashboard"))
+    checkouts: list[object] = []
+
+    def checked_out(*_: object) -> None:
+        checkouts.append(None)
+
+    # The first request finds which tables exist, once each.
+    signed_in.get("/dashboard")
+    app_engine = signed_in.app.state.engine  # type: ignore[attr-defined]
+    event.listen(app_engine, "checkout", checked_out)
+    try:
+        soup = page(signed_in.get("/dashboard"))
+    finally:
+        event.remove(app_engine, "checkout", checked_out)
+    # Then everything the page shows is read in one transaction, on one connection.
+    assert len(checkouts) == 1
     assert text(one(soup, "p.verdict")).startswith("Unhealthy:")
     assert rows(soup, "#scheduler-title ~ .scroll table")[0][0].startswith("No scheduler")
     queues = {row[0]: row[1:] for row in rows(soup, "#queues-title ~ .scroll table")}
-    assert queues["low"] == ["0", "0", "1", "3"]
+    assert queues["low"] == ["0", "0", "1", "12"]
     failures = rows(soup, "#failures-title ~ .scroll table")
-    assert [row[0] for row in failures] == ["failed0", "failed1", "failed2"]
+    assert [row[0] for row in failures] == [f"failed{number:02d}" for number in range(10)]
+    assert [row[2] for row in failures[:3]] == ["failed", "failed", "timed out"]
     assert "RuntimeError: broke 0" in failures[0][4]
     coming = [row[0] for row in rows(soup, "#coming-title ~ .scroll table")]
     assert sorted(coming) == registered
@@ -86,6 +102,13 @@ def test_the_jobs_page_lists_last_status_and_success_rate_and_filters(
 
     found = rows(page(signed_in.get("/dashboard/jobs", params={"q": "JOB 1"})), "#jobs table")
     assert [row[0] for row in found] == [f"extra_{n:03d}" for n in [1, *range(10, 20)]]
+    # A search counts its matches with its page; past its last page, it counts them apart.
+    for number, shown in ((2, 10), (3, 0)):
+        searched = page(signed_in.get("/dashboard/jobs", params={"q": "extra", "page": number}))
+        caption = text(one(searched, "#jobs table caption"))
+        assert caption == f"60 job(s), page {number} of 2"
+        listed_ids = [row[0] for row in rows(searched, "#jobs table")]
+        assert len([job_id for job_id in listed_ids if job_id.startswith("extra_")]) == shown
     paused = rows(page(signed_in.get("/dashboard/jobs", params={"state": "paused"})), "#jobs table")
     assert [(row[0], row[6]) for row in paused] == [("extra_007", "paused")]
     low = rows(

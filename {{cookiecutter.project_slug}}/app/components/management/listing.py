@@ -111,6 +111,39 @@ class JobQuery:
         )
         return list(session.scalars(statement))
 
+    def page_and_total(
+        self,
+        session: Session,
+        conditions: Sequence[ColumnElement[bool]],
+        limit: int,
+        offset: int,
+        *,
+        searching: bool,
+    ) -> tuple[list[Job], int]:
+        """`page`, and how many stored jobs meet `conditions`.
+
+        A search of names reads every row whatever the index, so its page carries the total
+        (a window count) and the table is read once, not once for each. Otherwise the total
+        is a count of the index and the page one range of it, which a window would turn into
+        a read of every row.
+        """
+        if not searching:
+            return self.page(session, conditions, limit, offset), _total(session, conditions)
+        statement = (
+            select(Job, func.count().over())
+            .where(*conditions)
+            .order_by(*JOB_LISTING_ORDER)
+            .limit(limit)
+            .offset(offset)
+        )
+        found = session.execute(statement).all()
+        if found:
+            return [row[0] for row in found], found[0][1]
+        if offset == 0:
+            return [], 0
+        # Past the last page: the window saw no row to count on.
+        return [], _total(session, conditions)
+
     def unstored(
         self, session: Session, state: JobState | None, queue: Queue | None, search: str | None
     ) -> list[ScheduledJob]:
@@ -299,3 +332,7 @@ def _latest_union(jobs: int, which: _Latest, per_job: int) -> CompoundSelect[Any
         for number in range(jobs)
     ]
     return union_all(*parts)
+
+
+def _total(session: Session, conditions: Sequence[ColumnElement[bool]]) -> int:
+    return session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0

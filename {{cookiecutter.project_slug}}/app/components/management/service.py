@@ -13,7 +13,8 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from itertools import pairwise
@@ -33,7 +34,8 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
+from sqlalchemy.sql.elements import ColumnElement
 
 from app import ENV_PREFIX
 from app.components.management.errors import (
@@ -85,8 +87,9 @@ from app.components.scheduler.history import add_planned, cancel_pending, new_ex
 from app.components.scheduler.upcoming import upcoming_fires
 from app.core import audit
 from app.core.audit import Actor
-from app.core.db import database_now, session_scope, tables_exist, utcnow, write_session
+from app.core.db import session_scope, tables_exist, utcnow, write_session
 from app.core.enums import (
+    FAILED_ENDS,
     UNFINISHED,
     AuditAction,
     CommandStatus,
@@ -156,6 +159,38 @@ class Management:
         self.code = code_jobs() if jobs is None else tuple(jobs)
         # Who the audit log names for the changes made here: by default the local user.
         self.actor = actor or Actor.local_user()
+        self._shared: Session | None = None
+        self._shared_query: JobQuery | None = None
+
+    @contextmanager
+    def one_read(self) -> Iterator[None]:
+        """Answer every read inside from one session: a page that asks for several things
+        then takes one connection and one transaction, not one of each per question."""
+        if self._shared is not None:
+            yield
+            return
+        with session_scope(self.engine) as session:
+            self._shared = session
+            try:
+                yield
+            finally:
+                self._shared, self._shared_query = None, None
+
+    def _job_query(self, session: Session, revision: int | None = None) -> JobQuery:
+        # Within `one_read`, which stored jobs are invalid is worked out once for the page.
+        if session is not self._shared:
+            return JobQuery(session, self.code, revision)
+        if self._shared_query is None:
+            self._shared_query = JobQuery(session, self.code, revision)
+        return self._shared_query
+
+    @contextmanager
+    def _reading(self) -> Iterator[Session]:
+        if self._shared is not None:
+            yield self._shared
+            return
+        with session_scope(self.engine) as session:
+            yield session
 
     # Reads
 
@@ -169,7 +204,7 @@ class Management:
     ) -> JobPage:
         """Jobs, soonest next run first, filtered by state, queue and a search of ids and
         names; code jobs no scheduler has stored yet come last."""
-        with session_scope(self.engine) as session:
+        with self._reading() as session:
             if not self._has_tables():
                 rows: list[Job] = []
                 stored_total = 0
@@ -181,12 +216,11 @@ class Management:
                     and (search or "").lower() in f"{job.id}\n{job.name}".lower()
                 ]
             else:
-                query = JobQuery(session, self.code)
+                query = self._job_query(session)
                 conditions = query.conditions(state, queue, search)
-                stored_total = (
-                    session.scalar(select(func.count()).select_from(Job).where(*conditions)) or 0
+                rows, stored_total = query.page_and_total(
+                    session, conditions, limit, offset, searching=bool(search)
                 )
-                rows = query.page(session, conditions, limit, offset)
                 unstored = query.unstored(session, state, queue, search)
             catalog = catalog_of(rows, self.code)
             # The code jobs without a row follow the stored ones.
@@ -202,15 +236,15 @@ class Management:
         which a glance at what comes next does not need."""
         if not self._has_tables():
             return []
-        with session_scope(self.engine) as session:
-            query = JobQuery(session, self.code)
+        with self._reading() as session:
+            query = self._job_query(session)
             rows = query.page(session, query.conditions(JobState.SCHEDULED, None, None), limit, 0)
         catalog = catalog_of(rows, self.code)
         return [self._summary(row.id, catalog, RunFigures()) for row in rows]
 
     def job(self, job_id: str) -> JobDetail:
         """One job in full; NotFound for an unknown id."""
-        with session_scope(self.engine) as session:
+        with self._reading() as session:
             catalog = self._catalog(session, only=[job_id])
             if job_id not in catalog.jobs and job_id not in catalog.invalid:
                 raise NotFound(f"no job {job_id!r}")
@@ -238,7 +272,7 @@ class Management:
             if job_id is not None and job_id not in {job.id for job in self.code}:
                 raise NotFound(f"no job {job_id!r}")
             return ExecutionPage(items=[], total=0, limit=limit, offset=offset)
-        with session_scope(self.engine) as session:
+        with self._reading() as session:
             total = session.scalar(
                 select(func.count()).select_from(JobExecution).where(*conditions)
             )
@@ -277,7 +311,7 @@ class Management:
             conditions.append((JobExecution.scheduled_at < at) | (JobExecution.id < execution_id))
         if not tables_exist(self.engine, JobExecution.__tablename__):
             return ExecutionFeed(items=[], limit=limit, next=None)
-        with session_scope(self.engine) as session:
+        with self._reading() as session:
             rows = session.scalars(
                 select(JobExecution)
                 .where(*conditions)
@@ -288,6 +322,14 @@ class Management:
         following = cursor_of(items[-1].scheduled_at, items[-1].id) if len(rows) > limit else None
         return ExecutionFeed(items=items, limit=limit, next=following)
 
+    def recent_failures(self, limit: int = 10) -> list[ExecutionInfo]:
+        """The latest runs that failed or timed out, newest first."""
+        if not tables_exist(self.engine, JobExecution.__tablename__):
+            return []
+        with self._reading() as session:
+            rows = session.scalars(_recent_failures_statement(limit)).all()
+            return [ExecutionInfo.model_validate(_execution_fields(row)) for row in rows]
+
     def why_not_run(self, job_id: str, limit: int = 10) -> list[NotRunEvent]:
         """Runs of a job that did not happen or did not end on their own (up to `limit` of
         each status), and its latest pauses and resumes (up to 2 x `limit` of them): newest
@@ -297,7 +339,7 @@ class Management:
             self.engine, JobExecution.__tablename__, AuditEntry.__tablename__
         ):
             return events
-        with session_scope(self.engine) as session:
+        with self._reading() as session:
             for run in session.execute(_not_run_statement(limit), {"job": job_id}):
                 events.append(
                     NotRunEvent(
@@ -347,7 +389,7 @@ class Management:
             conditions.append(AuditEntry.action == action)
         if since is not None:
             conditions.append(AuditEntry.at >= since)
-        with session_scope(self.engine) as session:
+        with self._reading() as session:
             total = session.scalar(select(func.count()).select_from(AuditEntry).where(*conditions))
             rows = session.scalars(
                 select(AuditEntry)
@@ -370,15 +412,17 @@ class Management:
 
     def execution(self, execution_id: str) -> ExecutionDetail:
         """One run with its traceback; NotFound for an unknown id."""
-        with session_scope(self.engine) as session:
+        with self._reading() as session:
             row = self._execution_row(session, execution_id)
             return ExecutionDetail.model_validate(_execution_fields(row))
 
     def status(self) -> SchedulerStatus:
         """Instances and heartbeats, job counts, and runs per queue (of those `Queue` names,
         the only ones a run is given) since a day ago, with every unfinished one."""
-        health = check_health(self.engine, self.settings.heartbeat_stale_after_seconds)
-        with session_scope(self.engine) as session:
+        with self._reading() as session:
+            health = check_health(
+                self.engine, self.settings.heartbeat_stale_after_seconds, session=session
+            )
             revision, applied_revision, pending_commands = session.execute(
                 select(
                     select(JobRevision.revision).where(JobRevision.id == 1).scalar_subquery(),
@@ -387,8 +431,8 @@ class Management:
                 )
             ).one()
             jobs = self._job_counts(session, revision or 0)
-            now = database_now(session.connection())
-            since = now - COUNTS_WINDOW
+            # The health check read the database's clock after the heartbeats.
+            since = health.checked_at - COUNTS_WINDOW
             counts = {queue: QueueCounts(queue=queue.value) for queue in Queue}
             found = session.execute(_day_counts_statement(), {"since": since}).one()
             for (queue, status), count in zip(_DAY_COUNTED, found, strict=True):
@@ -620,7 +664,7 @@ class Management:
     def _job_counts(self, session: Session, revision: int) -> Counter[JobState]:
         if not self._has_tables():
             return Counter({JobState.UNSCHEDULED: len(self.code)})
-        return Counter(JobQuery(session, self.code, revision).counts(session))
+        return Counter(self._job_query(session, revision).counts(session))
 
     def _figures(self, session: Session, job_ids: Sequence[str]) -> dict[str, RunFigures]:
         figures: dict[str, RunFigures] = {}
@@ -937,25 +981,47 @@ class Management:
 
 
 @lru_cache(maxsize=4)
+# Built once per limit: an ORM statement over an aliased union costs more to build than to run.
+@lru_cache(maxsize=8)
+def _recent_failures_statement(limit: int) -> Select[Any]:
+    latest = aliased(
+        JobExecution, _latest_of_each(FAILED_ENDS, limit, JobExecution.__table__.c).subquery()
+    )
+    return select(latest).order_by(latest.scheduled_at.desc(), latest.id.desc()).limit(limit)
+
+
+@lru_cache(maxsize=8)
 def _not_run_statement(limit: int) -> CompoundSelect[Any]:
-    """A job's latest `limit` runs of each status in NOT_RUN, as one UNION ALL of index
-    ranges (the job's id is the `job` parameter)."""
+    """A job's latest `limit` runs of each status in NOT_RUN (the job's id is the `job`
+    parameter)."""
     columns = (
         JobExecution.id,
         JobExecution.scheduled_at,
         JobExecution.status,
         JobExecution.error_message,
     )
+    return _latest_of_each(NOT_RUN, limit, columns, JobExecution.job_id == bindparam("job"))
+
+
+def _latest_of_each(
+    statuses: Sequence[ExecutionStatus],
+    limit: int,
+    columns: Iterable[ColumnElement[Any] | InstrumentedAttribute[Any]],
+    *conditions: ColumnElement[bool],
+) -> CompoundSelect[Any]:
+    """The latest `limit` runs of each of `statuses` that meet `conditions`: one UNION ALL
+    of index ranges, where one range over all the statuses reads every run between them."""
+    chosen = list(columns)
     parts = [
         select(
-            *select(*columns)
-            .where(JobExecution.job_id == bindparam("job"), JobExecution.status == status)
+            *select(*chosen)
+            .where(*conditions, JobExecution.status == status)
             .order_by(JobExecution.scheduled_at.desc(), JobExecution.id.desc())
             .limit(limit)
             .subquery()
             .c
         )
-        for status in NOT_RUN
+        for status in statuses
     ]
     return union_all(*parts)
 

@@ -19,8 +19,6 @@ from fastapi.responses import HTMLResponse
 
 from app.components.backend.dashboard.rendering import View, ViewDep
 from app.components.management.errors import InvalidInput
-from app.components.management.schemas import ExecutionInfo
-from app.components.management.service import Management
 from app.core.enums import AuditAction, ExecutionStatus, JobState, Queue
 from app.core.text import CONTROL_CHARACTERS
 from app.core.times import as_utc
@@ -94,21 +92,13 @@ class Filters:
 def overview(view: ViewDep) -> HTMLResponse:
     """Who leads, the instances' heartbeats, a day's runs per queue, failures, the next fires."""
     manage = view.manage
-    context = {
-        "status": manage.status(),
-        "failures": _recent_failures(manage),
-        "coming": manage.upcoming(RECENT),
-    }
+    with manage.one_read():
+        context = {
+            "status": manage.status(),
+            "failures": manage.recent_failures(RECENT),
+            "coming": manage.upcoming(RECENT),
+        }
     return view.page("overview.html", context)
-
-
-def _recent_failures(manage: Management) -> list[ExecutionInfo]:
-    runs = [
-        run
-        for status in (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT)
-        for run in manage.execution_feed(status=status, limit=RECENT).items
-    ]
-    return sorted(runs, key=lambda run: (run.scheduled_at, run.id), reverse=True)[:RECENT]
 
 
 @router.get("/jobs", response_class=HTMLResponse)
@@ -153,12 +143,15 @@ def job_page(
 ) -> HTMLResponse:
     """The job page; an action's form comes back with its values and errors inline."""
     manage = view.manage
-    detail = manage.job(job_id)
+    with manage.one_read():
+        detail = manage.job(job_id)
+        recent = manage.execution_feed(job_id=job_id, limit=RECENT * 2).items
+        timeline = manage.why_not_run(job_id, RECENT)
     inputs = {name: f"<{kind}>" for name, kind in detail.inputs.items()}
     context = {
         "job": detail,
-        "recent": manage.execution_feed(job_id=job_id, limit=RECENT * 2).items,
-        "timeline": manage.why_not_run(job_id, RECENT),
+        "recent": recent,
+        "timeline": timeline,
         "form": form or {},
         "errors": errors or {},
         "input_example": json.dumps(inputs),
