@@ -75,6 +75,17 @@ def soon(ms: int = 500) -> Once:
     return Once(at=utcnow() + timedelta(milliseconds=ms))
 
 
+def flaky(attempts: int) -> ScheduledJob:
+    """A job that fails every time, retried 100 ms after each failure up to `attempts`."""
+    return ScheduledJob(
+        id="flaky",
+        name="Flaky",
+        func=fail_expectedly,
+        schedule=soon(),
+        retry=Retry(attempts=attempts, backoff=Fixed(timedelta(milliseconds=100))),
+    )
+
+
 def executions(engine: Engine) -> list[JobExecution]:
     current_runtime().recorder.flush()
     with session_scope(engine) as session:
@@ -239,14 +250,7 @@ async def test_a_failed_attempt_and_its_retry_are_queued_as_one_batch(
         thread.join()
 
     monkeypatch.setattr(HistoryRecorder, "finished", queue_end_then_probe)
-    job = ScheduledJob(
-        id="flaky",
-        name="Flaky",
-        func=fail_expectedly,
-        schedule=soon(),
-        retry=Retry(attempts=2, backoff=Fixed(timedelta(milliseconds=100))),
-    )
-    rows = await run_until(settings, engine, (job,), finished(2))
+    rows = await run_until(settings, engine, (flaky(2),), finished(2))
     assert [(r.attempt, r.status) for r in rows] == [
         (1, ExecutionStatus.FAILED),
         (2, ExecutionStatus.FAILED),
@@ -415,40 +419,58 @@ async def test_a_planned_run_the_limit_skips_records_no_start(
     assert skipped.started_at is None
 
 
-async def test_a_stop_lets_the_claim_in_progress_end_and_its_run_with_it(
+async def test_a_stop_during_a_planned_claim_gives_the_run_back_for_the_next_leader(
     settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    entered, go_on = threading.Event(), threading.Event()
+    entered, go_on, committed = threading.Event(), threading.Event(), threading.Event()
 
     def slow_claim(*args: Any) -> Any:
         entered.set()
         go_on.wait(10)
-        return claim_planned(*args)
+        try:
+            return claim_planned(*args)
+        finally:
+            committed.set()
 
     monkeypatch.setattr(claims, "claim_planned", slow_claim)
+    calls.clear()
     job = ScheduledJob(id="once", name="Once", func=succeed, schedule=soon(60_000))
     scheduler = create_scheduler((job,), settings, engine)
     scheduler.start()
     runtime = current_runtime()
+    manual = pending_run(engine, "once")
     try:
-        manual = pending_run(engine, "once")
         runtime.plan(manual, "once", utcnow())
         await wait_until(entered.is_set, 10, "the claim to begin")
-        # The stop begins while the claim is in its thread; the claim then commits.
-        stopping = asyncio.ensure_future(runtime.finish_claiming(5))
-        await asyncio.sleep(0)
-        go_on.set()
-        await stopping
-        await wait_until(lambda: runtime.idle.is_set(), 10, "the claimed run to end")
+        # The stop cancels the claimer while the claim is in its thread, which then commits.
         runtime.stop_claiming()
+        go_on.set()
+        await wait_until(committed.is_set, 10, "the claim to commit")
+
+        def given_back() -> bool:
+            [row] = [row for row in executions(engine) if row.id == manual]
+            return row.status == ExecutionStatus.PENDING
+
+        await wait_until(given_back, 10, "the claim to be given back")
     finally:
         go_on.set()
         await stop(scheduler)
-    [row] = [row for row in executions(engine) if row.id == manual]
-    # Cut short, the claim would have left the row running, never started, for the next
-    # leader to mark interrupted.
-    assert row.status == ExecutionStatus.SUCCEEDED
-    assert row.started_at is not None
+    monkeypatch.undo()
+    # Pending again, not left claimed for the next leader to mark interrupted: it runs there.
+    again = create_scheduler((job,), settings, engine)
+    again.start()
+    try:
+        await wait_until(
+            lambda: (
+                [r.status for r in executions(engine) if r.id == manual]
+                == [ExecutionStatus.SUCCEEDED]
+            ),
+            10,
+            "the manual run on the next scheduler",
+        )
+    finally:
+        await stop(again)
+    assert len(calls) == 1
 
 
 async def test_stopping_the_scheduler_interrupts_a_coroutine_run(
@@ -470,14 +492,7 @@ async def test_alert_after_consecutive_failures(
         alerts.append(alert)
 
     monkeypatch.setattr(main, "alert_hook", lambda _settings: capture)
-    job = ScheduledJob(
-        id="flaky",
-        name="Flaky",
-        func=fail_expectedly,
-        schedule=soon(),
-        retry=Retry(attempts=4, backoff=Fixed(timedelta(milliseconds=100))),
-    )
-    rows = await run_until(settings, engine, (job,), finished(4))
+    rows = await run_until(settings, engine, (flaky(4),), finished(4))
     assert len(rows) == 4
     # Three in a row (the default threshold) raise exactly one alert.
     assert [(a.job_id, a.consecutive_failures, a.error) for a in alerts] == [

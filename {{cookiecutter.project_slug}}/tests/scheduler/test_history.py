@@ -45,3 +45,19 @@ def test_input_and_error_come_back_as_written(engine: Engine, text: str) -> None
     assert json.loads(row.input or "null") == {"text": text}
     assert row.error_message == (text or None)
     assert (row.status, row.duration_ms) == (ExecutionStatus.FAILED, 1.5)
+
+
+def test_what_is_queued_after_the_final_write_is_named_in_the_log(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = HistoryRecorder(engine, "test-instance")
+    first = recorder.planned("late", "default", utcnow(), attempt=1)
+    recorder.close()
+    with session_scope(engine) as session:
+        assert session.get(JobExecution, first) is not None
+    # A run that ends after the stop's last commit: nothing writes its end, and the log says so
+    # once, not once a row.
+    recorder.finished(first, "late", ExecutionStatus.SUCCEEDED, 1.0)
+    recorder.finished(first, "late", ExecutionStatus.SUCCEEDED, 1.0)
+    late = [r for r in caplog.records if "queued after the final write" in r.getMessage()]
+    assert [r.levelname for r in late] == ["WARNING"]

@@ -11,7 +11,6 @@ still run, and every one of them gets a row.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -25,10 +24,12 @@ from app.components.scheduler import metrics
 from app.components.scheduler.fires import MAX_CATCH_UP_ROWS, DueTimes, decide, next_fire
 from app.components.scheduler.history import (
     Advance,
+    PlannedRun,
     claim_planned,
     claim_scheduled,
     execution_row,
     release,
+    release_planned,
 )
 from app.components.scheduler.lease import LeaseLost
 from app.core.db import utcnow
@@ -63,13 +64,7 @@ class Claimer:
         # Times being claimed right now: neither queued again nor handed over twice.
         self._in_flight: set[tuple[str, datetime]] = set()
         self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
         self.healthy = True
-
-    def stop(self) -> None:
-        """End `run` once the claim in progress, if any, has ended."""
-        self._stopping.set()
-        self._wake.set()
 
     def submit(self, job_id: str, times: list[datetime], *, left_out: int = 0) -> None:
         """Queue due times of a job for the next claim; times claimed or queued already go."""
@@ -145,8 +140,6 @@ class Claimer:
         delay = 0.0
         while True:
             await self._wake.wait()
-            if self._stopping.is_set():
-                return
             self._wake.clear()
             due, self._due = self._due, {}
             left_out, self._left_out = self._left_out, Counter()
@@ -180,9 +173,7 @@ class Claimer:
                         extra={"error": str(error).splitlines()[0], "retry_in_seconds": delay},
                     )
                 self.healthy = False
-                # A stop need not wait out the backoff.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                await asyncio.sleep(delay)
                 self._wake.set()
                 continue
             self._in_flight -= flying
@@ -266,6 +257,19 @@ class Claimer:
                 extra={"count": len(claims), "error": str(error).splitlines()[0]},
             )
 
+    def _give_back_planned(self, claiming: asyncio.Future[list[PlannedRun]]) -> None:
+        if claiming.cancelled() or claiming.exception() is not None:
+            return
+        execution_ids = [run.execution_id for run in claiming.result()]
+        try:
+            release_planned(self.runtime.engine, execution_ids, self.runtime.fence)
+        except SQLAlchemyError as error:
+            logger.warning(
+                "manual runs or retries claimed while stopping could not be given back; the "
+                "next leader marks them interrupted",
+                extra={"count": len(execution_ids), "error": str(error).splitlines()[0]},
+            )
+
     def _claim_in_thread(self, jobs: list[tuple[Registered, list[datetime], int]]) -> _Claimed:
         runtime = self.runtime
         now = utcnow()
@@ -328,7 +332,16 @@ class Claimer:
             await runtime.load(job_id)
         # A retry's pending row is written behind; it must be there to be claimed.
         await asyncio.to_thread(runtime.recorder.flush)
-        claimed = await asyncio.to_thread(claim_planned, runtime.engine, wanted, runtime.fence)
+        claiming = asyncio.ensure_future(
+            asyncio.to_thread(claim_planned, runtime.engine, wanted, runtime.fence)
+        )
+        try:
+            claimed = await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            # Stopped while the claim commits: its runs go back to pending, for the next
+            # leader, instead of staying claimed with nothing here to start or end them.
+            claiming.add_done_callback(self._give_back_planned)
+            raise
         for eid in wanted:
             runtime.planned.pop(eid, None)
         for run in claimed:

@@ -121,9 +121,7 @@ class JobRuntime:
     claimer: Claimer = field(init=False)
     # Which runtime jobs the timer holds: those due within the horizon.
     horizon: Horizon = field(init=False)
-    # The claimer's loop; the look-ahead and the horizon that feed it; the lease renewal.
     _claiming: asyncio.Task[None] | None = None
-    _feeding: asyncio.Task[None] | None = None
     _keeping: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
@@ -147,8 +145,7 @@ class JobRuntime:
             self.plan(execution_id, job_id, run_at)
         self.planned_at_start = []
         if self._claiming is None:
-            self._claiming = asyncio.ensure_future(self.claimer.run())
-            self._feeding = asyncio.ensure_future(self._feed())
+            self._claiming = asyncio.ensure_future(self._claim())
         if self._keeping is None:
             self._keeping = asyncio.ensure_future(self._keep_lease())
 
@@ -181,47 +178,22 @@ class JobRuntime:
             failing = False
         self.depose(lease.lost or "the lease could not be renewed before it ended")
 
+    async def _claim(self) -> None:
+        store = self.scheduler._lookup_jobstore("default")
+        await asyncio.gather(
+            self.claimer.run(), self.claimer.look_ahead(store), self.horizon.keep(self)
+        )
+
     def depose(self, reason: str) -> None:
         """Fail-stop: the lease is lost, so claim and start nothing more; idempotent."""
         self.lease.lose(reason)
         if self.deposed.is_set():
             return
         logger.error("leadership lost; claiming stopped", extra={"reason": self.lease.lost})
-        # No claim can commit now (each checks the lease), so one in progress can be cut.
-        for task in (self._claiming, self._feeding):
-            if task is not None:
-                task.cancel()
-        self._claiming = self._feeding = None
+        if self._claiming is not None:
+            self._claiming.cancel()
+            self._claiming = None
         self.deposed.set()
-
-    async def _feed(self) -> None:
-        # A task, not the bare gather: cancelled, a task ends quietly, where a gather nobody
-        # awaits logs its CancelledError as an exception never retrieved.
-        store = self.scheduler._lookup_jobstore("default")
-        await asyncio.gather(self.claimer.look_ahead(store), self.horizon.keep(self))
-
-    async def finish_claiming(self, timeout: float) -> None:
-        """Claim nothing more, but let a claim in progress end first (up to `timeout`).
-
-        Cut short, a claim still commits in its thread, and nothing would start its runs or
-        give them back: the next leader would find them interrupted, though they never ran.
-        Runs it claims for now start; those claimed ahead wait, for `stop_claiming`.
-        """
-        if self._feeding is not None:
-            self._feeding.cancel()
-            self._feeding = None
-        claiming = self._claiming
-        if claiming is None:
-            return
-        self.claimer.stop()
-        try:
-            await asyncio.wait_for(asyncio.shield(claiming), timeout)
-        except TimeoutError:
-            logger.warning(
-                "a claim was still in progress when the scheduler stopped; the next leader "
-                "marks its runs interrupted",
-                extra={"waited_seconds": timeout},
-            )
 
     def stop_claiming(self) -> list[Waiting]:
         """Claim nothing more, stop renewing; returns the runs claimed ahead, not started.
@@ -229,10 +201,10 @@ class JobRuntime:
         Their claims are the caller's to release (`history.release`): while the lease holds,
         the next leader runs them at their time.
         """
-        for task in (self._claiming, self._feeding, self._keeping):
+        for task in (self._claiming, self._keeping):
             if task is not None:
                 task.cancel()
-        self._claiming = self._feeding = self._keeping = None
+        self._claiming = self._keeping = None
         waiting = list(self.waiting.values())
         for run in waiting:
             run.handle.cancel()

@@ -204,6 +204,30 @@ def claim_planned(engine: Engine, execution_ids: list[str], lease: Fence) -> lis
         ]
 
 
+def release_planned(engine: Engine, execution_ids: list[str], lease: Fence) -> int:
+    """Give back claims of manual runs and retries that did not start; returns how many.
+
+    They are pending again, so the next leader runs them. Only claims made under `lease` go
+    back: a run another leader has claimed since is that leader's.
+    """
+    if not execution_ids:
+        return 0
+    instance_id, epoch = lease
+    with write_transaction(engine) as connection:
+        result = connection.execute(
+            update(JobExecution)
+            .where(
+                JobExecution.id.in_(execution_ids),
+                JobExecution.status == ExecutionStatus.RUNNING,
+                JobExecution.started_at.is_(None),
+                JobExecution.instance_id == instance_id,
+                JobExecution.epoch == epoch,
+            )
+            .values(status=ExecutionStatus.PENDING)
+        )
+    return result.rowcount
+
+
 def add_planned(
     session: Session,
     job_id: str,

@@ -32,10 +32,6 @@ from app.core.settings import Settings
 
 logger = logging.getLogger("app.scheduler")
 
-# How long a stop waits for a claim in progress: one statement, which takes milliseconds
-# unless the database hangs.
-CLAIM_FINISH_SECONDS = 2.0
-
 
 def tune_for_latency() -> None:
     """Keep the interpreter from pausing the event loop once start-up has built the jobs.
@@ -190,7 +186,6 @@ class SchedulerProcess:
 
     async def release_waiting(self, runtime: JobRuntime) -> None:
         """Stop claiming, and give back the claims of runs not yet started."""
-        await runtime.finish_claiming(CLAIM_FINISH_SECONDS)
         waiting = runtime.stop_claiming()
         try:
             released, missed = await asyncio.to_thread(

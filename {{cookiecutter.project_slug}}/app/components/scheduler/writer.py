@@ -44,6 +44,8 @@ class BatchWriter(ABC):
         # Set by `flush`: someone waits, so commit at once instead of gathering a burst.
         self._urgent = threading.Event()
         self._closing = False
+        # Set by the writer as it stops for good; `_late` once something came after that.
+        self._stopped = self._late = False
         self._thread: threading.Thread | None = None
         self.healthy = True
 
@@ -93,6 +95,13 @@ class BatchWriter(ABC):
 
     def _changed(self) -> None:
         """Note that something was queued (call with `_lock` held) and wake the writer."""
+        if self._stopped and not self._late:
+            # After the last commit, at shutdown: nothing writes it, so say so once.
+            self._late = True
+            self._logger.warning(
+                f"{self._what} queued after the final write at shutdown is not written",
+                extra={"pending": self.pending()},
+            )
         self._idle.clear()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
@@ -117,8 +126,9 @@ class BatchWriter(ABC):
                 if batch is None:
                     self._urgent.clear()
                     self._idle.set()
+                    self._stopped = self._closing
             if batch is None:
-                if self._closing:
+                if self._stopped:
                     return
                 continue
             try:
