@@ -194,8 +194,8 @@ def test_scheduler_metrics_agree_with_the_history(
     wait_for(lambda: unfinished(engine) == 0, 30, "the runs in flight and the retries to end")
 
     # The history and the counts are read again until they agree: the recorder counts a run's
-    # end when it queues the row and writes rows in batches, and a retry's row is queued after
-    # the end of the attempt that planned it, so for a moment either can be ahead.
+    # end when it queues the row and writes rows in batches, so for a moment the counts are
+    # ahead of the rows.
     read: dict[str, Any] = {}
 
     def compared() -> tuple[tuple[Counts, Counts], tuple[Counts, Counts]]:

@@ -155,15 +155,6 @@ def tables_exist(engine: Engine, *names: str) -> bool:
     return set(names) <= seen
 
 
-def table_exists(connection: Connection, name: str) -> bool:
-    """Whether `connection` sees the table `name`; like `tables_exist`, a table once seen is
-    not looked up again, but this one looks in the connection's own transaction."""
-    seen = _tables_seen.setdefault(connection.engine, set())
-    if name not in seen and inspect(connection).has_table(name):
-        seen.add(name)
-    return name in seen
-
-
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
     """The process-wide engine for the configured database."""

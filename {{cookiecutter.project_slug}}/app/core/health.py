@@ -229,7 +229,8 @@ def check_health(
     """Check the database and the scheduler heartbeat, and list jobs if asked.
 
     `timezone` is the service's, in which jobs without a zone of their own are described.
-    `session`, if given, is read in instead of a session of the check's own.
+    `session`, if given, is read in instead of a session of the check's own; a database
+    error then raises, since the caller's transaction cannot go on after one.
     """
     jobs: list[JobInfo] | None = None
     checked_at = utcnow()
@@ -255,6 +256,8 @@ def check_health(
         if include_jobs:
             jobs = read_jobs(engine, timezone)
     except (SQLAlchemyError, FileNotFoundError) as error:
+        if session is not None:
+            raise
         # DBAPI errors keep the driver's message in `orig`, without SQLAlchemy's long suffix.
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         database = DatabaseHealth(healthy=False, detail=f"unreachable: {reason}")

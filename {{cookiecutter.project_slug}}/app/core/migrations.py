@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Column, Connection, Engine, MetaData, inspect, text
 
 from app import COMMAND
-from app.core.db import Base, open_private_file, sqlite_path, table_exists
+from app.core.db import Base, open_private_file, sqlite_path, tables_exist
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -113,9 +113,14 @@ def head_revision() -> str:
 
 
 def current_revision(connection: Connection) -> str | None:
-    """The revision the database is at; None before the first migration."""
-    if not table_exists(connection, VERSION_TABLE):
+    """The revision the database is at, as `connection` sees it; None before the first
+    migration."""
+    if not inspect(connection).has_table(VERSION_TABLE):
         return None
+    return _stored_revision(connection)
+
+
+def _stored_revision(connection: Connection) -> str | None:
     rows = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
     if len(rows) > 1:
         raise SchemaError(f"the database records several revisions: {', '.join(sorted(rows))}")
@@ -216,7 +221,10 @@ def _expression_indexes() -> set[str]:
 
 def schema_problem(connection: Connection) -> str | None:
     """Why the schema does not fit this code, or None when it is at head."""
-    current, head = current_revision(connection), head_revision()
+    # Readiness asks on every probe: the version table, once seen committed, is not looked
+    # up in the catalog again.
+    versioned = tables_exist(connection.engine, VERSION_TABLE)
+    current, head = _stored_revision(connection) if versioned else None, head_revision()
     if current == head:
         return None
     if current is None:

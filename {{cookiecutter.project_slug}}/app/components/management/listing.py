@@ -139,9 +139,9 @@ class JobQuery:
         found = session.execute(statement).all()
         if found:
             return [row[0] for row in found], found[0][1]
-        if offset == 0:
+        if offset == 0 and limit > 0:
             return [], 0
-        # Past the last page: the window saw no row to count on.
+        # Past the last page (or an empty one): the window saw no row to count on.
         return [], _total(session, conditions)
 
     def unstored(

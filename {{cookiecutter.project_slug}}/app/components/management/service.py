@@ -980,7 +980,6 @@ class Management:
         )
 
 
-@lru_cache(maxsize=4)
 # Built once per limit: an ORM statement over an aliased union costs more to build than to run.
 @lru_cache(maxsize=8)
 def _recent_failures_statement(limit: int) -> Select[Any]:
