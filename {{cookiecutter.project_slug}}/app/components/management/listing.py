@@ -255,22 +255,34 @@ class _Latest(StrEnum):
 
 def _latest(session: Session, ids: list[str], which: _Latest, per_job: int) -> Sequence[Row[Any]]:
     """Each job's latest `per_job` runs of the kind `which` names."""
-    statement: Select[Any] | CompoundSelect[Any]
     params: dict[str, Any]
     if session.get_bind().dialect.name == "postgresql":
-        statement, params = _latest_lateral(which, per_job), {"ids": ids}
+        statement, params = _latest_statement(None, which, per_job), {"ids": ids}
     else:
-        statement = _latest_union(len(ids), which, per_job)
+        statement = _latest_statement(len(ids), which, per_job)
         params = {f"job_{number}": job_id for number, job_id in enumerate(ids)}
-    if which is _Latest.COUNTED:
-        latest = statement.subquery()
-        succeeded = case((latest.c.status == ExecutionStatus.SUCCEEDED.value, 1), else_=0)
-        statement = select(
-            latest.c.job_id,
-            func.count().label("counted"),
-            func.sum(succeeded).label("succeeded"),
-        ).group_by(latest.c.job_id)
     return session.execute(statement, params).all()
+
+
+@lru_cache(maxsize=64)
+def _latest_statement(
+    jobs: int | None, which: _Latest, per_job: int
+) -> Select[Any] | CompoundSelect[Any]:
+    """The statement `_latest` runs: a LATERAL read on PostgreSQL (`jobs` None), a UNION of
+    `jobs` parts on SQLite; for the rate, grouped by job. Built once per shape: building
+    the grouping around a union of 50 parts costs more than running it."""
+    statement = (
+        _latest_lateral(which, per_job) if jobs is None else _latest_union(jobs, which, per_job)
+    )
+    if which is _Latest.ENDED:
+        return statement
+    latest = statement.subquery()
+    succeeded = case((latest.c.status == ExecutionStatus.SUCCEEDED.value, 1), else_=0)
+    return select(
+        latest.c.job_id,
+        func.count().label("counted"),
+        func.sum(succeeded).label("succeeded"),
+    ).group_by(latest.c.job_id)
 
 
 def _columns(which: _Latest) -> tuple[InstrumentedAttribute[Any], ...]:
@@ -292,7 +304,6 @@ def _condition(which: _Latest) -> ColumnElement[bool]:
     return JobExecution.status.in_(RATE_STATUSES)
 
 
-@lru_cache(maxsize=8)
 def _latest_lateral(which: _Latest, per_job: int) -> Select[Any]:
     """PostgreSQL: one small plan, a LATERAL read of each job's index range.
 
@@ -313,11 +324,9 @@ def _latest_lateral(which: _Latest, per_job: int) -> Select[Any]:
     return select(*latest.c).select_from(wanted).join(latest, true())
 
 
-@lru_cache(maxsize=64)
 def _latest_union(jobs: int, which: _Latest, per_job: int) -> CompoundSelect[Any]:
     """SQLite: one UNION ALL of index range reads, bound to the ids (`job_0`, `job_1`, ...).
 
-    Built once per page size: building a statement of 200 parts costs more than running it.
     (SQLite allows 500 parts to a compound statement; a page holds 200 jobs at most.)
     """
     parts = [
