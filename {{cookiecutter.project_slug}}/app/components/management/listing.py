@@ -6,7 +6,7 @@ job is in, its queue and a search of ids and names are all conditions on the `jo
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
@@ -329,18 +329,37 @@ def _latest_union(jobs: int, which: _Latest, per_job: int) -> CompoundSelect[Any
 
     (SQLite allows 500 parts to a compound statement; a page holds 200 jobs at most.)
     """
-    parts = [
-        select(
-            *select(*_columns(which))
-            .where(JobExecution.job_id == bindparam(f"job_{number}"), _condition(which))
-            .order_by(JobExecution.scheduled_at.desc(), JobExecution.id.desc())
-            .limit(per_job)
-            .subquery()
-            .c
+    return latest_runs_of_each(
+        _columns(which),
+        [
+            and_(JobExecution.job_id == bindparam(f"job_{number}"), _condition(which))
+            for number in range(jobs)
+        ],
+        per_job,
+    )
+
+
+def latest_runs_of_each(
+    columns: Iterable[ColumnElement[Any] | InstrumentedAttribute[Any]],
+    parts: Iterable[ColumnElement[bool]],
+    limit: int,
+) -> CompoundSelect[Any]:
+    """The latest `limit` runs meeting each of `parts`, newest first within each: one UNION
+    ALL of index ranges, where one range over them all would read every run between."""
+    chosen = list(columns)
+    return union_all(
+        *(
+            select(
+                *select(*chosen)
+                .where(part)
+                .order_by(JobExecution.scheduled_at.desc(), JobExecution.id.desc())
+                .limit(limit)
+                .subquery()
+                .c
+            )
+            for part in parts
         )
-        for number in range(jobs)
-    ]
-    return union_all(*parts)
+    )
 
 
 def _total(session: Session, conditions: Sequence[ColumnElement[bool]]) -> int:

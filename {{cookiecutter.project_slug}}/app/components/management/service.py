@@ -13,7 +13,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -26,16 +26,15 @@ from sqlalchemy import (
     CursorResult,
     Engine,
     Select,
+    and_,
     bindparam,
     delete,
     false,
     func,
     select,
-    union_all,
     update,
 )
-from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.orm import Session, aliased
 
 from app import ENV_PREFIX
 from app.components.management.errors import (
@@ -44,7 +43,12 @@ from app.components.management.errors import (
     NotFound,
     NotReady,
 )
-from app.components.management.listing import JobQuery, RunFigures, run_figures
+from app.components.management.listing import (
+    JobQuery,
+    RunFigures,
+    latest_runs_of_each,
+    run_figures,
+)
 from app.components.management.schemas import (
     AddJobRequest,
     AuditEntryInfo,
@@ -984,7 +988,10 @@ class Management:
 @lru_cache(maxsize=8)
 def _recent_failures_statement(limit: int) -> Select[Any]:
     latest = aliased(
-        JobExecution, _latest_of_each(FAILED_ENDS, limit, JobExecution.__table__.c).subquery()
+        JobExecution,
+        latest_runs_of_each(
+            JobExecution.__table__.c, [JobExecution.status == s for s in FAILED_ENDS], limit
+        ).subquery(),
     )
     return select(latest).order_by(latest.scheduled_at.desc(), latest.id.desc()).limit(limit)
 
@@ -999,30 +1006,10 @@ def _not_run_statement(limit: int) -> CompoundSelect[Any]:
         JobExecution.status,
         JobExecution.error_message,
     )
-    return _latest_of_each(NOT_RUN, limit, columns, JobExecution.job_id == bindparam("job"))
-
-
-def _latest_of_each(
-    statuses: Sequence[ExecutionStatus],
-    limit: int,
-    columns: Iterable[ColumnElement[Any] | InstrumentedAttribute[Any]],
-    *conditions: ColumnElement[bool],
-) -> CompoundSelect[Any]:
-    """The latest `limit` runs of each of `statuses` that meet `conditions`: one UNION ALL
-    of index ranges, where one range over all the statuses reads every run between them."""
-    chosen = list(columns)
-    parts = [
-        select(
-            *select(*chosen)
-            .where(*conditions, JobExecution.status == status)
-            .order_by(JobExecution.scheduled_at.desc(), JobExecution.id.desc())
-            .limit(limit)
-            .subquery()
-            .c
-        )
-        for status in statuses
-    ]
-    return union_all(*parts)
+    job = JobExecution.job_id == bindparam("job")
+    return latest_runs_of_each(
+        columns, [and_(job, JobExecution.status == status) for status in NOT_RUN], limit
+    )
 
 
 # How many of a cron schedule's next times `_shortest_gap` looks at.
