@@ -31,6 +31,12 @@ MANIFEST: dict[str, dict[str, str]] = {
     "tests/test_postgres_sessions.py": {"database": "postgresql"},
     # The compose file's PostgreSQL creates the app's own role with it.
     "docker": {"use_docker": "yes", "database": "postgresql"},
+    # Worker processes: the component, its process, its command and its tests.
+    "app/components/worker": {"workers": "procrastinate"},
+    "app/entrypoints/worker.py": {"workers": "procrastinate"},
+    "app/cli/worker.py": {"workers": "procrastinate"},
+    "tests/worker": {"workers": "procrastinate"},
+    "docs/workers.md": {"workers": "procrastinate"},
 }
 
 

@@ -23,6 +23,7 @@ SLUG_MAX_LENGTH = 50
 SUPPORTED_PYTHON = ("3.11", "3.12", "3.13")
 CHOICES = {
     "database": ("sqlite", "postgresql"),
+    "workers": ("none", "procrastinate"),
     "include_example_jobs": ("yes", "no"),
     "use_docker": ("yes", "no"),
 }
@@ -36,6 +37,7 @@ RESERVED_SLUGS = frozenset(
         "fastapi-offline",
         "httpx",
         "mypy",
+        "procrastinate",
         "psycopg",
         "pydantic",
         "pydantic-settings",
@@ -103,6 +105,11 @@ def check_answers(answers: dict[str, Any]) -> list[str]:
         value = str(answers.get(option, ""))
         if value not in allowed:
             errors.append(f"{option} {value!r} is not one of: {', '.join(allowed)}")
+    if answers.get("workers") == "procrastinate" and answers.get("database") != "postgresql":
+        errors.append(
+            "workers 'procrastinate' needs database 'postgresql': Procrastinate keeps its queue "
+            "in PostgreSQL (answer database=postgresql, or workers=none)"
+        )
     email = str(answers.get("author_email", ""))
     if not EMAIL_PATTERN.fullmatch(email):
         errors.append(f"author_email {email!r} is not an email address")

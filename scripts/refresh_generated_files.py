@@ -30,6 +30,10 @@ MARKERS = {
 # Replacements back to template variables, longest first so that no marker eats another.
 BACK_TO_TEMPLATE = [
     ("sqlite:///data/marker_project.db", "{{ cookiecutter.__database_url }}"),
+    (
+        "postgresql+psycopg://postgres@127.0.0.1:5432/marker_project",
+        "{{ cookiecutter.__database_url }}",
+    ),
     ("MARKER_PROJECT_", "{{ cookiecutter.__env_prefix }}"),
     ('name = "marker-project"', 'name = "{{ cookiecutter.project_slug }}"'),
     ("Marker Project", "{{ cookiecutter.project_name }}"),
@@ -44,13 +48,19 @@ def templated(text: str) -> str:
     return text
 
 
-def generate(scratch: str, examples: str) -> Path:
+# The lock's only difference with worker processes: uv installs their group by default.
+PROJECT_SOURCE = 'source = { editable = "." }\n'
+WORKERS_DEFAULT_GROUPS = 'default-groups = ["dev", "workers"]\n'
+
+
+def generate(scratch: str, examples: str, workers: bool = False) -> Path:
     """A project with the marker answers, installed from a fresh lock."""
     answers = {**MARKERS, "include_example_jobs": examples}
+    if workers:
+        answers |= {"database": "postgresql", "workers": "procrastinate"}
+    output_dir = f"{scratch}/{examples}{'-workers' if workers else ''}"
     project = Path(
-        cookiecutter(
-            str(TEMPLATE), no_input=True, extra_context=answers, output_dir=f"{scratch}/{examples}"
-        )
+        cookiecutter(str(TEMPLATE), no_input=True, extra_context=answers, output_dir=output_dir)
     )
     subprocess.run(["uv", "lock", "--quiet"], cwd=project, check=True)
     subprocess.run(
@@ -61,26 +71,53 @@ def generate(scratch: str, examples: str) -> Path:
     return project
 
 
-def env_example_template(with_examples: str, without_examples: str) -> str:
-    """One template that renders to either text, the example settings under a condition."""
+def env_example_template(with_workers: str, with_examples: str, without_examples: str) -> str:
+    """One template that renders to each text: the example settings, then the workers', each
+    under its condition."""
+    with_workers, with_examples = templated(with_workers), templated(with_examples)
+    without_examples = templated(without_examples)
     if not with_examples.startswith(without_examples):
-        raise SystemExit("the example jobs' settings must come last in the Settings class")
-    extra = with_examples[len(without_examples) :]
+        raise SystemExit("the example jobs' settings must come after the others in Settings")
+    if not with_workers.startswith(with_examples):
+        raise SystemExit("the workers' settings must come last in the Settings class")
     return (
-        templated(without_examples)
+        without_examples
         + '{% if cookiecutter.include_example_jobs == "yes" %}'
-        + templated(extra)
+        + with_examples[len(without_examples) :]
         + "{% endif %}"
+        + '{% if cookiecutter.workers == "procrastinate" %}'
+        + with_workers[len(with_examples) :]
+        + "{% endif %}"
+    )
+
+
+def lock_template(without_workers: str, with_workers: str) -> str:
+    """The lock of a project without workers, with the line workers add under a condition."""
+    if with_workers.replace(PROJECT_SOURCE + WORKERS_DEFAULT_GROUPS, PROJECT_SOURCE) != (
+        without_workers
+    ):
+        raise SystemExit("the locks with and without workers differ in more than default-groups")
+    return without_workers.replace(
+        PROJECT_SOURCE,
+        PROJECT_SOURCE.rstrip("\n")
+        + '{% if cookiecutter.workers == "procrastinate" %}\n'
+        + WORKERS_DEFAULT_GROUPS.rstrip("\n")
+        + "{% endif %}\n",
     )
 
 
 def main() -> None:
     """Generate, lock, render, and copy the results back into the template."""
     with tempfile.TemporaryDirectory() as scratch:
+        workers = generate(scratch, "yes", workers=True)
         full, minimal = generate(scratch, "yes"), generate(scratch, "no")
-        lock = templated((full / "uv.lock").read_text(encoding="utf-8"))
+        lock = lock_template(
+            templated((full / "uv.lock").read_text(encoding="utf-8")),
+            templated((workers / "uv.lock").read_text(encoding="utf-8")),
+        )
         (PROJECT_TEMPLATE / "uv.lock").write_text(lock, encoding="utf-8")
         env_example = env_example_template(
+            (workers / ".env.example").read_text(encoding="utf-8"),
             (full / ".env.example").read_text(encoding="utf-8"),
             (minimal / ".env.example").read_text(encoding="utf-8"),
         )

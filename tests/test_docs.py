@@ -18,7 +18,8 @@ from tests.doc_blocks import blocks, nav_pages, unmarked_code
 
 VARIANTS: dict[str, dict[str, str]] = {
     "defaults": {},
-    "postgresql-no-docker-no-examples": {
+    "postgresql-workers-no-docker-no-examples": {
+        "workers": "procrastinate",
         "database": "postgresql",
         "use_docker": "no",
         "include_example_jobs": "no",

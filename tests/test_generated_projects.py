@@ -47,6 +47,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "most-different": {
         "project_name": "Acme Billing",
         "database": "postgresql",
+        "workers": "procrastinate",
         "include_example_jobs": "no",
         "use_docker": "no",
         "timezone": "America/New_York",

@@ -27,6 +27,14 @@ post_gen = load_hook("post_gen_project")
 
 # A SQLite project has no PostgreSQL sessions to end, nor a compose PostgreSQL to set up.
 SQLITE_LACKS = {"tests/test_postgres_sessions.py", "docker"}
+# What a project without worker processes (the default) leaves out.
+WORKERS_ONLY = {
+    "app/components/worker",
+    "app/entrypoints/worker.py",
+    "app/cli/worker.py",
+    "tests/worker",
+    "docs/workers.md",
+}
 
 
 def valid_answers(**changes: str) -> dict[str, Any]:
@@ -97,6 +105,15 @@ def test_every_problem_is_reported_at_once() -> None:
     ]
 
 
+def test_workers_on_sqlite_are_refused_in_one_line() -> None:
+    assert pre_gen.check_answers(valid_answers(workers="procrastinate")) == [
+        "workers 'procrastinate' needs database 'postgresql': Procrastinate keeps its queue in "
+        "PostgreSQL (answer database=postgresql, or workers=none)"
+    ]
+    on_postgresql = valid_answers(workers="procrastinate", database="postgresql")
+    assert pre_gen.check_answers(on_postgresql) == []
+
+
 def test_control_characters_in_the_name_are_refused() -> None:
     assert pre_gen.check_answers(valid_answers(project_name="Two\nLines")) == [
         "project_name must be one line of printable characters"
@@ -106,15 +123,16 @@ def test_control_characters_in_the_name_are_refused() -> None:
 @pytest.mark.parametrize(
     ("changes", "removed"),
     [
-        ({}, SQLITE_LACKS),
-        ({"database": "postgresql"}, set()),
+        ({}, SQLITE_LACKS | WORKERS_ONLY),
+        ({"database": "postgresql"}, WORKERS_ONLY),
+        ({"database": "postgresql", "workers": "procrastinate"}, set()),
         (
             {"database": "postgresql", "use_docker": "no"},
-            {"Dockerfile", ".dockerignore", "docker-compose.yml", "docker"},
+            {"Dockerfile", ".dockerignore", "docker-compose.yml", "docker"} | WORKERS_ONLY,
         ),
         (
             {"use_docker": "no"},
-            {"Dockerfile", ".dockerignore", "docker-compose.yml"} | SQLITE_LACKS,
+            {"Dockerfile", ".dockerignore", "docker-compose.yml"} | SQLITE_LACKS | WORKERS_ONLY,
         ),
         (
             {"include_example_jobs": "no"},
@@ -123,7 +141,8 @@ def test_control_characters_in_the_name_are_refused() -> None:
                 for p in post_gen.MANIFEST
                 if any(part in p for part in ("reports", "sync", "temp_files", "files.py"))
             }
-            | SQLITE_LACKS,
+            | SQLITE_LACKS
+            | WORKERS_ONLY,
         ),
     ],
 )

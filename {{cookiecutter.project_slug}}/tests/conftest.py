@@ -79,6 +79,10 @@ def test_env(tmp_path: Path, database_url: str) -> dict[str, str]:
         f"{ENV_PREFIX}API_TOKEN": TEST_TOKEN,
         # Several schedulers run at once across the tests: each gets a free port.
         f"{ENV_PREFIX}SCHEDULER_METRICS_PORT": "0",
+{%- if cookiecutter.workers == "procrastinate" %}
+        # The scheduler runs the jobs itself, as without workers; tests/worker turns them on.
+        f"{ENV_PREFIX}WORKERS_ENABLED": "false",
+{%- endif %}
     }
 
 

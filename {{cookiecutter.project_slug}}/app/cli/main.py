@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from app import PROJECT_NAME, __version__
-from app.cli import audit, db, executions, health, jobs, scheduler
+from app.cli import audit, db, executions, health, jobs, scheduler{% if cookiecutter.workers == "procrastinate" %}, worker{% endif %}
 from app.cli.output import (
     EXIT_FAILED,
     Command,
@@ -31,6 +31,9 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(executions.app, name="executions")
 app.add_typer(scheduler.app, name="scheduler")
 app.add_typer(db.app, name="db")
+{%- if cookiecutter.workers == "procrastinate" %}
+app.add_typer(worker.app, name="worker")
+{%- endif %}
 app.command("audit", cls=Command)(audit.audit)
 
 

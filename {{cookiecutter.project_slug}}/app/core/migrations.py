@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 VERSION_TABLE = "alembic_version"  # Alembic's default, which env.py keeps
+# What every table, type and function of Procrastinate's schema is named with.
+PROCRASTINATE_PREFIX = "procrastinate_"
 # Any constant shared by every process of the project; it names the lock, nothing more.
 _UPGRADE_LOCK_KEY = 0x5C4ED01E
 
@@ -201,12 +203,15 @@ def stamp(engine: Engine, revision: str) -> None:
 def include_object(
     item: object, name: str | None, kind: str, reflected: bool, compare_to: object
 ) -> bool:
-    """Autogenerate's filter: leave indexes on expressions out of its comparison.
+    """Autogenerate's filter: leave out indexes on expressions, and Procrastinate's tables.
 
     PostgreSQL stores an expression in its own words (casts added, parentheses moved), so
     the stored index never reads as the model's and every check would report a change; SQLite
-    cannot report them at all. Their migrations are written by hand.
+    cannot report them at all. Their migrations are written by hand. Procrastinate's tables
+    (with worker processes) are its schema, applied whole by a migration, not models.
     """
+    if kind == "table" and reflected and (name or "").startswith(PROCRASTINATE_PREFIX):
+        return False
     return not (kind == "index" and name in _expression_indexes())
 
 

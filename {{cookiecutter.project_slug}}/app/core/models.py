@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Float, Index, Integer, String, Text, case, false, null, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    case,
+    false,
+    null,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.elements import Grouping
 
@@ -151,6 +163,10 @@ class JobExecution(Base):
     # The leader epoch that claimed this run; None for history older than claims, and for a
     # manual run or a retry until it is claimed.
     epoch: Mapped[int | None] = mapped_column(Integer)
+    # With worker processes: the Procrastinate job that carries the run (set in the claim's
+    # transaction), and the worker that ran it. None for runs in the scheduler process.
+    task_id: Mapped[int | None] = mapped_column(BigInteger)
+    worker_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class SchedulerCommand(Base):

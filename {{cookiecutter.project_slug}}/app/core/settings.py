@@ -281,6 +281,43 @@ class Settings(BaseSettings):
         """The URL the external sync job fetches."""
         return self.sync_url or f"http://127.0.0.1:{self.api_port}/health"
 {%- endif %}
+{%- if cookiecutter.workers == "procrastinate" %}
+
+    # Worker processes (Procrastinate); see docs/workers.md.
+    workers_enabled: bool = Field(
+        True,
+        description="Run jobs on worker processes (the worker command); off, the scheduler "
+        "runs them itself.",
+    )
+    worker_concurrency_critical: int = Field(
+        6, ge=1, description="Runs of the critical queue one worker process runs at once."
+    )
+    worker_concurrency_default: int = Field(
+        3, ge=1, description="Runs of the default queue one worker process runs at once."
+    )
+    worker_concurrency_low: int = Field(
+        1, ge=1, description="Runs of the low queue one worker process runs at once."
+    )
+    worker_poll_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often an idle worker looks for runs besides being notified of them "
+        "(the notification is lost while the database restarts).",
+    )
+
+    @model_validator(mode="after")
+    def _workers_need_postgresql(self) -> Settings:
+        if self.workers_enabled and make_url(self.database_url).get_backend_name() != "postgresql":
+            raise ValueError(
+                "workers_enabled needs a PostgreSQL database_url: the workers' queue is kept "
+                "there (set WORKERS_ENABLED=false to run the jobs in the scheduler)"
+            )
+        return self
+
+    def worker_concurrency(self, queue: str) -> int:
+        """How many runs of `queue` one worker process runs at once."""
+        return int(getattr(self, f"worker_concurrency_{queue}"))
+{%- endif %}
 
 
 class SettingsError(Exception):

@@ -18,7 +18,13 @@ from app.entrypoints._startup import exit_if_ports_taken, start_process
 
 logger = logging.getLogger("app.local")
 
-PROCESSES = {"api": "app.entrypoints.api", "scheduler": "app.entrypoints.scheduler"}
+PROCESSES = {
+    "api": "app.entrypoints.api",
+    "scheduler": "app.entrypoints.scheduler",
+{%- if cookiecutter.workers == "procrastinate" %}
+    "worker": "app.entrypoints.worker",
+{%- endif %}
+}
 STOP_TIMEOUT_SECONDS = 10
 
 

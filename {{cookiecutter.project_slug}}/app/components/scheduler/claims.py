@@ -107,8 +107,11 @@ class Claimer:
     async def look_ahead(self, store: MemoryJobStore) -> None:
         """Queue the times falling due within `CLAIM_AHEAD`, until cancelled."""
         runtime = self.runtime
+        # Claimed ahead, a run starts at its time without waiting for a commit. Queued for the
+        # workers, a run claimed ahead would wait for a worker's next look at the queue.
+        ahead_by = CLAIM_AHEAD if runtime.dispatch is None else timedelta(0)
         while True:
-            horizon = utcnow() + CLAIM_AHEAD
+            horizon = utcnow() + ahead_by
             for job in store.get_due_jobs(horizon):
                 registered = runtime.jobs.get(job.id)
                 moment = job.next_run_time
@@ -217,7 +220,10 @@ class Claimer:
                     )
                 continue
             context = {"job_id": row["job_id"], "execution_id": row["id"]}
-            if row["status"] is ExecutionStatus.RUNNING:
+            if row["status"] is ExecutionStatus.PENDING:
+                # Queued for the workers in the claim's transaction: a worker starts it.
+                self._claimed[(row["job_id"], row["scheduled_at"])] = time.monotonic()
+            elif row["status"] is ExecutionStatus.RUNNING:
                 registered = runtime.jobs.get(row["job_id"])
                 if registered is not None and next_fire(registered.trigger, row["scheduled_at"]):
                     self._claimed[(row["job_id"], row["scheduled_at"])] = time.monotonic()
@@ -289,7 +295,14 @@ class Claimer:
             )
             for fate in fates:
                 # A run that finds the previous one still going is skipped when it is due.
-                status = ExecutionStatus.RUNNING if fate.missed is None else ExecutionStatus.MISSED
+                # Queued for the workers, it is pending until a worker starts it.
+                status = (
+                    ExecutionStatus.MISSED
+                    if fate.missed is not None
+                    else ExecutionStatus.PENDING
+                    if runtime.dispatch is not None
+                    else ExecutionStatus.RUNNING
+                )
                 row = execution_row(
                     definition.id,
                     definition.queue.value,
@@ -306,7 +319,9 @@ class Claimer:
                 unlisted.append((definition.id, left_out))
             following = next_fire(registered.trigger, ordered[-1])
             advances.append(Advance(definition.id, registered.version, following))
-        inserted, stale = claim_scheduled(runtime.engine, advances, rows, runtime.fence)
+        inserted, stale = claim_scheduled(
+            runtime.engine, advances, rows, runtime.fence, runtime.dispatch
+        )
         # Counted here, once committed: a claim cancelled meanwhile keeps its missed rows.
         for row in rows:
             if row["id"] in inserted and row["status"] is ExecutionStatus.MISSED:
@@ -333,7 +348,9 @@ class Claimer:
         # A retry's pending row is written behind; it must be there to be claimed.
         await asyncio.to_thread(runtime.recorder.flush)
         claiming = asyncio.ensure_future(
-            asyncio.to_thread(claim_planned, runtime.engine, wanted, runtime.fence)
+            asyncio.to_thread(
+                claim_planned, runtime.engine, wanted, runtime.fence, runtime.dispatch
+            )
         )
         try:
             claimed = await asyncio.shield(claiming)

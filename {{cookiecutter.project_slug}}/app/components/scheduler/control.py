@@ -14,6 +14,7 @@ from app.components.scheduler.claims import SKIP_REASON
 from app.components.scheduler.commands import CommandKind
 from app.components.scheduler.consumer import CommandConsumer, CommandRejected
 from app.components.scheduler.execution import JobRuntime
+from app.components.scheduler.history import cancel_queued
 from app.core.db import utcnow
 from app.core.enums import ExecutionStatus
 from app.core.models import SchedulerCommand
@@ -31,7 +32,7 @@ class CommandHandler:
         if kind in (CommandKind.RUN, CommandKind.RETRY):
             return await self._run(job_id, execution_id)
         if kind is CommandKind.CANCEL:
-            return self._cancel(execution_id)
+            return await self._cancel(execution_id)
         raise CommandRejected(f"unknown command {command.kind!r}")
 
     async def _run(self, job_id: str, execution_id: str) -> str:
@@ -62,12 +63,23 @@ class CommandHandler:
             return f"run {execution_id} was planned already"
         return f"run {execution_id} started"
 
-    def _cancel(self, execution_id: str) -> str:
+    async def _cancel(self, execution_id: str) -> str:
+        runtime = self.runtime
         try:
-            return self.runtime.cancel(execution_id)
+            return runtime.cancel(execution_id)
+        except KeyError:
+            if runtime.dispatch is None:
+                raise CommandRejected(
+                    f"execution {execution_id} is neither pending nor running in the scheduler"
+                ) from None
+        try:
+            return await asyncio.to_thread(
+                cancel_queued, runtime.engine, runtime.dispatch, execution_id
+            )
         except KeyError:
             raise CommandRejected(
-                f"execution {execution_id} is neither pending nor running in the scheduler"
+                f"execution {execution_id} is neither pending nor running in the scheduler, nor "
+                "queued or running on a worker"
             ) from None
 
 

@@ -8,12 +8,7 @@ committed runs; the others were claimed elsewhere, or the job changed meanwhile.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import inspect
 import logging
-import threading
-import time
-import traceback
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,32 +25,25 @@ from app.components.scheduler.alerts import FailureStreaks
 from app.components.scheduler.catalog import Definitions, JobRecord
 from app.components.scheduler.claims import SKIP_REASON, Claimer
 from app.components.scheduler.definition import ScheduledJob
+from app.components.scheduler.dispatch import Dispatch
 from app.components.scheduler.fires import due_times
-from app.components.scheduler.functions import ArgumentError
 from app.components.scheduler.history import LOST_LEADERSHIP, Fence, HistoryRecorder
 from app.components.scheduler.horizon import Horizon, record
 from app.components.scheduler.lease import Lease
+from app.components.scheduler.perform import (
+    JobCancelled,
+    RunningRun,
+    log_outcome,
+    perform,
+    retry_time,
+    stop_thread,
+)
 from app.core.db import utcnow
-from app.core.enums import FAILED_ENDS, ExecutionStatus, JobOrigin, MissReason, TriggerKind
-from app.core.errors import JobError
+from app.core.enums import ExecutionStatus, JobOrigin, MissReason, TriggerKind
 from app.core.schedules import ScheduleError
 from app.core.settings import Settings
 
 logger = logging.getLogger("app.scheduler.jobs")
-
-
-class JobCancelled(Exception):
-    """Raised inside a job's worker thread when its run is cancelled on request."""
-
-
-@dataclass
-class RunningRun:
-    """A run in progress: its job, and what can stop it."""
-
-    job_id: str
-    task: asyncio.Task[Any] | None = None
-    thread_id: int | None = None
-    cancel_requested: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +85,8 @@ class JobRuntime:
     settings: Settings
     # The leadership the runtime acts under; it claims and starts nothing once it is lost.
     lease: Lease
+    # The workers' queue, where claimed runs go; None: this process runs them.
+    dispatch: Dispatch | None = None
     jobs: dict[str, Registered] = field(default_factory=dict)
     running: dict[str, RunningRun] = field(default_factory=dict)
     # Runs in progress per job id, kept beside `running` so the limit check stays O(1).
@@ -481,90 +471,32 @@ class JobRuntime:
     ) -> None:
         context = {"job_id": definition.id, "execution_id": execution_id, "attempt": attempt}
         logger.info("job started", extra={**context, "trigger": kind.value})
-        began = time.perf_counter()
-        error: BaseException | None = None
-        trace: str | None = None
-        result: Any = None
-        stopped = False
-        try:
-            given = definition.function.parse(arguments) if arguments else {}
-            call_arguments = {**definition.args, **given}
-            result = await _call(definition, run, call_arguments)
-            status = ExecutionStatus.SUCCEEDED
-        except JobCancelled:
-            status, error = ExecutionStatus.CANCELLED, JobCancelled("cancelled on request")
-        except TimeoutError:
-            status = ExecutionStatus.TIMED_OUT
-            error = TimeoutError(f"timed out after {definition.timeout}")
-        except asyncio.CancelledError:
-            status, stopped = ExecutionStatus.INTERRUPTED, True
-            error = RuntimeError("cancelled: the scheduler stopped during the run")
-        except ArgumentError as bad:
-            # Checked when the run was asked for; only a change of code since can get here.
-            status, error = ExecutionStatus.FAILED, bad
-        except Exception as failure:  # noqa: BLE001 - a job's failure is recorded, not raised
-            status, error = ExecutionStatus.FAILED, failure
-            # An expected failure (JobError) is explained by its message; others are bugs.
-            trace = None if isinstance(failure, JobError) else traceback.format_exc()
-        duration_ms = (time.perf_counter() - began) * 1000
+        outcome = await perform(definition, run, arguments)
         # The one place a run's end is recorded.
         self._ended(execution_id)
         # A failed attempt's end and its retry's row go in one batch: a stop or a crash
         # between the two writes would record the failure and lose the retry.
         with self.recorder.together():
             self.recorder.finished(
-                execution_id, definition.id, status, duration_ms, error=error, traceback=trace
+                execution_id,
+                definition.id,
+                outcome.status,
+                outcome.duration_ms,
+                error=outcome.error,
+                traceback=outcome.trace,
             )
-            retry = self._queue_retry(definition, status, attempt, arguments)
-        metrics.run_finished(definition.id, definition.queue.value, duration_ms / 1000)
+            retry = self._queue_retry(definition, outcome.status, attempt, arguments)
+        metrics.run_finished(definition.id, definition.queue.value, outcome.duration_ms / 1000)
         if retry is not None:
             self.plan(retry.execution_id, definition.id, retry.run_at)
             metrics.retry_planned(definition.id)
-        await self._after(
-            definition,
-            status,
-            error,
-            trace,
-            context,
-            duration_ms,
-            retry.run_at if retry else None,
-            result,
-        )
-        if stopped:
-            raise asyncio.CancelledError
-
-    async def _after(
-        self,
-        definition: ScheduledJob,
-        status: ExecutionStatus,
-        error: BaseException | None,
-        trace: str | None,
-        context: dict[str, Any],
-        duration_ms: float,
-        retry_at: datetime | None,
-        result: Any,
-    ) -> None:
-        timing = {**context, "duration_ms": round(duration_ms, 1)}
-        if status is ExecutionStatus.SUCCEEDED:
+        failure = log_outcome(outcome, context, retry.run_at if retry else None)
+        if outcome.status is ExecutionStatus.SUCCEEDED:
             self.streaks.succeeded(definition.id)
-            logger.info("job succeeded", extra={**timing, "result": _summary(result)})
-            return
-        if status is ExecutionStatus.CANCELLED:
-            logger.warning("job cancelled on request", extra=timing)
-            return
-        if status is ExecutionStatus.INTERRUPTED:
-            return
-        message = str(error) or type(error).__name__
-        logger.error(
-            f"job {'timed out' if status is ExecutionStatus.TIMED_OUT else 'failed'}: {message}",
-            extra={
-                **timing,
-                "error": type(error).__name__,
-                "retry_at": retry_at,
-                **({"traceback": trace} if trace else {}),
-            },
-        )
-        await self.streaks.failed(definition.id, context["execution_id"], message)
+        elif failure is not None:
+            await self.streaks.failed(definition.id, execution_id, failure)
+        if outcome.stopped:
+            raise asyncio.CancelledError
 
     def _queue_retry(
         self,
@@ -574,9 +506,9 @@ class JobRuntime:
         arguments: Mapping[str, Any] | None,
     ) -> PlannedRetry | None:
         """Queue the retry a failed or timed-out attempt earns under the job's policy."""
-        if status not in FAILED_ENDS or attempt >= definition.retry.attempts:
+        run_at = retry_time(definition, status, attempt)
+        if run_at is None:
             return None
-        run_at = utcnow() + definition.retry.backoff.delay_before(attempt)
         # A retry is a pending row, so it shows in the history at once, and a leader that
         # takes over runs it.
         execution_id = self.recorder.planned(
@@ -587,6 +519,22 @@ class JobRuntime:
             arguments=arguments,
         )
         return PlannedRetry(execution_id, run_at)
+
+    def retry_after_loss(self, job_id: str, attempt: int) -> tuple[str, datetime] | None:
+        """The queue and time of the retry a run its process lost earns, or None.
+
+        Called from a thread: reads the job's row when the leader does not hold it.
+        """
+        definition = self.definition(job_id)
+        if definition is None:
+            row = record(self.engine, job_id)
+            try:
+                definition = None if row is None else self.definitions.of(row)
+            except ScheduleError:
+                definition = None
+        if definition is None or attempt >= definition.retry.attempts:
+            return None
+        return definition.queue.value, utcnow() + definition.retry.backoff.delay_before(attempt)
 
     def cancel(self, execution_id: str) -> str:
         """Stop a pending or running run; returns what was done. KeyError if neither."""
@@ -606,12 +554,7 @@ class JobRuntime:
             )
             return "the planned run was removed before it started"
         run.cancel_requested = True
-        if run.thread_id is not None:
-            # Python cannot stop a thread from outside; this raises JobCancelled in it the next
-            # time it runs Python code (a blocking call in C finishes first).
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(run.thread_id), ctypes.py_object(JobCancelled)
-            )
+        if stop_thread(run):
             return "the run was told to stop; it stops at its next Python instruction"
         if run.task is not None:
             run.task.cancel()
@@ -671,52 +614,3 @@ def current_runtime() -> JobRuntime:
     if _runtime is None:
         raise RuntimeError("no scheduler runtime: create_scheduler() binds one")
     return _runtime
-
-
-def _in_thread(run: RunningRun, func: Any, arguments: Mapping[str, Any]) -> Any:
-    run.thread_id = threading.get_ident()
-    try:
-        if run.cancel_requested:
-            raise JobCancelled
-        return func(**arguments)
-    finally:
-        run.thread_id = None
-
-
-async def _call(definition: ScheduledJob, run: RunningRun, arguments: Mapping[str, Any]) -> Any:
-    try:
-        return await _awaited(definition, run, arguments)
-    except asyncio.CancelledError:
-        if run.cancel_requested:
-            # Cancelled on request: the run ends as cancelled, and its task goes on to record it.
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            raise JobCancelled from None
-        raise
-
-
-async def _awaited(definition: ScheduledJob, run: RunningRun, arguments: Mapping[str, Any]) -> Any:
-    timeout = definition.timeout.total_seconds() if definition.timeout else None
-    coroutine = inspect.iscoroutinefunction(definition.func)
-    if coroutine and timeout is None:
-        # Awaited in the run's own task: a cancellation reaches it directly, and the run costs
-        # no second task and no shield, which a burst of thousands of runs a second notices.
-        return await definition.func(**arguments)
-    if coroutine:
-        work = asyncio.ensure_future(definition.func(**arguments))
-    else:
-        # A blocking function runs in a worker thread. A timeout stops waiting for it, but
-        # Python cannot stop the thread itself: make such functions check their own deadlines.
-        work = asyncio.ensure_future(asyncio.to_thread(_in_thread, run, definition.func, arguments))
-    try:
-        # Shielded: on a timeout the wait ends at once, even if the job ignores cancellation.
-        return await asyncio.wait_for(asyncio.shield(work), timeout)
-    except (TimeoutError, asyncio.CancelledError):
-        work.cancel()
-        raise
-
-
-def _summary(value: object, limit: int = 200) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."

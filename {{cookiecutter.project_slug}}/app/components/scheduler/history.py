@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +22,9 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.components.scheduler import metrics
+from app.components.scheduler.dispatch import Deferral, Dispatch
 from app.components.scheduler.lease import LeaseLost, check_fence, check_no_successor
+from app.components.scheduler.perform import JobCancelled
 from app.components.scheduler.writer import BatchWriter
 from app.core.db import utcnow, write_transaction
 from app.core.enums import UNFINISHED, ExecutionStatus, MissReason, TriggerKind
@@ -123,9 +125,16 @@ class Advance:
 
 
 def claim_scheduled(
-    engine: Engine, advances: list[Advance], rows: list[dict[str, Any]], lease: Fence
+    engine: Engine,
+    advances: list[Advance],
+    rows: list[dict[str, Any]],
+    lease: Fence,
+    dispatch: Dispatch | None = None,
 ) -> tuple[set[str], set[str]]:
     """Claim scheduled times: advance each job and insert its rows, in one transaction.
+
+    With `dispatch`, the `pending` rows inserted (the runs, not the missed times) are queued
+    for the workers in the same transaction.
 
     Returns the ids of the rows inserted, and the jobs whose row changed since the caller
     read it (paused, rescheduled or deleted meanwhile): none of their times is claimed, and
@@ -150,7 +159,31 @@ def claim_scheduled(
         if not wanted:
             return set(), stale
         inserted = _insert(connection, wanted, on_conflict_skip=True)
+        if dispatch is not None:
+            queue_runs(
+                connection,
+                dispatch,
+                [
+                    Deferral(row["id"], row["queue"])
+                    for row in wanted
+                    if row["id"] in inserted and row["status"] is ExecutionStatus.PENDING
+                ],
+            )
     return inserted, stale
+
+
+def queue_runs(connection: Connection, dispatch: Dispatch, runs: Sequence[Deferral]) -> None:
+    """Queue runs for the workers and note each one's queue job on its row, in `connection`'s
+    transaction."""
+    if not runs:
+        return
+    task_ids = dispatch.defer(connection, runs)
+    _update_from_values(
+        connection,
+        JobExecution.__tablename__,
+        [{"id": execution_id, "task_id": task_id} for execution_id, task_id in task_ids.items()],
+        match=("id",),
+    )
 
 
 @dataclass(frozen=True)
@@ -165,10 +198,14 @@ class PlannedRun:
     arguments: dict[str, Any] | None
 
 
-def claim_planned(engine: Engine, execution_ids: list[str], lease: Fence) -> list[PlannedRun]:
+def claim_planned(
+    engine: Engine, execution_ids: list[str], lease: Fence, dispatch: Dispatch | None = None
+) -> list[PlannedRun]:
     """Claim pending manual runs and retries; returns those this process now runs.
 
-    Raises `LeaseLost` if `lease` is no longer the current one: nothing is claimed.
+    With `dispatch` they are queued for the workers instead, in the claim's transaction, and
+    stay pending until a worker starts them: none is returned. Raises `LeaseLost` if `lease`
+    is no longer the current one: nothing is claimed.
     """
     instance_id, epoch = lease
     with write_transaction(engine) as connection:
@@ -178,10 +215,16 @@ def claim_planned(engine: Engine, execution_ids: list[str], lease: Fence) -> lis
             .where(
                 JobExecution.id.in_(execution_ids),
                 JobExecution.status == ExecutionStatus.PENDING,
+                # Queued for the workers already: theirs to start.
+                JobExecution.task_id.is_(None),
             )
             # Claimed, not started: the start is recorded when the run starts, so a run the
             # job's limits skip, or a stop leaves unstarted, has none.
-            .values(status=ExecutionStatus.RUNNING, instance_id=instance_id, epoch=epoch)
+            .values(
+                status=ExecutionStatus.PENDING if dispatch else ExecutionStatus.RUNNING,
+                instance_id=instance_id,
+                epoch=epoch,
+            )
             .returning(
                 JobExecution.id,
                 JobExecution.job_id,
@@ -189,8 +232,12 @@ def claim_planned(engine: Engine, execution_ids: list[str], lease: Fence) -> lis
                 JobExecution.attempt,
                 JobExecution.trigger_kind,
                 JobExecution.input,
+                JobExecution.queue,
             )
-        )
+        ).all()
+        if dispatch is not None:
+            queue_runs(connection, dispatch, [Deferral(row.id, row.queue) for row in result])
+            return []
         return [
             PlannedRun(
                 execution_id,
@@ -200,7 +247,7 @@ def claim_planned(engine: Engine, execution_ids: list[str], lease: Fence) -> lis
                 trigger_kind,
                 json.loads(stored) if stored else None,
             )
-            for execution_id, job_id, scheduled_at, attempt, trigger_kind, stored in result
+            for execution_id, job_id, scheduled_at, attempt, trigger_kind, stored, _ in result
         ]
 
 
@@ -253,12 +300,16 @@ def add_planned(
 
 
 def pending_planned(engine: Engine) -> list[JobExecution]:
-    """Manual runs and retries waiting to be claimed, soonest first."""
+    """Manual runs and retries waiting to be claimed, soonest first (not those queued for the
+    workers already)."""
     with Session(engine, expire_on_commit=False) as session:
         return list(
             session.scalars(
                 select(JobExecution)
-                .where(JobExecution.status == ExecutionStatus.PENDING)
+                .where(
+                    JobExecution.status == ExecutionStatus.PENDING,
+                    JobExecution.task_id.is_(None),
+                )
                 .order_by(JobExecution.scheduled_at)
             )
         )
@@ -267,8 +318,9 @@ def pending_planned(engine: Engine) -> list[JobExecution]:
 def mark_interrupted(engine: Engine) -> int:
     """Mark runs still recorded as running as interrupted; returns how many there were.
 
-    Called by a new leader: only the leader runs jobs, so a run still marked running was left
-    by a process that stopped or died during it.
+    Called by a new leader: only the leader runs jobs in its process, so such a run still
+    marked running was left by a process that stopped or died during it. Runs on worker
+    processes are not the leader's.
     """
     ended: list[str] = []
     with write_transaction(engine) as connection:
@@ -284,6 +336,8 @@ def mark_interrupted(engine: Engine) -> int:
                 update(JobExecution)
                 .where(
                     JobExecution.status == ExecutionStatus.RUNNING,
+                    # A run on a worker process goes on whoever leads.
+                    JobExecution.task_id.is_(None),
                     JobExecution.started_at.is_not(None)
                     if started
                     else JobExecution.started_at.is_(None),
@@ -353,6 +407,130 @@ def release(
     return result.rowcount, 0
 
 
+# Why a run on a worker ended without the worker saying so.
+WORKER_LOST = "the worker running it stopped or died during the run"
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What became of the runs of workers that went silent."""
+
+    # Runs that had started: (execution id, job id), each recorded interrupted.
+    interrupted: list[tuple[str, str]]
+    # Runs a dead worker had taken but not started, back in the queue.
+    requeued: int
+    # The retries the interrupted runs earned, queued with them: (execution id, job id).
+    retries: list[tuple[str, str]]
+
+
+def recover_stalled(
+    engine: Engine,
+    dispatch: Dispatch,
+    silent_seconds: float,
+    retry_of: Callable[[str, int], tuple[str, datetime] | None],
+) -> Recovered:
+    """End the runs of workers silent for `silent_seconds`, in one transaction.
+
+    A run the worker had started is recorded interrupted, and its job's retry policy decides
+    whether another attempt is queued (`retry_of(job id, attempt)` gives the retry's queue
+    and time, or None). A run it had taken but not started never ran: it goes back in the
+    queue. A run already ended only leaves the queue.
+    """
+    interrupted: list[tuple[str, str]] = []
+    retries: list[tuple[str, str]] = []
+    requeued = 0
+    with write_transaction(engine) as connection:
+        stalled = dispatch.stalled(connection, silent_seconds)
+        if not stalled:
+            return Recovered([], 0, [])
+        rows = {
+            row.id: row
+            for row in connection.execute(
+                select(
+                    JobExecution.id,
+                    JobExecution.job_id,
+                    JobExecution.status,
+                    JobExecution.attempt,
+                    JobExecution.input,
+                )
+                .where(JobExecution.id.in_([eid for _, eid in stalled]))
+                .with_for_update()
+            )
+        }
+        queued: list[Deferral] = []
+        for task_id, execution_id in stalled:
+            row = rows.get(execution_id)
+            if row is not None and row.status == ExecutionStatus.PENDING:
+                dispatch.requeue(connection, task_id)
+                requeued += 1
+                continue
+            dispatch.drop(connection, task_id)
+            if row is None or row.status != ExecutionStatus.RUNNING:
+                continue
+            connection.execute(
+                update(JobExecution)
+                .where(JobExecution.id == execution_id)
+                .values(
+                    **{
+                        **end_fields(ExecutionStatus.INTERRUPTED, 0.0, reason=WORKER_LOST),
+                        "error_type": "Interrupted",
+                    }
+                )
+            )
+            interrupted.append((execution_id, row.job_id))
+            retry = retry_of(row.job_id, row.attempt)
+            if retry is None:
+                continue
+            queue, run_at = retry
+            pending = execution_row(
+                row.job_id,
+                queue,
+                run_at,
+                ExecutionStatus.PENDING,
+                attempt=row.attempt + 1,
+                trigger_kind=TriggerKind.RETRY,
+                arguments=json.loads(row.input) if row.input else None,
+            )
+            connection.execute(insert(JobExecution), [pending])
+            queued.append(Deferral(pending["id"], queue, run_at))
+            retries.append((pending["id"], row.job_id))
+        queue_runs(connection, dispatch, queued)
+    return Recovered(interrupted, requeued, retries)
+
+
+def cancel_queued(engine: Engine, dispatch: Dispatch, execution_id: str) -> str:
+    """Cancel a run queued for the workers; returns what was done.
+
+    A run waiting in the queue leaves it and ends `cancelled`; a running one's worker is told
+    to stop it, and records its end. KeyError if the run is not on the workers' queue, or has
+    ended.
+    """
+    with write_transaction(engine) as connection:
+        # Locked: a worker starting the run meanwhile waits, then finds it cancelled.
+        row = connection.execute(
+            select(JobExecution.status, JobExecution.task_id)
+            .where(JobExecution.id == execution_id)
+            .with_for_update()
+        ).one_or_none()
+        if row is None or row.task_id is None or row.status not in UNFINISHED:
+            raise KeyError(execution_id)
+        dispatch.cancel(connection, row.task_id)
+        if row.status == ExecutionStatus.RUNNING:
+            return "the run's worker was told to stop it; it records the end"
+        connection.execute(
+            update(JobExecution)
+            .where(JobExecution.id == execution_id)
+            .values(
+                **end_fields(
+                    ExecutionStatus.CANCELLED,
+                    0.0,
+                    error=JobCancelled("cancelled before a worker started it"),
+                )
+            )
+        )
+    return "the queued run was removed before a worker started it"
+
+
 def cancel_pending(connection: Connection, execution_ids: Iterable[str], reason: str) -> int:
     """Mark pending runs cancelled (their job was deleted); returns how many."""
     ids = list(execution_ids)
@@ -380,6 +558,27 @@ def prune(connection: Connection, before: datetime) -> int:
         )
     )
     return result.rowcount
+
+
+def end_fields(
+    status: ExecutionStatus,
+    duration_ms: float,
+    error: BaseException | None = None,
+    traceback: str | None = None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The columns a run's end sets; `reason` explains an outcome that is not an error."""
+    message = str(error) if error else reason
+    return {
+        "finished_at": utcnow(),
+        "duration_ms": round(duration_ms, 3),
+        "status": status,
+        "error_type": type(error).__name__ if error else None,
+        # Redacted here, where every run's end is written: what the history keeps, the API
+        # and the CLI show.
+        "error_message": _clip(redact_urls(message), MAX_MESSAGE_CHARS) if message else None,
+        "traceback": _clip(redact_urls(traceback), MAX_TRACEBACK_CHARS) if traceback else None,
+    }
 
 
 _Batch = tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]
@@ -435,18 +634,7 @@ class HistoryRecorder(BatchWriter):
     ) -> None:
         """Queue the end of a run; `reason` explains an outcome that is not an error."""
         metrics.run_ended(job_id, status)
-        message = str(error) if error else reason
-        fields = {
-            "finished_at": utcnow(),
-            "duration_ms": round(duration_ms, 3),
-            "status": status,
-            "error_type": type(error).__name__ if error else None,
-            # Redacted here, where every run's end is written: what the history keeps, the
-            # API and the CLI show.
-            "error_message": _clip(redact_urls(message), MAX_MESSAGE_CHARS) if message else None,
-            "traceback": _clip(redact_urls(traceback), MAX_TRACEBACK_CHARS) if traceback else None,
-        }
-        self._queue_update(execution_id, fields)
+        self._queue_update(execution_id, end_fields(status, duration_ms, error, traceback, reason))
 
     def _queue_update(self, execution_id: str, fields: dict[str, Any]) -> None:
         with self._lock:
@@ -510,6 +698,7 @@ _POSTGRES_TYPES = {
     "attempt": "INTEGER",
     "epoch": "INTEGER",
     "version": "INTEGER",
+    "task_id": "BIGINT",
 }
 
 
@@ -532,7 +721,7 @@ def _values(
             f"CAST(%s AS {_POSTGRES_TYPES.get(column, 'TEXT')}[])" for column in columns
         )
         return f"SELECT * FROM unnest({arrays})", tuple(
-            _array_literal([cell(row[column]) for row in rows]) for column in columns
+            array_literal([cell(row[column]) for row in rows]) for column in columns
         )
     row_text = f"({', '.join('?' * len(columns))})"
     return f"VALUES {', '.join([row_text] * len(rows))}", tuple(
@@ -540,7 +729,7 @@ def _values(
     )
 
 
-def _array_literal(values: list[Any]) -> str:
+def array_literal(values: list[Any]) -> str:
     """A PostgreSQL array of `values` as one text parameter, every element quoted.
 
     The server parses it in no time. psycopg adapts a Python list element by element in

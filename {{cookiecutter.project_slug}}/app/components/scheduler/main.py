@@ -24,6 +24,7 @@ from app.components.scheduler.catalog import (
     validated,
 )
 from app.components.scheduler.definition import ScheduledJob
+from app.components.scheduler.dispatch import dispatch_for
 from app.components.scheduler.execution import JobRuntime, bind, retire_stopped_runtime
 from app.components.scheduler.executor import ClaimingExecutor
 from app.components.scheduler.history import HistoryRecorder, pending_planned
@@ -76,6 +77,7 @@ def create_scheduler(
         lease=lease,
         applied_revision=revision,
         definitions=Definitions(code),
+        dispatch=dispatch_for(settings),
     )
     scheduler.add_executor(ClaimingExecutor(runtime), "default")
     bind(runtime)

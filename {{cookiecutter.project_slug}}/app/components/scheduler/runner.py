@@ -19,14 +19,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.components.scheduler import metrics
 from app.components.scheduler.consumer import CommandConsumer
 from app.components.scheduler.control import command_consumer
+from app.components.scheduler.dispatch import Dispatch
 from app.components.scheduler.execution import JobRuntime, current_runtime
 from app.components.scheduler.executor import waiting_claims
 from app.components.scheduler.heartbeat import Heartbeat
-from app.components.scheduler.history import mark_interrupted, release
+from app.components.scheduler.history import mark_interrupted, recover_stalled, release
 from app.components.scheduler.lease import Candidate, Lease, new_instance_id
 from app.components.scheduler.main import create_scheduler
 from app.core.db import get_engine, redacted_url
-from app.core.enums import JobOrigin, SchedulerState
+from app.core.enums import ExecutionStatus, JobOrigin, SchedulerState
 from app.core.migrations import require_current_schema, upgrade
 from app.core.settings import Settings
 
@@ -151,6 +152,8 @@ class SchedulerProcess:
             with contextlib.suppress(SQLAlchemyError):
                 self.job_count = len(await asyncio.to_thread(scheduler.get_jobs))
             await self.beat(SchedulerState.RUNNING)
+            if runtime.dispatch is not None:
+                await self.recover_stalled(runtime, runtime.dispatch)
         if runtime.deposed.is_set():
             await self.beat(SchedulerState.STANDBY)
         metrics.not_leading()
@@ -183,6 +186,40 @@ class SchedulerProcess:
         tune_for_latency()
         self.job_count = len(scheduler.get_jobs())
         return scheduler, runtime
+
+    async def recover_stalled(self, runtime: JobRuntime, dispatch: Dispatch) -> None:
+        """End the runs of workers whose heartbeat went stale; retry them per their jobs."""
+        try:
+            recovered = await asyncio.to_thread(
+                recover_stalled,
+                self.engine,
+                dispatch,
+                self.settings.heartbeat_stale_after_seconds,
+                runtime.retry_after_loss,
+            )
+        except SQLAlchemyError as error:
+            metrics.write_failed("history")
+            logger.warning(
+                "runs of silent workers not checked", extra={"error": str(error).splitlines()[0]}
+            )
+            return
+        for execution_id, job_id in recovered.interrupted:
+            metrics.run_ended(job_id, ExecutionStatus.INTERRUPTED)
+            logger.error(
+                "run interrupted: its worker stopped or died during it",
+                extra={"job_id": job_id, "execution_id": execution_id},
+            )
+        for execution_id, job_id in recovered.retries:
+            metrics.retry_planned(job_id)
+            logger.info(
+                "retry queued for a run its worker did not finish",
+                extra={"job_id": job_id, "execution_id": execution_id},
+            )
+        if recovered.requeued:
+            logger.warning(
+                "runs taken by a silent worker before they started went back to the queue",
+                extra={"count": recovered.requeued},
+            )
 
     async def release_waiting(self, runtime: JobRuntime) -> None:
         """Stop claiming, and give back the claims of runs not yet started."""

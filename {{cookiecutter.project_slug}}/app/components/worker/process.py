@@ -1,0 +1,138 @@
+"""The worker process: one Procrastinate worker per queue it serves, each with its own limit.
+
+One Procrastinate worker takes jobs by priority across all its queues, so a backlog in one
+queue would hold the others back. One worker per queue, each with the queue's concurrency
+(6, 3 and 1 by default), keeps every queue its share of the process: low is never starved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+from procrastinate import JobContext
+from procrastinate.job_context import AbortReason
+
+from app.components.scheduler.catalog import code_jobs
+from app.components.scheduler.lease import new_instance_id
+from app.components.worker.queue import QUEUES, TASK_NAME, procrastinate_app
+from app.components.worker.runs import WorkerRuns
+from app.core.db import get_engine, redacted_url
+from app.core.settings import Settings
+
+logger = logging.getLogger("app.worker")
+
+# How long a worker waits before it looks at the queue again after losing the database.
+_RESTART_CAP_SECONDS = 10.0
+
+
+class QueuesError(ValueError):
+    """The queues a worker was asked to serve are not the project's."""
+
+
+def parse_queues(given: str | None) -> tuple[str, ...]:
+    """The queues named in `given` (comma-separated), all of them when None or empty."""
+    if not given or not given.strip():
+        return QUEUES
+    names = tuple(dict.fromkeys(name.strip() for name in given.split(",") if name.strip()))
+    unknown = [name for name in names if name not in QUEUES]
+    if unknown or not names:
+        raise QueuesError(
+            f"unknown queue(s) {', '.join(map(repr, unknown))}: choose from {', '.join(QUEUES)}"
+        )
+    return names
+
+
+async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
+    """Run queued runs of `queues` until SIGTERM or SIGINT; running ones get the shutdown
+    timeout to end, and are then cancelled and recorded as interrupted."""
+    engine = get_engine()
+    worker_id = new_instance_id()
+    runs = WorkerRuns(engine, worker_id, code_jobs())
+    concurrency = {queue: settings.worker_concurrency(queue) for queue in queues}
+    app = procrastinate_app(settings.database_url, pool_size=sum(concurrency.values()) + 2)
+
+    async def run_execution(context: JobContext, execution_id: str) -> None:
+        await runs.run(execution_id, lambda: context.abort_reason() is AbortReason.USER_REQUEST)
+
+    app.task(name=TASK_NAME, pass_context=True)(run_execution)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    logger.info(
+        "worker started",
+        extra={
+            "worker_id": worker_id,
+            "queues": list(queues),
+            "concurrency": concurrency,
+            "database": redacted_url(engine.url),
+        },
+    )
+    delay = 0.0
+    while not stop.is_set():
+        failure = await _serve(app, settings, worker_id, concurrency, stop)
+        if failure is None:
+            break
+        delay = min(max(delay * 2, 0.5), _RESTART_CAP_SECONDS)
+        logger.error(
+            "worker lost the database; starting again",
+            extra={"error": failure, "retry_in_seconds": delay},
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+    engine.dispose()
+    logger.info("worker stopped", extra={"worker_id": worker_id})
+
+
+async def _serve(
+    app: Any,
+    settings: Settings,
+    worker_id: str,
+    concurrency: dict[str, int],
+    stop: asyncio.Event,
+) -> str | None:
+    """Serve until `stop`; returns why it could not go on, or None after a stop."""
+    try:
+        async with app.open_async():
+            workers = [
+                asyncio.create_task(
+                    app.run_worker_async(
+                        queues=[queue],
+                        concurrency=limit,
+                        name=f"{worker_id}/{queue}",
+                        install_signal_handlers=False,
+                        listen_notify=True,
+                        fetch_job_polling_interval=settings.worker_poll_seconds,
+                        abort_job_polling_interval=settings.worker_poll_seconds,
+                        shutdown_graceful_timeout=settings.shutdown_timeout_seconds,
+                        # The project's history is the record; the queue keeps only what waits.
+                        delete_jobs="always",
+                        # The leader ends the runs of a worker silent for longer
+                        # (`history.recover_stalled`).
+                        update_heartbeat_interval=settings.heartbeat_interval_seconds,
+                        stalled_worker_timeout=settings.heartbeat_stale_after_seconds,
+                    )
+                )
+                for queue, limit in concurrency.items()
+            ]
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait([stopping, *workers], return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            for worker in workers:
+                worker.cancel()
+            results = await asyncio.gather(*workers, return_exceptions=True)
+    except Exception as error:  # noqa: BLE001 - the pool could not open: the database is away
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    if stop.is_set():
+        return None
+    failures = [r for r in results if isinstance(r, BaseException) and not _cancelled(r)]
+    return str(failures[0]).splitlines()[0] if failures else "a worker stopped by itself"
+
+
+def _cancelled(result: BaseException) -> bool:
+    return isinstance(result, asyncio.CancelledError)

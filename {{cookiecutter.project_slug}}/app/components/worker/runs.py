@@ -1,0 +1,225 @@
+"""A worker's side of a run: start it under the job's limits, run it, record its end.
+
+The run's row was claimed and queued by the leader; the worker starts it by moving it from
+`pending` to `running`, with its own id, in a transaction that locks the job's row, so two
+workers starting runs of one job at once still respect `max_instances`. The end, and the
+retry a failure earns, are one transaction: the retry's row and its queue job together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+
+from app.components.scheduler.catalog import Definitions, JobRecord
+from app.components.scheduler.claims import SKIP_REASON
+from app.components.scheduler.definition import ScheduledJob
+from app.components.scheduler.dispatch import Deferral
+from app.components.scheduler.history import end_fields, execution_row, queue_runs
+from app.components.scheduler.perform import (
+    JobCancelled,
+    Outcome,
+    RunningRun,
+    log_outcome,
+    perform,
+    retry_time,
+    stop_thread,
+)
+from app.components.worker.queue import WorkerQueue
+from app.core.db import utcnow, write_transaction
+from app.core.enums import ExecutionStatus, TriggerKind
+from app.core.models import Job, JobExecution
+from app.core.schedules import ScheduleError
+
+logger = logging.getLogger("app.worker")
+
+
+@dataclass(frozen=True)
+class Started:
+    """A run this worker has started: what it runs, and with which arguments."""
+
+    execution_id: str
+    definition: ScheduledJob
+    attempt: int
+    trigger_kind: TriggerKind
+    arguments: dict[str, Any] | None
+
+
+class WorkerRuns:
+    """Runs the runs the queue hands this worker process."""
+
+    def __init__(self, engine: Engine, worker_id: str, code: Sequence[ScheduledJob]) -> None:
+        self.engine = engine
+        self.worker_id = worker_id
+        self.definitions = Definitions(code)
+        self.queue = WorkerQueue()
+        # Runs in progress, by execution id.
+        self.running: dict[str, RunningRun] = {}
+
+    async def run(self, execution_id: str, cancelled: Callable[[], bool]) -> None:
+        """Start, run and record one run; a run that may not start is recorded as such.
+
+        `cancelled` says whether a stop of the run's task was asked for on the run's behalf
+        (a cancel), rather than by the worker's own shutdown.
+        """
+        started = await asyncio.to_thread(self.start, execution_id)
+        if started is None:
+            return
+        definition = started.definition
+        context = {
+            "job_id": definition.id,
+            "execution_id": execution_id,
+            "attempt": started.attempt,
+            "worker_id": self.worker_id,
+        }
+        logger.info("job started", extra={**context, "trigger": started.trigger_kind.value})
+        run = self.running[execution_id] = RunningRun(definition.id, asyncio.current_task())
+        try:
+            outcome = await perform(definition, run, started.arguments, process="worker")
+        finally:
+            self.running.pop(execution_id, None)
+        if outcome.stopped and cancelled():
+            # A blocking function goes on in its thread: stopped there too, as in a scheduler.
+            stop_thread(run)
+            outcome = replace(
+                outcome,
+                status=ExecutionStatus.CANCELLED,
+                error=JobCancelled("cancelled on request"),
+                stopped=False,
+            )
+        retry_at = retry_time(definition, outcome.status, started.attempt)
+        # Recorded even when the run was cut short by a stop: that is when it matters most.
+        await asyncio.shield(asyncio.to_thread(self.finish, started, outcome, retry_at))
+        log_outcome(outcome, context, retry_at)
+        if outcome.stopped:
+            raise asyncio.CancelledError
+
+    def start(self, execution_id: str) -> Started | None:
+        """Move the run to `running` under this worker; None if it does not run here.
+
+        A run cancelled or ended meanwhile is left as it is; a run whose job is gone, whose
+        definition no longer loads, or whose job runs as many times as it may, ends at once
+        with why.
+        """
+        with write_transaction(self.engine) as connection:
+            row = connection.execute(
+                select(
+                    JobExecution.job_id,
+                    JobExecution.status,
+                    JobExecution.attempt,
+                    JobExecution.trigger_kind,
+                    JobExecution.input,
+                )
+                .where(JobExecution.id == execution_id)
+                # Locked: a cancel meanwhile waits, then finds the run started, or the other
+                # way round.
+                .with_for_update()
+            ).one_or_none()
+            if row is None or row.status != ExecutionStatus.PENDING:
+                logger.info(
+                    "queued run not started: it was cancelled or has ended",
+                    extra={"execution_id": execution_id, "status": row.status if row else None},
+                )
+                return None
+            # Locked until this transaction ends: starts of one job's runs take turns.
+            job = connection.execute(
+                select(*Job.__table__.columns).where(Job.id == row.job_id).with_for_update()
+            ).one_or_none()
+            if job is None:
+                self._end(connection, execution_id, ExecutionStatus.CANCELLED, reason=_GONE)
+                return None
+            try:
+                definition = self.definitions.of(_as_record(job))
+            except ScheduleError as error:
+                reason = f"cannot run on this worker: {error} (is the worker's code current?)"
+                logger.error(reason, extra={"job_id": row.job_id, "execution_id": execution_id})
+                self._end(connection, execution_id, ExecutionStatus.FAILED, reason=reason)
+                return None
+            running = connection.scalar(
+                select(func.count()).where(
+                    JobExecution.status == ExecutionStatus.RUNNING,
+                    JobExecution.job_id == row.job_id,
+                )
+            )
+            if (running or 0) >= definition.max_instances:
+                logger.warning(
+                    "job run skipped: previous run still going",
+                    extra={"job_id": row.job_id, "execution_id": execution_id},
+                )
+                self._end(connection, execution_id, ExecutionStatus.SKIPPED, reason=SKIP_REASON)
+                return None
+            connection.execute(
+                update(JobExecution)
+                .where(JobExecution.id == execution_id)
+                .values(
+                    status=ExecutionStatus.RUNNING, started_at=utcnow(), worker_id=self.worker_id
+                )
+            )
+        return Started(
+            execution_id,
+            definition,
+            row.attempt,
+            TriggerKind(row.trigger_kind),
+            json.loads(row.input) if row.input else None,
+        )
+
+    def finish(self, started: Started, outcome: Outcome, retry_at: datetime | None) -> None:
+        """Record the run's end and queue the retry it earns, in one transaction."""
+        definition = started.definition
+        with write_transaction(self.engine) as connection:
+            connection.execute(
+                update(JobExecution)
+                .where(
+                    JobExecution.id == started.execution_id,
+                    JobExecution.status == ExecutionStatus.RUNNING,
+                )
+                .values(
+                    **end_fields(outcome.status, outcome.duration_ms, outcome.error, outcome.trace)
+                )
+            )
+            if retry_at is None:
+                return
+            retry = execution_row(
+                definition.id,
+                definition.queue.value,
+                retry_at,
+                ExecutionStatus.PENDING,
+                attempt=started.attempt + 1,
+                trigger_kind=TriggerKind.RETRY,
+                arguments=started.arguments,
+            )
+            connection.execute(insert(JobExecution), [retry])
+            queue_runs(
+                connection,
+                self.queue,
+                [Deferral(retry["id"], definition.queue.value, retry_at)],
+            )
+
+    def _end(
+        self,
+        connection: Connection,
+        execution_id: str,
+        status: ExecutionStatus,
+        *,
+        reason: str,
+    ) -> None:
+        connection.execute(
+            update(JobExecution)
+            .where(JobExecution.id == execution_id)
+            .values(worker_id=self.worker_id, **end_fields(status, 0.0, reason=reason))
+        )
+
+
+_GONE = "the job was deleted before a worker started the run"
+
+
+def _as_record(row: Any) -> JobRecord:
+    record: JobRecord = row
+    return record

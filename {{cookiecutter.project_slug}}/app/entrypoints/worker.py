@@ -1,0 +1,55 @@
+"""A worker process: `python -m app.entrypoints.worker [--queues critical,default]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.components.scheduler.runner import prepare_schema
+from app.components.worker.process import QueuesError, parse_queues, run_worker
+from app.core.db import get_engine
+from app.core.migrations import SchemaError
+from app.entrypoints._startup import start_process
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a worker until SIGTERM or SIGINT; exit 0 after a clean stop."""
+    parser = argparse.ArgumentParser(prog="python -m app.entrypoints.worker")
+    parser.add_argument(
+        "--queues", help="comma-separated queues to serve (critical, default, low); all by default"
+    )
+    given = parser.parse_args(argv)
+    serve(given.queues)
+
+
+def serve(queues_given: str | None) -> None:
+    """Start a worker on the named queues (all when None); exits with a message on bad input."""
+    settings = start_process()
+    log = logging.getLogger("app.worker")
+    try:
+        queues = parse_queues(queues_given)
+    except QueuesError as error:
+        print(f"error: --queues: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if not settings.workers_enabled:
+        log.warning(
+            "WORKERS_ENABLED is off: the scheduler runs the jobs itself, and this worker "
+            "only takes runs queued before that"
+        )
+    try:
+        prepare_schema(get_engine(), settings)
+        asyncio.run(run_worker(settings, queues))
+    except SchemaError as error:
+        log.error(f"cannot start: {error}")
+        raise SystemExit(1) from None
+    except SQLAlchemyError as error:
+        log.error(f"cannot start: database error: {str(error).splitlines()[0]}")
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()
