@@ -47,7 +47,6 @@ VARIANTS: dict[str, dict[str, str]] = {
     "most-different": {
         "project_name": "Acme Billing",
         "database": "postgresql",
-        "workers": "procrastinate",
         "include_example_jobs": "no",
         "use_docker": "no",
         "timezone": "America/New_York",
@@ -160,6 +159,33 @@ def test_make_check_passes(project: Generated) -> None:
     assert "skipped" not in tests[2]
     record_figure(f"{project.name}: the project's own tests passed", tests[1])
     record_time(f"{project.name}: the project's own tests (within make check)", float(tests[3]))
+
+
+def test_a_worker_project_lints_typechecks_and_passes_its_worker_tests(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """workers=procrastinate: ruff, mypy, and the worker tests against the real server."""
+    answers = {"database": "postgresql", "workers": "procrastinate", "use_docker": "no"}
+    path = generate(tmp_path_factory.mktemp("workers"), **answers)
+    project = Generated("workers", answers, path, clean_environment())
+    commands = [
+        ("uv", "sync", "--locked"),
+        ("uv", "run", "--frozen", "ruff", "check", "."),
+        ("uv", "run", "--frozen", "ruff", "format", "--check", "."),
+        ("uv", "run", "--frozen", "mypy", "app", "tests"),
+        ("uv", "run", "--frozen", "pytest", "-n", "2", "tests/worker", "tests/core"),
+    ]
+    for command in commands:
+        with timed(f"workers: {' '.join(command[:4])}"):
+            result = project.run(
+                *command, env={"TEST_DATABASE_URL": POSTGRES_URL, "UV_COMPILE_BYTECODE": "1"}
+            )
+        assert result.returncode == 0, f"{command}:\n{(result.stdout + result.stderr)[-6000:]}"
+    tests = re.search(r"(\d+) passed([^\n]*) in", result.stdout)
+    assert tests is not None, result.stdout[-3000:]
+    assert "failed" not in tests[2]
+    assert "skipped" not in tests[2]
+    record_figure("workers: the worker and core tests passed", tests[1])
 
 
 def empty_postgres_database(base_url: str) -> tuple[str, Callable[[], None]]:
