@@ -1,7 +1,12 @@
-"""Where the benchmarks run: a scratch SQLite file, or a schema of their own on PostgreSQL."""
+"""Where the benchmarks run: a scratch SQLite file, a schema of their own on PostgreSQL, or a
+PostgreSQL server of their own (for what stops the server)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,3 +33,56 @@ def database(url: str | None, scratch: Path) -> Iterator[str]:
         with admin.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+class OwnServer:
+    """A PostgreSQL server of its own, on a free port, to stop and start; the shared one is
+    never stopped."""
+
+    def __init__(self, scratch: Path) -> None:
+        bindir = self.programs()
+        if bindir is None:
+            raise RuntimeError(self.MISSING)
+        self.initdb, self.pg_ctl = bindir / "initdb", bindir / "pg_ctl"
+        self.data = scratch / "pgdata"
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        # The server refuses to run as root; run its programs as `postgres` then.
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        scratch.chmod(0o777)
+        self._run(self.initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres")
+
+    MISSING = (
+        "a server of its own needs PostgreSQL's server programs (initdb, pg_ctl, in the folder "
+        "`pg_config --bindir` names); this machine has only the client"
+    )
+
+    @staticmethod
+    def programs() -> Path | None:
+        """The folder of initdb and pg_ctl, or None where the server is not installed."""
+        if shutil.which("pg_config") is None:
+            return None
+        bindir = Path(
+            subprocess.run(
+                ["pg_config", "--bindir"], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        )
+        return bindir if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists() else None
+
+    def _run(self, *command: object) -> None:
+        subprocess.run(
+            [*self.as_user, *map(str, command)], check=True, capture_output=True, text=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data}"
+        log = self.data / "server.log"
+        self._run(self.pg_ctl, "-D", self.data, "-o", options, "-l", log, "-w", "start")
+
+    def stop(self) -> None:
+        self._run(self.pg_ctl, "-D", self.data, "-m", "fast", "-w", "stop")

@@ -29,7 +29,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,7 +49,7 @@ from app.core.db import create_db_engine
 from app.core.enums import SchedulerState
 from app.core.health import HealthReport, check_health
 from app.core.models import JobExecution
-from benchmarks.databases import database
+from benchmarks.databases import OwnServer, database
 from benchmarks.replica import (
     MARK_FUNCTION,
     REPLICA_JOBS,
@@ -453,43 +452,6 @@ def drill_outage(replicas: Replicas, rounds: int, rng: random.Random) -> dict[st
         "figures": f"database down {OUTAGE_SECONDS:g} s; a replica led again {recovered:.2f} s "
         "after the server was told to start, none restarted"
     }
-
-
-class OwnServer:
-    """A PostgreSQL server of the drill's own, on a free port, that it may stop and start."""
-
-    def __init__(self, scratch: Path) -> None:
-        bindir = Path(
-            subprocess.run(
-                ["pg_config", "--bindir"], capture_output=True, text=True, check=True
-            ).stdout.strip()
-        )
-        self.initdb, self.pg_ctl = bindir / "initdb", bindir / "pg_ctl"
-        self.data = scratch / "pgdata"
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        # The server refuses to run as root; run its programs as `postgres` then.
-        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        scratch.chmod(0o777)
-        self._run(self.initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres")
-
-    def _run(self, *command: object) -> None:
-        subprocess.run(
-            [*self.as_user, *map(str, command)], check=True, capture_output=True, text=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def start(self) -> None:
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data}"
-        log = self.data / "server.log"
-        self._run(self.pg_ctl, "-D", self.data, "-o", options, "-l", log, "-w", "start")
-
-    def stop(self) -> None:
-        self._run(self.pg_ctl, "-D", self.data, "-m", "fast", "-w", "stop")
 
 
 OWN_SERVERS: dict[str, OwnServer] = {}

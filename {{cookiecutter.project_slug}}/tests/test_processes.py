@@ -160,7 +160,7 @@ def test_local_runner_stops_the_api_when_the_scheduler_exits(
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{api_url(env)}/health/ready", timeout=1)
     log = (tmp_path / "app.entrypoints.local.log").read_text()
-    assert "the scheduler exited with status 0, so the other process was stopped too" in log
+    assert "the scheduler exited with status 0, so the rest were stopped too" in log
     assert '"child": "scheduler"' in log
     assert "Traceback" not in log
 

@@ -60,6 +60,7 @@ def show(
         "Error": f"{run.error_type}: {run.error_message}" if run.error_type else "-",
         "Queue": run.queue,
         "Instance": run.instance_id or "-",
+        "Worker": run.worker_id or "-",
     }
     for field, value in rows.items():
         add_row(table, field, value)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.table import Table
@@ -28,9 +29,14 @@ from app.cli.output import (
 )
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from app.core.health import HealthReport
     from app.core.job_rows import JobInfo
     from app.core.settings import Settings
+
+# (engine, stale after seconds, hostname) -> (alive, why)
+HostCheck = Callable[["Engine", float, str], tuple[bool, str]]
 
 app = typer.Typer(help="Check the database and the scheduler.", no_args_is_help=True)
 
@@ -62,6 +68,7 @@ def _report_from_database(settings: Settings, detailed: bool) -> HealthReport:
             engine,
             settings.heartbeat_stale_after_seconds,
             include_jobs=detailed,
+            workers=settings.runs_on_workers,
             timezone=settings.timezone,
         )
     finally:
@@ -114,12 +121,24 @@ def _jobs_from_api(base: str, token: str | None, timeout: float) -> list[JobInfo
         remote.close()
 
 
+def _verdicts(report: HealthReport) -> list[tuple[str, bool, str]]:
+    """Each part of the report that has a verdict: its name, whether healthy, and why."""
+    database, scheduler = report.database, report.scheduler
+    verdicts = [
+        ("database", database.healthy, database.detail),
+        ("scheduler", scheduler.healthy, scheduler.detail),
+    ]
+    if report.workers is not None:
+        verdicts.append(("workers", report.workers.healthy, report.workers.detail))
+    return verdicts
+
+
 def _print_report(report: HealthReport, detailed: bool, source: str) -> None:
     say("Status: ", verdict(report.healthy))
     if not detailed:
-        for name, component in (("database", report.database), ("scheduler", report.scheduler)):
-            if not component.healthy:
-                say(f"  {name}: {component.detail}")
+        for name, healthy, detail in _verdicts(report):
+            if not healthy:
+                say(f"  {name}: {detail}")
         return
     components = Table(title="Components", title_justify="left")
     for column in ("Component", "Status", "Detail"):
@@ -137,6 +156,8 @@ def _print_report(report: HealthReport, detailed: bool, source: str) -> None:
         else ""
     )
     add_row(components, "scheduler", verdict(scheduler.healthy), f"{scheduler.detail}{where}")
+    if report.workers is not None:
+        add_row(components, "workers", verdict(report.workers.healthy), report.workers.detail)
     stdout.print(components)
     jobs = Table(title=f"Jobs ({len(report.jobs or [])})", title_justify="left")
     jobs.add_column("ID", no_wrap=True)
@@ -204,15 +225,21 @@ def scheduler() -> None:
     Running or on standby both count: this is the scheduler container's health check, which
     judges each replica by its own heartbeat (readiness judges the service as a whole).
     """
-    from app.core.db import create_db_engine
     from app.core.health import check_host_scheduler
+
+    judge_this_host(check_host_scheduler)
+
+
+def judge_this_host(check: HostCheck) -> NoReturn:
+    """Say what `check` finds of this host's process by its own heartbeat, and exit 0 when it
+    is alive, else 1: what a container's health check needs."""
+    from app.core.db import create_db_engine
 
     settings = load_settings()
     engine = create_db_engine(settings.database_url, create_file=False)
     try:
-        healthy, detail = check_host_scheduler(
-            engine, settings.heartbeat_stale_after_seconds, socket.gethostname()
-        )
+        stale_after = settings.heartbeat_stale_after_seconds
+        healthy, detail = check(engine, stale_after, socket.gethostname())
     finally:
         engine.dispose()
     say(verdict(healthy), f": {detail}")

@@ -193,6 +193,7 @@ def _print_job(job: JobDetail) -> None:
         "Inputs": ", ".join(f"{k}: {v}" for k, v in job.inputs.items()) or "-",
         "Arguments": json.dumps(job.args) if job.args else "-",
         "Queue": job.queue.value,
+        "Priority": str(job.priority),
         "Origin": job.origin,
         "Attempts": str(job.retry_attempts)
         + (
@@ -405,6 +406,9 @@ def add(
     at: AtOption = None,
     zone: ZoneOption = None,
     queue: Annotated[Queue, typer.Option(help="Queue label.")] = Queue.DEFAULT,
+    priority: Annotated[
+        int, typer.Option(help="Within its queue, higher runs first (-100 to 100).")
+    ] = 0,
     yes: YesAcceptedOption = False,
     as_json: JsonOption = False,
     url: UrlOption = None,
@@ -425,6 +429,7 @@ def add(
             args=_json_object(args_json, "--args"),
             schedule=spec,
             queue=queue,
+            priority=priority,
         )
     except ValidationError as error:
         problems = {

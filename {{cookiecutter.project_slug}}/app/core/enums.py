@@ -17,6 +17,15 @@ class SchedulerState(StrEnum):
     STOPPED = "stopped"  # shut down cleanly
 
 
+class WorkerState(StrEnum):
+    """What a worker process is doing, as its heartbeat says."""
+
+    RUNNING = "running"  # serving its queues
+    RECONNECTING = "reconnecting"  # lost the database; serves its queues again once it answers
+    STOPPING = "stopping"  # asked to stop: takes nothing new, lets its runs end
+    STOPPED = "stopped"  # shut down cleanly
+
+
 class ExecutionStatus(StrEnum):
     """Where a run stands; every state but `pending` and `running` is final."""
 

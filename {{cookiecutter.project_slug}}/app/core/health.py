@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import nullcontext
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
@@ -17,12 +17,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.core.db import database_now, session_scope, sqlite_path, tables_exist, utcnow
-from app.core.enums import SchedulerState
+from app.core.enums import SchedulerState, WorkerState
 from app.core.job_rows import JobInfo, read_jobs
 from app.core.lease_state import LeaseState, read_lease
 from app.core.migrations import schema_problem
-from app.core.models import SchedulerInstance
+from app.core.models import SchedulerInstance, WorkerProcess
 from app.core.times import UtcTime
+from app.core.workers import WorkersHealth, read_workers
 
 # Newest first; older rows belong to processes long gone. (Built once: readiness is asked
 # every few seconds.)
@@ -86,6 +87,9 @@ class HealthReport(BaseModel):
     checked_at: UtcTime
     database: DatabaseHealth
     scheduler: SchedulerHealth
+    workers: WorkersHealth | None = Field(
+        None, description="With worker processes: whether every queue has one, and its load."
+    )
     jobs: list[JobInfo] | None = None
 
     @property
@@ -94,7 +98,7 @@ class HealthReport(BaseModel):
         return self.status == "healthy"
 
 
-def _age(instance: SchedulerInstance, now: datetime) -> float:
+def _age(instance: SchedulerInstance | WorkerProcess, now: datetime) -> float:
     # `now` is read after the rows; only a wall clock stepped back (SQLite's clock is the
     # host's) could still put a heartbeat after it.
     return max(0.0, (now - instance.last_seen).total_seconds())
@@ -223,32 +227,42 @@ def check_health(
     stale_after_seconds: float,
     *,
     include_jobs: bool = False,
+    workers: bool = False,
     timezone: str = "UTC",
     session: Session | None = None,
 ) -> HealthReport:
     """Check the database and the scheduler heartbeat, and list jobs if asked.
+
+    With `workers` (the runs go to worker processes), the workers are a component too.
 
     `timezone` is the service's, in which jobs without a zone of their own are described.
     `session`, if given, is read in instead of a session of the check's own; a database
     error then raises, since the caller's transaction cannot go on after one.
     """
     jobs: list[JobInfo] | None = None
+    worker_health: WorkersHealth | None = None
     checked_at = utcnow()
     missing = _missing_database_file(engine)
     try:
         if missing:
             raise FileNotFoundError(missing)
-        with nullcontext(session) if session else session_scope(engine) as session:
-            problem = schema_problem(session.connection())
+        with nullcontext(session) if session else session_scope(engine) as reading:
+            problem = schema_problem(reading.connection())
             instances: Sequence[SchedulerInstance] = []
             lease: LeaseState | None = None
             # A database no scheduler has started against yet has no heartbeat table.
             if tables_exist(engine, SchedulerInstance.__tablename__):
-                instances = session.scalars(_LATEST_INSTANCES).all()
+                instances = reading.scalars(_LATEST_INSTANCES).all()
             if problem is None:
-                lease = read_lease(session.connection())
+                lease = read_lease(reading.connection())
             # Read after the rows, so no heartbeat read is newer than the clock it is aged by.
-            now = checked_at = database_now(session.connection())
+            now = checked_at = database_now(reading.connection())
+            if workers:
+                worker_health = (
+                    read_workers(engine, reading, stale_after_seconds)
+                    if problem is None
+                    else WorkersHealth(healthy=False, detail=f"unknown: {problem}")
+                )
         database = DatabaseHealth(
             healthy=problem is None, detail=f"reachable, but {problem}" if problem else "reachable"
         )
@@ -261,13 +275,19 @@ def check_health(
         # DBAPI errors keep the driver's message in `orig`, without SQLAlchemy's long suffix.
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         database = DatabaseHealth(healthy=False, detail=f"unreachable: {reason}")
-        scheduler = SchedulerHealth(healthy=False, detail="unknown: the database is unreachable")
+        unknown = "unknown: the database is unreachable"
+        scheduler = SchedulerHealth(healthy=False, detail=unknown)
+        if workers:
+            worker_health = WorkersHealth(healthy=False, detail=unknown)
     healthy = database.healthy and scheduler.healthy
+    if worker_health is not None:
+        healthy = healthy and worker_health.healthy
     return HealthReport(
         status="healthy" if healthy else "unhealthy",
         checked_at=checked_at,
         database=database,
         scheduler=scheduler,
+        workers=worker_health,
         jobs=jobs,
     )
 
@@ -280,26 +300,50 @@ def check_host_scheduler(
     A container's health check asks this: each replica is judged by itself, so a healthy
     standby is not marked unhealthy because another replica leads.
     """
+    alive = {SchedulerState.RUNNING, SchedulerState.STANDBY}
+    return _check_host(engine, SchedulerInstance, alive, stale_after_seconds, hostname)
+
+
+def check_host_worker(
+    engine: Engine, stale_after_seconds: float, hostname: str
+) -> tuple[bool, str]:
+    """Whether the newest worker process on `hostname` serves its queues, by its own heartbeat
+    (the worker container's health check)."""
+    alive = {WorkerState.RUNNING}
+    return _check_host(engine, WorkerProcess, alive, stale_after_seconds, hostname)
+
+
+def _check_host(
+    engine: Engine,
+    model: type[SchedulerInstance] | type[WorkerProcess],
+    alive: set[SchedulerState] | set[WorkerState],
+    stale_after_seconds: float,
+    hostname: str,
+) -> tuple[bool, str]:
+    noun = "scheduler" if model is SchedulerInstance else "worker"
     try:
         with session_scope(engine) as session:
-            if not tables_exist(engine, SchedulerInstance.__tablename__):
-                return False, "no scheduler has reported a heartbeat yet"
-            latest = session.scalars(
-                select(SchedulerInstance)
-                .where(SchedulerInstance.hostname == hostname)
-                .order_by(SchedulerInstance.last_seen.desc())
+            if not tables_exist(engine, model.__tablename__):
+                return False, f"no {noun} has reported a heartbeat yet"
+            newest = session.scalars(
+                select(model)
+                .where(model.hostname == hostname)
+                .order_by(model.last_seen.desc())
                 .limit(1)
             ).one_or_none()
+            # A select of either model is typed as of their base class.
+            latest = cast("SchedulerInstance | WorkerProcess | None", newest)
             now = database_now(session.connection())
     except SQLAlchemyError as error:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         return False, f"database unreachable: {reason}"
     if latest is None:
-        return False, f"no scheduler on {hostname} has reported a heartbeat yet"
+        return False, f"no {noun} on {hostname} has reported a heartbeat yet"
     age = _age(latest, now)
-    where = f"instance {latest.instance_id} (pid {latest.pid})"
-    if latest.state == SchedulerState.STOPPED:
-        return False, f"{where} stopped {age:.0f} s ago"
+    key = latest.instance_id if isinstance(latest, SchedulerInstance) else latest.worker_id
+    where = f"{'instance' if noun == 'scheduler' else 'worker'} {key} (pid {latest.pid})"
+    if latest.state not in alive:
+        return False, f"{where} {latest.state}, heartbeat {age:.0f} s ago"
     if age > stale_after_seconds:
         return (
             False,

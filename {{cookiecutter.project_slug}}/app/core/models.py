@@ -29,6 +29,7 @@ from app.core.enums import (
     JobOrigin,
     SchedulerState,
     TriggerKind,
+    WorkerState,
 )
 
 
@@ -51,6 +52,8 @@ class Job(Base):
     # Fixed JSON arguments of every run (runtime jobs); "{}" for code-defined ones.
     args: Mapped[str] = mapped_column(Text, default="{}")
     queue: Mapped[str] = mapped_column(String(16))
+    # Within its queue, a run of a job of higher priority is taken first (worker processes).
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The schedule that applies, as a schedule spec in JSON (see app/core/schedule_specs.py).
     schedule: Mapped[str] = mapped_column(Text)
     # Code-defined jobs: the code's own schedule when the row was last set from it. While it
@@ -62,6 +65,9 @@ class Job(Base):
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Failed or timed-out runs in a row since the last success, as worker processes record
+    # each end (a scheduler running the runs itself counts them in memory).
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 # What a listing of jobs sorts by: the next run, soonest first, then the paused and the
@@ -116,6 +122,26 @@ class SchedulerInstance(Base):
     # The job revision this instance has applied, when it leads: a change is "applied" once
     # the leader reports its revision here.
     applied_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class WorkerProcess(Base):
+    """One row per worker process: its heartbeat, its queues and its load, read by the API,
+    the CLI and the metrics."""
+
+    __tablename__ = "worker_processes"
+
+    # The id its runs carry in `job_executions.worker_id`.
+    worker_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    state: Mapped[WorkerState] = mapped_column(String(16))
+    # The queues it serves and how many runs of each it runs at once, as JSON
+    # ({"critical": 6, "default": 3}).
+    concurrency: Mapped[str] = mapped_column(Text)
+    # Runs in progress on it at its last heartbeat.
+    running: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class JobExecution(Base):

@@ -319,6 +319,11 @@ class Settings(BaseSettings):
         return int(getattr(self, f"worker_concurrency_{queue}"))
 {%- endif %}
 
+    @property
+    def runs_on_workers(self) -> bool:
+        """Whether the runs go to worker processes, so the workers' health is the service's."""
+        return {% if cookiecutter.workers == "procrastinate" %}self.workers_enabled{% else %}False{% endif %}
+
 
 class SettingsError(Exception):
     """Settings could not be loaded; the message lists every invalid variable."""

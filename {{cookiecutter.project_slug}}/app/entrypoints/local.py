@@ -1,7 +1,7 @@
-"""`make run`: the API and the scheduler as two processes on one machine, stopped together.
+"""`make run`: the service's processes (`PROCESSES`) on one machine, stopped together.
 
 Each runs exactly as in production (its own process, the database between them). They
-start and stop as one: if either cannot start or exits, the other is stopped too and `make
+start and stop as one: if one cannot start or exits, the others are stopped too and `make
 run` fails with the reason, rather than leaving half a service running.
 """
 
@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from types import FrameType
 
 from app.entrypoints._startup import exit_if_ports_taken, start_process
@@ -26,6 +27,12 @@ PROCESSES = {
 {%- endif %}
 }
 STOP_TIMEOUT_SECONDS = 10
+
+
+def _listed(names: Iterable[str]) -> str:
+    """'the api, the scheduler and the worker'."""
+    *rest, last = [f"the {name}" for name in names]
+    return f"{', '.join(rest)} and {last}" if rest else last
 
 
 def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
@@ -46,7 +53,8 @@ def _stop(children: dict[str, subprocess.Popen[bytes]]) -> None:
 
 
 def main() -> None:
-    """Start both processes; stop both on Ctrl-C or SIGTERM (exit 0) or when one exits (exit 1)."""
+    """Start the processes; stop them all on Ctrl-C or SIGTERM (exit 0), or when one exits
+    (exit 1)."""
     settings = start_process()
     exit_if_ports_taken(settings, api=True, scheduler=True)
     stopping = False
@@ -61,7 +69,7 @@ def main() -> None:
         signal.signal(signum, request_stop)
 
     logger.info(
-        "starting the API and the scheduler; Ctrl-C stops both",
+        f"starting {_listed(PROCESSES)}; Ctrl-C stops them all",
         extra={
             "api": f"http://{settings.api_host}:{settings.api_port}",
             "docs": "/docs",
@@ -69,7 +77,7 @@ def main() -> None:
         },
     )
     # Own sessions keep a terminal's Ctrl-C away from the children: this process forwards
-    # exactly one SIGTERM to each, so both take their graceful path once.
+    # exactly one SIGTERM to each, so each takes its graceful path once.
     children = {
         name: subprocess.Popen([sys.executable, "-m", module], start_new_session=True)
         for name, module in PROCESSES.items()
@@ -93,7 +101,7 @@ def main() -> None:
         name, code = exited
         how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
         logger.error(
-            f"the {name} {how}, so the other process was stopped too; anything it said is above",
+            f"the {name} {how}, so the rest were stopped too; anything it said is above",
             extra={"child": name, "status": code},
         )
         raise SystemExit(1)

@@ -349,10 +349,15 @@ def test_adding_a_runtime_job_checks_everything(
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "schedule", "at"]
 
-    response = client.post("/api/jobs", json=job)
+    response = client.post("/api/jobs", json={**job, "priority": 101})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "priority"]
+
+    response = client.post("/api/jobs", json={**job, "priority": 7})
     assert response.status_code == 202
     listed = client.get("/api/jobs/extra_cleanup").json()
     assert listed["origin"] == "runtime"
+    assert listed["priority"] == 7
     # Stored with its next run: the next scheduler to start runs it then.
     assert (listed["state"], listed["version"]) == ("scheduled", 1)
     assert listed["next_run_time"] is not None

@@ -224,6 +224,7 @@ def test_past_one_time_job_is_not_scheduled(
         ({"timezone": "Mars/Base"}, "timezone: 'Mars/Base' is not an IANA time zone"),
         ({"id": "Bad-Id"}, "id: 'Bad-Id' must be lowercase letters, digits and _"),
         ({"max_instances": 0}, "max_instances: must be at least 1"),
+        ({"priority": 101}, "priority: must be from -100 to 100, not 101"),
         ({"timeout": timedelta(0)}, "timeout: must be positive"),
         ({"misfire_grace_time": timedelta(seconds=-1)}, "misfire_grace_time: must be positive"),
         ({"retry": Retry(attempts=0)}, "retry.attempts: must be at least 1"),

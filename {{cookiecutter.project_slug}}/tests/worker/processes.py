@@ -49,6 +49,13 @@ def fragile() -> str:
     return "not killed"
 
 
+def mends() -> str:
+    """Fails until the test leaves a marker saying it is mended."""
+    if (Path(os.environ["TEST_MARKER_DIR"]) / "mended").exists():
+        return "mended"
+    raise JobError("still broken")
+
+
 async def hold() -> None:
     await asyncio.sleep(1)
 
@@ -64,6 +71,20 @@ HOLDS = tuple(
         max_instances=100,
     )
     for queue in Queue
+)
+
+# One low queue, two priorities: under a backlog the urgent runs go first.
+RANKED = tuple(
+    ScheduledJob(
+        id=job_id,
+        name=job_id.title(),
+        func=tick,
+        schedule=Interval(hours=1),
+        queue=Queue.LOW,
+        priority=priority,
+        max_instances=100,
+    )
+    for job_id, priority in (("urgent", 10), ("routine", -5))
 )
 
 JOBS = (
@@ -85,6 +106,7 @@ JOBS = (
         queue=Queue.LOW,
     ),
     ScheduledJob(id="hang", name="Hang", func=blocks, schedule=Interval(hours=1)),
+    ScheduledJob(id="broken", name="Broken", func=mends, schedule=Interval(hours=1)),
     ScheduledJob(
         id="fragile",
         name="Fragile",
@@ -93,6 +115,7 @@ JOBS = (
         retry=Retry(attempts=2, backoff=Fixed(timedelta(seconds=1))),
     ),
     *HOLDS,
+    *RANKED,
 )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from app import ENV_PREFIX
 from app.components.management.service import Management
+from app.components.scheduler.alerts import FailureAlerts, log_alert
 from app.components.scheduler.catalog import sync_code_jobs
 from app.components.scheduler.dispatch import Deferral
 from app.components.scheduler.history import execution_row, queue_runs
@@ -252,7 +253,8 @@ def test_a_run_whose_function_the_worker_lacks_fails_with_why(
     with write_transaction(engine) as connection:
         connection.execute(insert(JobExecution), [row])
         queue_runs(connection, WorkerQueue(), [Deferral(row["id"], "default")])
-    assert WorkerRuns(engine, "worker-old", JOBS).start(row["id"]) is None
+    runs = WorkerRuns(engine, "worker-old", JOBS, FailureAlerts(3, log_alert))
+    assert runs.start(row["id"]) is None
     [run] = runs_of(engine, "system_maintenance")
     assert run.status == ExecutionStatus.FAILED
     assert run.worker_id == "worker-old"

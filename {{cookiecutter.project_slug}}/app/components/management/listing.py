@@ -183,7 +183,16 @@ def _invalid_runtime_jobs(
     cached = _invalid_cache.get(id(code))
     if cached is not None and cached[0] is code and cached[1] == revision:
         return cached[2]
-    columns = (Job.id, Job.origin, Job.name, Job.function, Job.args, Job.queue, Job.schedule)
+    columns = (
+        Job.id,
+        Job.origin,
+        Job.name,
+        Job.function,
+        Job.args,
+        Job.queue,
+        Job.priority,
+        Job.schedule,
+    )
     definitions = Definitions(code)
     invalid = []
     for row in session.execute(select(*columns).where(Job.origin == JobOrigin.RUNTIME)):

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.components.scheduler.definition import JOB_ID_PATTERN
+from app.components.scheduler.definition import HIGHEST_PRIORITY, JOB_ID_PATTERN, LOWEST_PRIORITY
 from app.core.enums import (
     ActorKind,
     AuditAction,
@@ -22,6 +22,7 @@ from app.core.job_rows import JobInfo
 from app.core.schedule_specs import RecurringSpec, ScheduleSpec
 from app.core.text import CONTROL_CHARACTERS
 from app.core.times import UtcTime
+from app.core.workers import WorkersHealth
 
 
 class LastRun(BaseModel):
@@ -40,6 +41,9 @@ class JobSummary(JobInfo):
     origin: Literal["code", "runtime"]
     state: JobState
     queue: Queue
+    priority: int = Field(
+        description="Within its queue, runs of a job of higher priority are taken first."
+    )
     running: int = Field(description="Runs of this job in progress now.")
     version: int | None = Field(
         description="Raised by every change to the job; null until a scheduler stores it."
@@ -127,6 +131,9 @@ class ExecutionInfo(BaseModel):
     error_type: str | None
     error_message: str | None
     instance_id: str
+    worker_id: str | None = Field(
+        None, description="The worker process that ran it; null for a run in the scheduler."
+    )
     input: dict[str, Any] | None
     retry_of: str | None
 
@@ -239,6 +246,11 @@ class SchedulerStatus(BaseModel):
     )
     jobs: JobCounts
     queues: list[QueueCounts]
+    workers: WorkersHealth | None = Field(
+        None,
+        description="With worker processes: the workers, each queue's load, and whether every "
+        "queue has one.",
+    )
     counts_since: UtcTime
     pending_commands: int
     job_revision: int = Field(description="Raised by every change to a job.")
@@ -287,6 +299,12 @@ class AddJobRequest(BaseModel):
     args: dict[str, Any] = Field(default_factory=dict)
     schedule: ScheduleSpec
     queue: Queue = Queue.DEFAULT
+    priority: int = Field(
+        0,
+        ge=LOWEST_PRIORITY,
+        le=HIGHEST_PRIORITY,
+        description="Within its queue, runs of a job of higher priority are taken first.",
+    )
 
 
 class FunctionInfo(BaseModel):

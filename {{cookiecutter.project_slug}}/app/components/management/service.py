@@ -425,7 +425,10 @@ class Management:
         the only ones a run is given) since a day ago, with every unfinished one."""
         with self._reading() as session:
             health = check_health(
-                self.engine, self.settings.heartbeat_stale_after_seconds, session=session
+                self.engine,
+                self.settings.heartbeat_stale_after_seconds,
+                workers=self.settings.runs_on_workers,
+                session=session,
             )
             revision, applied_revision, pending_commands = session.execute(
                 select(
@@ -457,6 +460,7 @@ class Management:
                     invalid=jobs[JobState.INVALID],
                 ),
                 queues=list(counts.values()),
+                workers=health.workers,
                 counts_since=since,
                 pending_commands=pending_commands or 0,
                 job_revision=revision or 0,
@@ -552,6 +556,7 @@ class Management:
             schedule=request.schedule.to_schedule(),
             timezone=request.schedule.timezone,
             queue=request.queue,
+            priority=request.priority,
             inputs=function.inputs,
             args=args,
             origin=JobOrigin.RUNTIME,
@@ -683,8 +688,10 @@ class Management:
         if definition is None or job_id in catalog.invalid:
             state, trigger, name = JobState.INVALID, "invalid", row.name if row else job_id
             origin, queue = JobOrigin.RUNTIME, Queue(row.queue) if row else Queue.DEFAULT
+            priority = row.priority if row else 0
         else:
             name, queue, origin = definition.name, definition.queue, definition.origin
+            priority = definition.priority
             trigger = self._describe(definition)
             if row is None or (row.next_run_at is None and not row.paused):
                 state = JobState.UNSCHEDULED
@@ -701,6 +708,7 @@ class Management:
             origin=origin.value,
             state=state,
             queue=queue,
+            priority=priority,
             running=figures.running,
             version=row.version if row else None,
             last_run=figures.last_run,

@@ -67,12 +67,28 @@ def alert_hook(settings: Settings) -> AlertHook:
     return log_alert
 
 
-class FailureStreaks:
-    """Counts consecutive failures per job and raises an alert when one reaches the threshold."""
+class FailureAlerts:
+    """Alerts when a job's failures in a row reach the threshold, and again at each multiple."""
 
     def __init__(self, threshold: int, hook: AlertHook) -> None:
         self.threshold = threshold
         self.hook = hook
+
+    async def failed(self, job_id: str, in_a_row: int, execution_id: str, error: str) -> None:
+        """A run of `job_id` failed, its `in_a_row`-th failure since the job's last success."""
+        if in_a_row % self.threshold == 0:
+            await self.hook(FailureAlert(job_id, in_a_row, execution_id, error))
+
+
+class FailureStreaks:
+    """Counts the consecutive failures of the runs this process runs, in memory, and alerts.
+
+    Worker processes count theirs in `jobs.consecutive_failures` instead: several workers
+    run one job's runs, so only the database sees the whole streak.
+    """
+
+    def __init__(self, threshold: int, hook: AlertHook) -> None:
+        self.alerts = FailureAlerts(threshold, hook)
         self.streaks: Counter[str] = Counter()
 
     def succeeded(self, job_id: str) -> None:
@@ -80,8 +96,6 @@ class FailureStreaks:
         self.streaks.pop(job_id, None)
 
     async def failed(self, job_id: str, execution_id: str, error: str) -> None:
-        """Count a failure; alert when the streak reaches the threshold, and on each multiple."""
+        """Count a failure, and alert when the streak calls for it."""
         self.streaks[job_id] += 1
-        count = self.streaks[job_id]
-        if count % self.threshold == 0:
-            await self.hook(FailureAlert(job_id, count, execution_id, error))
+        await self.alerts.failed(job_id, self.streaks[job_id], execution_id, error)

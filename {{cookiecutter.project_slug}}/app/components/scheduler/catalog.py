@@ -55,6 +55,8 @@ class JobRecord(Protocol):
     @property
     def queue(self) -> str: ...
     @property
+    def priority(self) -> int: ...
+    @property
     def schedule(self) -> str: ...
     @property
     def code_schedule(self) -> str | None: ...
@@ -114,6 +116,7 @@ def runtime_definition(row: JobRecord, functions: dict[str, JobFunction]) -> Sch
         schedule=spec.to_schedule(),
         timezone=spec.timezone,
         queue=Queue(row.queue),
+        priority=row.priority,
         inputs=registered.inputs,
         args=parsed,
         origin=JobOrigin.RUNTIME,
@@ -235,6 +238,7 @@ def new_row(job: ScheduledJob, default_zone: str, now: datetime, *, paused: bool
         function=job.function.name,
         args=json.dumps(job.function.to_json(job.args)) if job.args else "{}",
         queue=job.queue.value,
+        priority=job.priority,
         schedule=spec,
         code_schedule=spec if job.origin is JobOrigin.CODE else None,
         paused=paused,
@@ -289,7 +293,12 @@ def sync_code_jobs(session: Session, code: Sequence[ScheduledJob], default_zone:
                 "paused": False,
                 "next_run_at": first_run(job, default_zone, now),
             }
-        described = {"name": job.name, "function": job.function.name, "queue": job.queue.value}
+        described = {
+            "name": job.name,
+            "function": job.function.name,
+            "queue": job.queue.value,
+            "priority": job.priority,
+        }
         updates |= {key: value for key, value in described.items() if getattr(row, key) != value}
         if updates:
             for key, value in updates.items():

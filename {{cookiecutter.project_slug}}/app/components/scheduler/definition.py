@@ -18,6 +18,8 @@ from app.core.schedule_specs import Spec, spec_of
 from app.core.schedules import Schedule, ScheduleError, parse_timezone
 
 JOB_ID_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+# Within a queue, the runs of a higher-priority job are taken first (worker processes).
+LOWEST_PRIORITY, HIGHEST_PRIORITY = -100, 100
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,10 @@ class ScheduledJob:
     them (downtime, a failover, a database outage); see `CatchUp`. `misfire_grace_time` is how
     late a run may still start, by default the settings' value (an hour); a later one is
     recorded as `missed`.
+
+    `queue` and `priority` say where its runs wait for a worker process and in which order:
+    each queue has its own share of every worker, and within a queue a run of a job of
+    higher priority is taken first. (Without workers, the scheduler runs each at its time.)
     """
 
     id: str
@@ -96,6 +102,7 @@ class ScheduledJob:
     retry: Retry = NO_RETRY
     timeout: timedelta | None = None
     queue: Queue = Queue.DEFAULT
+    priority: int = 0
     # Parameters of `func` a manual run (and a runtime job calling it) may set, as JSON.
     inputs: tuple[str, ...] = ()
     # Fixed arguments of every run: set for jobs added at runtime, empty for code-defined ones.
@@ -122,6 +129,11 @@ class ScheduledJob:
                 raise ScheduleError(f"timezone: {error}") from None
         if self.max_instances < 1:
             raise ScheduleError("max_instances: must be at least 1")
+        if not LOWEST_PRIORITY <= self.priority <= HIGHEST_PRIORITY:
+            raise ScheduleError(
+                f"priority: must be from {LOWEST_PRIORITY} to {HIGHEST_PRIORITY}, "
+                f"not {self.priority}"
+            )
         if self.retry.attempts < 1:
             raise ScheduleError("retry.attempts: must be at least 1")
         if isinstance(self.retry.backoff, Delays) and not self.retry.backoff.delays:

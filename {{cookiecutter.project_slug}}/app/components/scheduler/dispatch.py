@@ -31,7 +31,8 @@ class Dispatch(Protocol):
     """Queues runs for the workers, in the caller's transaction."""
 
     def defer(self, connection: Connection, runs: Sequence[Deferral]) -> dict[str, int]:
-        """Queue `runs`; returns each run's queue job id, by execution id."""
+        """Queue `runs`, whose rows are written in this transaction, at their jobs' priority;
+        returns each run's queue job id, by execution id."""
         ...
 
     def stalled(self, connection: Connection, silent_seconds: float) -> list[tuple[int, str]]:

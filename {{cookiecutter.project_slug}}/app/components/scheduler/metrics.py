@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -36,6 +36,7 @@ from app.core.db import session_scope
 from app.core.enums import ExecutionStatus, MissReason
 from app.core.metrics import new_registry
 from app.core.models import Job
+from app.core.workers import WorkersHealth, read_workers
 
 if TYPE_CHECKING:
     from app.components.scheduler.execution import JobRuntime
@@ -231,9 +232,9 @@ def not_leading() -> None:
 class LeaderState(Collector):
     """The families read from the leader when scraped; nothing while this process stands by.
 
-    Runs in progress and failure streaks come from the runtime's memory; paused jobs and
-    next fire times from the `jobs` table, which holds every job (the timer holds only those
-    due within the horizon).
+    Runs in progress and failure streaks come from the runtime's memory (the streaks from the
+    `jobs` table when worker processes run the runs); paused jobs and next fire times from
+    the table, which holds every job (the timer holds only those due within the horizon).
     """
 
     def __init__(self) -> None:
@@ -256,14 +257,8 @@ class LeaderState(Collector):
             if count:
                 in_progress.add_metric([job_id], count)
         yield in_progress
-        streaks = GaugeMetricFamily(
-            "scheduler_job_consecutive_failures",
-            "Failed or timed-out runs in a row since the job's last success.",
-            labels=["job_id"],
-        )
-        for job_id, count in sorted(runtime.streaks.streaks.items()):
-            streaks.add_metric([job_id], count)
-        yield streaks
+        if runtime.dispatch is None:
+            yield _streak_family(runtime.streaks.streaks)
         yield from self._from_table(runtime)
 
     def _from_table(self, runtime: JobRuntime) -> Iterator[Metric]:
@@ -278,7 +273,16 @@ class LeaderState(Collector):
                     timeout = f"{int(READ_TIMEOUT_SECONDS * 1000)}ms"
                     session.execute(text(f"SET LOCAL statement_timeout = '{timeout}'"))
                     session.execute(text(f"SET LOCAL lock_timeout = '{timeout}'"))
-                rows = session.execute(select(Job.id, Job.paused, Job.next_run_at)).all()
+                rows = session.execute(
+                    select(Job.id, Job.paused, Job.next_run_at, Job.consecutive_failures)
+                ).all()
+                workers = (
+                    read_workers(
+                        runtime.engine, session, runtime.settings.heartbeat_stale_after_seconds
+                    )
+                    if runtime.dispatch is not None
+                    else None
+                )
         except SQLAlchemyError as error:
             self._left_out(str(error).splitlines()[0])
             return
@@ -301,6 +305,10 @@ class LeaderState(Collector):
             if row.next_run_at is not None and not row.paused:
                 next_fire.add_metric([row.id], row.next_run_at.timestamp())
         yield next_fire
+        if workers is not None:
+            yield from _worker_families(workers)
+            # The workers keep the streaks, in the table: they record the runs' ends.
+            yield _streak_family({row.id: row.consecutive_failures for row in rows})
 
     def _left_out(self, reason: str) -> None:
         if not self._unreadable:
@@ -309,6 +317,51 @@ class LeaderState(Collector):
                 extra={"error": reason},
             )
         self._unreadable = True
+
+
+def _streak_family(streaks: Mapping[str, int]) -> Metric:
+    family = GaugeMetricFamily(
+        "scheduler_job_consecutive_failures",
+        "Failed or timed-out runs in a row since the job's last success.",
+        labels=["job_id"],
+    )
+    for job_id, count in sorted(streaks.items()):
+        if count:
+            family.add_metric([job_id], count)
+    return family
+
+
+def _worker_families(report: WorkersHealth) -> Iterator[Metric]:
+    """Each queue's workers, load and wait, as the workers' heartbeats and the runs say."""
+    families = [
+        ("scheduler_queue_workers", "Worker processes serving the queue now.", "workers"),
+        (
+            "scheduler_queue_capacity",
+            "Runs of the queue its workers run at once, in all.",
+            "capacity",
+        ),
+        ("scheduler_queue_running", "Runs of the queue in progress on workers.", "running"),
+        ("scheduler_queue_waiting", "Runs of the queue due and queued, not started.", "waiting"),
+        ("scheduler_queue_later", "Runs of the queue queued for a later time.", "later"),
+    ]
+    for name, documentation, field in families:
+        family = GaugeMetricFamily(name, documentation, labels=["queue"])
+        for load in report.queues:
+            family.add_metric([load.queue], getattr(load, field))
+        yield family
+    wait = GaugeMetricFamily(
+        "scheduler_queue_oldest_wait_seconds",
+        "How long the queue's longest-waiting due run has waited (0 when none waits).",
+        labels=["queue"],
+    )
+    for load in report.queues:
+        wait.add_metric([load.queue], load.oldest_wait_seconds or 0.0)
+    yield wait
+    alive = GaugeMetricFamily(
+        "scheduler_workers_healthy", "1 when every queue has a worker serving it, else 0."
+    )
+    alive.add_metric([], 1 if report.healthy else 0)
+    yield alive
 
 
 LEADER_STATE = LeaderState()

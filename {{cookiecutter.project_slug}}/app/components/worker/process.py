@@ -16,12 +16,16 @@ from typing import Any
 
 from procrastinate import JobContext
 from procrastinate.job_context import AbortReason
+from sqlalchemy.exc import SQLAlchemyError
 
+from app.components.scheduler.alerts import FailureAlerts, alert_hook
 from app.components.scheduler.catalog import code_jobs
 from app.components.scheduler.lease import new_instance_id
+from app.components.worker.heartbeat import WorkerHeartbeat
 from app.components.worker.queue import QUEUES, TASK_NAME, procrastinate_app
 from app.components.worker.runs import WorkerRuns
 from app.core.db import get_engine, redacted_url
+from app.core.enums import WorkerState
 from app.core.settings import Settings
 
 logger = logging.getLogger("app.worker")
@@ -52,7 +56,8 @@ async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
     timeout to end, and are then cancelled and recorded as interrupted."""
     engine = get_engine()
     worker_id = new_instance_id()
-    runs = WorkerRuns(engine, worker_id, code_jobs())
+    alerts = FailureAlerts(settings.alert_after_consecutive_failures, alert_hook(settings))
+    runs = WorkerRuns(engine, worker_id, code_jobs(), alerts)
     concurrency = {queue: settings.worker_concurrency(queue) for queue in queues}
     app = procrastinate_app(settings.database_url, pool_size=sum(concurrency.values()) + 2)
 
@@ -64,6 +69,8 @@ async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    pulse = _Pulse(WorkerHeartbeat(engine, worker_id, concurrency), runs)
+    beating = asyncio.create_task(pulse.keep_beating(settings.heartbeat_interval_seconds, stop))
     logger.info(
         "worker started",
         extra={
@@ -75,9 +82,11 @@ async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
     )
     delay = 0.0
     while not stop.is_set():
+        pulse.state = WorkerState.RUNNING
         failure = await _serve(app, settings, worker_id, concurrency, stop)
         if failure is None:
             break
+        pulse.state = WorkerState.RECONNECTING
         delay = min(max(delay * 2, 0.5), _RESTART_CAP_SECONDS)
         logger.error(
             "worker lost the database; starting again",
@@ -85,6 +94,8 @@ async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
         )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
+    await beating
+    await pulse.last(WorkerState.STOPPED)
     engine.dispose()
     logger.info("worker stopped", extra={"worker_id": worker_id})
 
@@ -132,6 +143,43 @@ async def _serve(
         return None
     failures = [r for r in results if isinstance(r, BaseException) and not _cancelled(r)]
     return str(failures[0]).splitlines()[0] if failures else "a worker stopped by itself"
+
+
+class _Pulse:
+    """Writes the worker's heartbeat every interval until the stop, and its last state then."""
+
+    def __init__(self, heartbeat: WorkerHeartbeat, runs: WorkerRuns) -> None:
+        self.heartbeat = heartbeat
+        self.runs = runs
+        self.state = WorkerState.RUNNING
+        self._failing = False
+
+    async def keep_beating(self, interval: float, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._beat(self.state)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+        # Its runs get the shutdown timeout to end: others see it stopping meanwhile.
+        await self._beat(WorkerState.STOPPING)
+
+    async def last(self, state: WorkerState) -> None:
+        await self._beat(state)
+
+    async def _beat(self, state: WorkerState) -> None:
+        try:
+            await asyncio.to_thread(self.heartbeat.beat, state, len(self.runs.running))
+        except SQLAlchemyError as error:
+            # Once per outage: the heartbeat's age tells the rest.
+            if not self._failing:
+                logger.warning(
+                    "worker heartbeat not written: the database did not answer",
+                    extra={"error": str(getattr(error, "orig", None) or error).splitlines()[0]},
+                )
+            self._failing = True
+            return
+        if self._failing:
+            logger.info("worker heartbeat written again")
+        self._failing = False
 
 
 def _cancelled(result: BaseException) -> bool:

@@ -21,12 +21,16 @@ TASK_NAME = "run_execution"
 QUEUES = tuple(queue.value for queue in Queue)
 
 # Procrastinate's own function, from its schema: it inserts the jobs and returns their ids.
+# Each takes its job's priority from the job's row, as it is when the run is queued (a job
+# deleted meanwhile: 0).
 _DEFER = (
     "SELECT unnest(procrastinate_defer_jobs_v1(ARRAY("
-    "SELECT ROW(t.queue, %s, 0, NULL, NULL, jsonb_build_object('execution_id', t.id), t.run_at)"
-    "::procrastinate_job_to_defer_v1 "
+    "SELECT ROW(t.queue, %s, COALESCE(j.priority, 0), NULL, NULL, "
+    "jsonb_build_object('execution_id', t.id), t.run_at)::procrastinate_job_to_defer_v1 "
     "FROM unnest(CAST(%s AS TEXT[]), CAST(%s AS TEXT[]), CAST(%s AS TIMESTAMPTZ[])) "
-    "WITH ORDINALITY AS t(id, queue, run_at, position) ORDER BY t.position)))"
+    "WITH ORDINALITY AS t(id, queue, run_at, position) "
+    "LEFT JOIN job_executions e ON e.id = t.id LEFT JOIN jobs j ON j.id = e.job_id "
+    "ORDER BY t.position)))"
 )
 # Which run each new job carries, read from the jobs themselves rather than from the order of
 # the ids returned.

@@ -2,8 +2,9 @@
 
 The run's row was claimed and queued by the leader; the worker starts it by moving it from
 `pending` to `running`, with its own id, in a transaction that locks the job's row, so two
-workers starting runs of one job at once still respect `max_instances`. The end, and the
-retry a failure earns, are one transaction: the retry's row and its queue job together.
+workers starting runs of one job at once still respect `max_instances`. The end, the job's
+failure streak and the retry a failure earns are one transaction: the retry's row and its
+queue job together.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
+from app.components.scheduler.alerts import FailureAlerts
 from app.components.scheduler.catalog import Definitions, JobRecord
 from app.components.scheduler.claims import SKIP_REASON
 from app.components.scheduler.definition import ScheduledJob
@@ -55,9 +57,16 @@ class Started:
 class WorkerRuns:
     """Runs the runs the queue hands this worker process."""
 
-    def __init__(self, engine: Engine, worker_id: str, code: Sequence[ScheduledJob]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        worker_id: str,
+        code: Sequence[ScheduledJob],
+        alerts: FailureAlerts,
+    ) -> None:
         self.engine = engine
         self.worker_id = worker_id
+        self.alerts = alerts
         self.definitions = Definitions(code)
         self.queue = WorkerQueue()
         # Runs in progress, by execution id.
@@ -96,8 +105,10 @@ class WorkerRuns:
             )
         retry_at = retry_time(definition, outcome.status, started.attempt)
         # Recorded even when the run was cut short by a stop: that is when it matters most.
-        await asyncio.shield(asyncio.to_thread(self.finish, started, outcome, retry_at))
-        log_outcome(outcome, context, retry_at)
+        streak = await asyncio.shield(asyncio.to_thread(self.finish, started, outcome, retry_at))
+        failure = log_outcome(outcome, context, retry_at)
+        if failure is not None and streak:
+            await self.alerts.failed(definition.id, streak, execution_id, failure)
         if outcome.stopped:
             raise asyncio.CancelledError
 
@@ -109,6 +120,14 @@ class WorkerRuns:
         with why.
         """
         with write_transaction(self.engine) as connection:
+            job_id = connection.scalar(
+                select(JobExecution.job_id).where(JobExecution.id == execution_id)
+            )
+            # The job's row first, then the run's, as a job's deletion takes them: locked
+            # until this transaction ends, so starts of one job's runs take turns.
+            job = connection.execute(
+                select(*Job.__table__.columns).where(Job.id == job_id).with_for_update()
+            ).one_or_none()
             row = connection.execute(
                 select(
                     JobExecution.job_id,
@@ -128,10 +147,6 @@ class WorkerRuns:
                     extra={"execution_id": execution_id, "status": row.status if row else None},
                 )
                 return None
-            # Locked until this transaction ends: starts of one job's runs take turns.
-            job = connection.execute(
-                select(*Job.__table__.columns).where(Job.id == row.job_id).with_for_update()
-            ).one_or_none()
             if job is None:
                 self._end(connection, execution_id, ExecutionStatus.CANCELLED, reason=_GONE)
                 return None
@@ -170,11 +185,13 @@ class WorkerRuns:
             json.loads(row.input) if row.input else None,
         )
 
-    def finish(self, started: Started, outcome: Outcome, retry_at: datetime | None) -> None:
-        """Record the run's end and queue the retry it earns, in one transaction."""
+    def finish(self, started: Started, outcome: Outcome, retry_at: datetime | None) -> int:
+        """Record the run's end, the job's failure streak and the retry the run earns, in one
+        transaction; returns the streak (0 after a success, or when the end was not this
+        worker's to record)."""
         definition = started.definition
         with write_transaction(self.engine) as connection:
-            connection.execute(
+            recorded = connection.execute(
                 update(JobExecution)
                 .where(
                     JobExecution.id == started.execution_id,
@@ -184,23 +201,59 @@ class WorkerRuns:
                     **end_fields(outcome.status, outcome.duration_ms, outcome.error, outcome.trace)
                 )
             )
-            if retry_at is None:
-                return
-            retry = execution_row(
-                definition.id,
-                definition.queue.value,
-                retry_at,
-                ExecutionStatus.PENDING,
-                attempt=started.attempt + 1,
-                trigger_kind=TriggerKind.RETRY,
-                arguments=started.arguments,
+            if recorded.rowcount == 0:
+                # Recorded as interrupted meanwhile (this worker looked dead): that end stands.
+                logger.warning(
+                    "run end not recorded: the run was already ended as interrupted",
+                    extra={"execution_id": started.execution_id, "job_id": definition.id},
+                )
+                return 0
+            streak = self._count_streak(connection, definition.id, outcome.status)
+            if retry_at is not None:
+                self._queue_retry(connection, started, retry_at)
+        return streak
+
+    @staticmethod
+    def _count_streak(connection: Connection, job_id: str, status: ExecutionStatus) -> int:
+        """Raise the job's failure streak after a failure, end it after a success.
+
+        The update locks the job's row, so two workers ending runs of one job count in turn.
+        """
+        if status is ExecutionStatus.SUCCEEDED:
+            connection.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.consecutive_failures != 0)
+                .values(consecutive_failures=0)
             )
-            connection.execute(insert(JobExecution), [retry])
-            queue_runs(
-                connection,
-                self.queue,
-                [Deferral(retry["id"], definition.queue.value, retry_at)],
-            )
+            return 0
+        if status not in (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT):
+            return 0
+        streak = connection.scalar(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(consecutive_failures=Job.consecutive_failures + 1)
+            .returning(Job.consecutive_failures)
+        )
+        return streak or 0
+
+    def _queue_retry(self, connection: Connection, started: Started, retry_at: datetime) -> None:
+        """The retry's row, and its queue job at the retry's time."""
+        definition = started.definition
+        retry = execution_row(
+            definition.id,
+            definition.queue.value,
+            retry_at,
+            ExecutionStatus.PENDING,
+            attempt=started.attempt + 1,
+            trigger_kind=TriggerKind.RETRY,
+            arguments=started.arguments,
+        )
+        connection.execute(insert(JobExecution), [retry])
+        queue_runs(
+            connection,
+            self.queue,
+            [Deferral(retry["id"], definition.queue.value, retry_at)],
+        )
 
     def _end(
         self,

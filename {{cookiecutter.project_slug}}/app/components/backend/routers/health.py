@@ -29,8 +29,11 @@ def liveness() -> Liveness:
     responses={503: {"model": HealthReport, "description": "A component is unhealthy."}},
 )
 def readiness(engine: EngineDep, settings: SettingsDep, response: Response) -> HealthReport:
-    """200 when the database answers and the scheduler's heartbeat is fresh, else 503."""
-    report = check_health(engine, settings.heartbeat_stale_after_seconds)
+    """200 when the database answers and the scheduler's heartbeat is fresh (and, with
+    worker processes, every queue has a worker), else 503."""
+    report = check_health(
+        engine, settings.heartbeat_stale_after_seconds, workers=settings.runs_on_workers
+    )
     if not report.healthy:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return report
