@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -33,7 +34,8 @@ pytestmark = pytest.mark.slow
 POSTGRES_STAND_IN = "scheduler-template/postgres:test"
 STOP_GRACE_SECONDS = 10
 VARIANTS: dict[str, dict[str, str]] = {
-    "postgresql": {"database": "postgresql"},
+    # The most services: PostgreSQL and worker processes beside the API and the schedulers.
+    "postgresql": {"database": "postgresql", "workers": "procrastinate"},
     "sqlite": {"project_name": "Docker Lite"},
 }
 
@@ -68,6 +70,7 @@ class Stack:
     path: Path
     env: dict[str, str]
     postgres: bool
+    workers: bool
     ran: list[str] = field(default_factory=list)
 
     @property
@@ -76,7 +79,7 @@ class Stack:
 
     def make(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """A Makefile target, as a user runs it; compose reads this stack's variables."""
-        self.ran.append(" ".join(["make", *args]))
+        self.ran.append(shlex.join(["make", *args]))
         return subprocess.run(
             ["make", *args],
             cwd=self.path,
@@ -88,7 +91,7 @@ class Stack:
         )
 
     def compose(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        self.ran.append(" ".join(["docker", "compose", *args]))
+        self.ran.append(shlex.join(["docker", "compose", *args]))
         return docker("compose", *args, cwd=self.path, env=self.env, timeout=timeout)
 
     def container(self, profile: str, service: str) -> str:
@@ -131,7 +134,7 @@ def stack(
             )
         assert built.returncode == 0, built.stderr
         env["POSTGRES_IMAGE"] = POSTGRES_STAND_IN
-    stack = Stack(request.param, path, env, postgres)
+    stack = Stack(request.param, path, env, postgres, answers.get("workers") == "procrastinate")
     try:
         yield stack
     finally:
@@ -177,7 +180,9 @@ def test_dev_profile_starts_healthy_and_shows_the_jobs(stack: Stack) -> None:
     with timed(f"docker {stack.name}: dev profile up --wait"):
         up = stack.make("docker-up", timeout=300)
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-    services = ["api", "scheduler"] + (["postgres"] if stack.postgres else [])
+    services = ["api", "scheduler"]
+    services += ["postgres"] if stack.postgres else []
+    services += ["worker"] if stack.workers else []
     for service in services:
         health = stack.state(stack.container("dev", service))["Health"]
         assert isinstance(health, dict)
@@ -276,14 +281,18 @@ print(json.dumps(leaders))
 
 
 def test_prod_profile_runs_from_the_runtime_image(stack: Stack) -> None:
-    """Three scheduler replicas: one leads, two wait on standby, every container healthy."""
-    with timed(f"docker {stack.name}: prod profile up --wait, scheduler scaled to 3"):
-        up = stack.make("docker-up", "PROFILE=prod", "ARGS=--scale=scheduler-prod=3", timeout=300)
+    """Three scheduler replicas: one leads, two wait on standby; with workers, two worker
+    containers share the queues; every container healthy."""
+    scale = "--scale=scheduler-prod=3" + (" --scale=worker-prod=2" if stack.workers else "")
+    with timed(f"docker {stack.name}: prod profile up --wait, {scale}"):
+        up = stack.make("docker-up", "PROFILE=prod", f"ARGS={scale}", timeout=300)
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
     listed = stack.compose("--profile", "prod", "ps", "-q", "scheduler-prod")
     schedulers = listed.stdout.split()
     assert len(schedulers) == 3, listed.stdout + listed.stderr
-    for container in [stack.container("prod", "api-prod"), *schedulers]:
+    workers = stack.compose("--profile", "prod", "ps", "-q", "worker-prod").stdout.split()
+    assert len(workers) == (2 if stack.workers else 0), workers
+    for container in [stack.container("prod", "api-prod"), *schedulers, *workers]:
         health = stack.state(container)["Health"]
         assert isinstance(health, dict)
         assert health["Status"] == "healthy", (container, health)
@@ -306,6 +315,24 @@ def test_prod_profile_runs_from_the_runtime_image(stack: Stack) -> None:
     assert sorted(i["state"] for i in fresh) == ["running", "standby", "standby"], fresh
     assert [i["instance_id"] for i in fresh if i["leader"]] == [report["leader"]]
     assert len({i["hostname"] for i in fresh}) == 3
+    if stack.workers:
+        shown = stack.compose(
+            "--profile", "prod", "exec", "-T", "api-prod", stack.slug, "worker", "status", "--json"
+        )
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        pool = json.loads(shown.stdout)
+        assert pool["healthy"] is True, pool["detail"]
+        serving = [w for w in pool["workers"] if w["fresh"] and w["state"] == "running"]
+        assert len({w["hostname"] for w in serving}) == 2, pool["workers"]
+        # A run asked for now is carried out by one of them, and its record names which.
+        ran = stack.compose(
+            *("--profile", "prod", "exec", "-T", "api-prod", stack.slug, "jobs", "run"),
+            *("system_maintenance", "--wait", "--timeout", "60", "--json"),
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        execution = json.loads(ran.stdout)["execution"]
+        assert execution["status"] == "succeeded", execution
+        assert execution["worker_id"] in {w["worker_id"] for w in serving}, execution
 
     # Prometheus on the compose network finds every replica under one name, as the shipped
     # scrape config asks (dns_sd_configs: scheduler, port 9464); exactly one says it leads.
@@ -327,4 +354,5 @@ def test_the_deployment_page_shows_only_what_these_tests_ran(stack: Stack) -> No
     page = stack.path / "docs" / "deployment.md"
     documented = [c for b in blocks(page) if b.kind == "docker" for c in b.commands()]
     assert documented, "the deployment page shows no Docker commands"
-    assert [command for command in documented if command not in stack.ran] == []
+    ran = [shlex.split(command) for command in stack.ran]
+    assert [command for command in documented if shlex.split(command) not in ran] == []
