@@ -37,6 +37,7 @@ MANIFEST: dict[str, dict[str, str]] = {
     "app/cli/worker.py": {"workers": "procrastinate"},
     "tests/worker": {"workers": "procrastinate"},
     "docs/workers.md": {"workers": "procrastinate"},
+    "benchmarks/workers.py": {"workers": "procrastinate"},
 }
 
 
@@ -129,12 +130,17 @@ def next_steps(project_dir: Path, answers: dict[str, Any]) -> str:
     except ValueError:
         where = str(project_dir.resolve())
     prefix = answers["__env_prefix"]
+    processes = (
+        "the API (http://127.0.0.1:8000), the scheduler and a worker"
+        if answers["workers"] == "procrastinate"
+        else "the API on http://127.0.0.1:8000 and the scheduler"
+    )
     lines = [
         f"Generated {answers['project_slug']} in {project_dir.resolve()}",
         "",
         "Next:",
         f"  cd {shlex.quote(where)}",
-        "  make run     # the API on http://127.0.0.1:8000 and the scheduler; Ctrl-C stops both",
+        f"  make run     # {processes}; Ctrl-C stops them",
         "  make help    # every target: test, check, docs, migrations, benchmarks",
         "",
         f"The API token is {prefix}API_TOKEN in .env (never committed: git ignores .env).",

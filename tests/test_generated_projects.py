@@ -187,6 +187,19 @@ def test_a_worker_project_lints_typechecks_and_passes_its_worker_tests(
     assert "skipped" not in tests[2]
     record_figure("workers: the worker and core tests passed", tests[1])
 
+    # The benchmark runs, small: every path measured, its figures printed (met or not).
+    args = f"--fires 200 --runs 500 --database-url {POSTGRES_URL}"
+    with timed(f"workers: make bench-workers ({args.split(' --database-url')[0]})"):
+        bench = project.run("make", "bench-workers", env={"WORKERS_BENCH_ARGS": args}, timeout=900)
+    print(bench.stdout)
+    assert bench.returncode == 0, bench.stdout[-6000:] + bench.stderr[-3000:]
+    for measured in ("raw Procrastinate", "scheduler to workers (ours)", "scheduler runs it"):
+        assert measured in bench.stdout, bench.stdout
+    drains = [line.split() for line in bench.stdout.splitlines() if re.match(r"\s+[124]\s", line)]
+    assert [row[0] for row in drains] == ["1", "2", "4"], bench.stdout
+    target = bench.stdout.split("target: ", 1)[1].splitlines()[0]
+    record_figure("workers: make bench-workers (200 fires, 500 runs)", target.rsplit(": ", 1)[1])
+
 
 def empty_postgres_database(base_url: str) -> tuple[str, Callable[[], None]]:
     """A new, empty database on the test server: its URL, and a function that drops it."""
@@ -408,7 +421,7 @@ def test_make_run_is_healthy_and_stops_whole_when_the_scheduler_dies(
         unhealthy = health_check(project, run_env, "--detailed")
         assert "stale after 4 s" in unhealthy.stdout
     output = (tmp_path / "make-run.log").read_text()
-    assert "the scheduler was killed by signal 9, so the other process was stopped too" in output
+    assert "the scheduler was killed by signal 9, so the rest were stopped too" in output
     assert "Traceback" not in output
     # Nothing the project started is left.
     leftovers = subprocess.run(

@@ -34,6 +34,7 @@ WORKERS_ONLY = {
     "app/cli/worker.py",
     "tests/worker",
     "docs/workers.md",
+    "benchmarks/workers.py",
 }
 
 
