@@ -120,33 +120,18 @@ class WorkerRuns:
         with why.
         """
         with write_transaction(self.engine) as connection:
-            job_id = connection.scalar(
-                select(JobExecution.job_id).where(JobExecution.id == execution_id)
-            )
             # The job's row first, then the run's, as a job's deletion takes them: locked
             # until this transaction ends, so starts of one job's runs take turns.
             job = connection.execute(
-                select(*Job.__table__.columns).where(Job.id == job_id).with_for_update()
-            ).one_or_none()
-            row = connection.execute(
-                select(
-                    JobExecution.job_id,
-                    JobExecution.status,
-                    JobExecution.attempt,
-                    JobExecution.trigger_kind,
-                    JobExecution.input,
+                select(*Job.__table__.columns)
+                .where(
+                    Job.id
+                    == select(JobExecution.job_id)
+                    .where(JobExecution.id == execution_id)
+                    .scalar_subquery()
                 )
-                .where(JobExecution.id == execution_id)
-                # Locked: a cancel meanwhile waits, then finds the run started, or the other
-                # way round.
                 .with_for_update()
             ).one_or_none()
-            if row is None or row.status != ExecutionStatus.PENDING:
-                logger.info(
-                    "queued run not started: it was cancelled or has ended",
-                    extra={"execution_id": execution_id, "status": row.status if row else None},
-                )
-                return None
             if job is None:
                 self._end(connection, execution_id, ExecutionStatus.CANCELLED, reason=_GONE)
                 return None
@@ -154,29 +139,35 @@ class WorkerRuns:
                 definition = self.definitions.of(_as_record(job))
             except ScheduleError as error:
                 reason = f"cannot run on this worker: {error} (is the worker's code current?)"
-                logger.error(reason, extra={"job_id": row.job_id, "execution_id": execution_id})
+                logger.error(reason, extra={"job_id": job.id, "execution_id": execution_id})
                 self._end(connection, execution_id, ExecutionStatus.FAILED, reason=reason)
                 return None
-            running = connection.scalar(
-                select(func.count()).where(
+            # One statement, its snapshot taken with the job's row locked: the runs going
+            # now are counted as the other starts of the job committed them.
+            going = (
+                select(func.count())
+                .where(
+                    JobExecution.job_id == job.id,
                     JobExecution.status == ExecutionStatus.RUNNING,
-                    JobExecution.job_id == row.job_id,
                 )
+                .scalar_subquery()
             )
-            if (running or 0) >= definition.max_instances:
-                logger.warning(
-                    "job run skipped: previous run still going",
-                    extra={"job_id": row.job_id, "execution_id": execution_id},
-                )
-                self._end(connection, execution_id, ExecutionStatus.SKIPPED, reason=SKIP_REASON)
-                return None
-            connection.execute(
+            row = connection.execute(
                 update(JobExecution)
-                .where(JobExecution.id == execution_id)
+                .where(
+                    JobExecution.id == execution_id,
+                    JobExecution.status == ExecutionStatus.PENDING,
+                    going < definition.max_instances,
+                )
                 .values(
                     status=ExecutionStatus.RUNNING, started_at=utcnow(), worker_id=self.worker_id
                 )
-            )
+                .returning(JobExecution.attempt, JobExecution.trigger_kind, JobExecution.input)
+            ).one_or_none()
+            if row is None:
+                # Not pending any more (cancelled, or ended meanwhile), or over the limit.
+                self._end(connection, execution_id, ExecutionStatus.SKIPPED, reason=SKIP_REASON)
+                return None
         return Started(
             execution_id,
             definition,
@@ -263,11 +254,26 @@ class WorkerRuns:
         *,
         reason: str,
     ) -> None:
-        connection.execute(
+        """End a run that may not start here, if it still waits; log which it was."""
+        ended = connection.execute(
             update(JobExecution)
-            .where(JobExecution.id == execution_id)
+            .where(
+                JobExecution.id == execution_id,
+                JobExecution.status == ExecutionStatus.PENDING,
+            )
             .values(worker_id=self.worker_id, **end_fields(status, 0.0, reason=reason))
-        )
+            .returning(JobExecution.job_id)
+        ).one_or_none()
+        if ended is None:
+            logger.info(
+                "queued run not started: it was cancelled or has ended",
+                extra={"execution_id": execution_id},
+            )
+        elif status is ExecutionStatus.SKIPPED:
+            logger.warning(
+                "job run skipped: previous run still going",
+                extra={"job_id": ended.job_id, "execution_id": execution_id},
+            )
 
 
 _GONE = "the job was deleted before a worker started the run"
