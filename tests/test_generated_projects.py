@@ -195,7 +195,8 @@ def test_a_worker_project_lints_typechecks_and_passes_its_worker_tests(
     assert bench.returncode == 0, bench.stdout[-6000:] + bench.stderr[-3000:]
     for measured in ("raw Procrastinate", "scheduler to workers (ours)", "scheduler runs it"):
         assert measured in bench.stdout, bench.stdout
-    drains = [line.split() for line in bench.stdout.splitlines() if re.match(r"\s+[124]\s", line)]
+    table_row = re.compile(r"\s+[124]\s+[\d.]+\s")
+    drains = [line.split() for line in bench.stdout.splitlines() if table_row.match(line)]
     assert [row[0] for row in drains] == ["1", "2", "4"], bench.stdout
     target = bench.stdout.split("target: ", 1)[1].splitlines()[0]
     record_figure("workers: make bench-workers (200 fires, 500 runs)", target.rsplit(": ", 1)[1])

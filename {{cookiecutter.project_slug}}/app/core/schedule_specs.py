@@ -96,19 +96,29 @@ class CronFieldsSpec(_Spec):
         return CronFields(**self.fields)
 
 
+# 100,000 days: the longest period, however it is given.
+MAX_PERIOD_SECONDS = 10**5 * 86400
+
+
 class IntervalSpec(_Spec):
     """A fixed period: the parts are added up."""
 
     kind: Literal["interval"] = "interval"
-    seconds: float = Field(0, ge=0, le=10**8)
+    seconds: float = Field(0, ge=0, le=MAX_PERIOD_SECONDS)
     minutes: float = Field(0, ge=0, le=10**7)
     hours: float = Field(0, ge=0, le=10**6)
     days: float = Field(0, ge=0, le=10**5)
 
     @model_validator(mode="after")
-    def _positive(self) -> IntervalSpec:
+    def _a_period_that_fits(self) -> IntervalSpec:
         if self.seconds + self.minutes + self.hours + self.days <= 0:
             raise ValueError("give a positive period in seconds, minutes, hours or days")
+        # Each part is bounded, but so must be their sum: it is stored in seconds.
+        if self.period_seconds > MAX_PERIOD_SECONDS:
+            raise ValueError(
+                f"the period adds up to {self.period_seconds:.0f} s: at most "
+                f"{MAX_PERIOD_SECONDS:,} s (100,000 days)"
+            )
         return self
 
     def to_schedule(self) -> Interval:
