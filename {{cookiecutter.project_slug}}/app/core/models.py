@@ -54,6 +54,9 @@ class Job(Base):
     queue: Mapped[str] = mapped_column(String(16))
     # Within its queue, a run of a job of higher priority is taken first (worker processes).
     priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # How many of its runs may go at once; on the row so that every worker process holds
+    # to the same limit, whatever code it runs.
+    max_instances: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     # The schedule that applies, as a schedule spec in JSON (see app/core/schedule_specs.py).
     schedule: Mapped[str] = mapped_column(Text)
     # Code-defined jobs: the code's own schedule when the row was last set from it. While it

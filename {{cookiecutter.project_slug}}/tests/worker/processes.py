@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from app.components.scheduler import jobs
 from app.components.scheduler.definition import Fixed, Retry, ScheduledJob
@@ -60,64 +62,47 @@ async def hold() -> None:
     await asyncio.sleep(1)
 
 
+async def linger() -> None:
+    await asyncio.sleep(5)
+
+
+def hourly(job_id: str, func: Callable[[], object], **options: Any) -> ScheduledJob:
+    """A job the tests start by hand: its hourly schedule never fires during a test."""
+    return ScheduledJob(
+        id=job_id, name=job_id.title(), func=func, schedule=Interval(hours=1), **options
+    )
+
+
+RETRY_ONCE = Retry(attempts=2, backoff=Fixed(timedelta(seconds=1)))
+
+# At most one and at most two runs at once, whichever worker starts them.
+LIMITED = tuple(
+    hourly(job_id, linger, queue=Queue.CRITICAL, max_instances=limit)
+    for job_id, limit in (("single", 1), ("pair", 2))
+)
+
 # One job per queue, for the backlog test: many of their runs may go at once.
 HOLDS = tuple(
-    ScheduledJob(
-        id=f"hold_{queue.value}",
-        name=f"Hold {queue.value}",
-        func=hold,
-        schedule=Interval(hours=1),
-        queue=queue,
-        max_instances=100,
-    )
-    for queue in Queue
+    hourly(f"hold_{queue.value}", hold, queue=queue, max_instances=100) for queue in Queue
 )
 
 # One low queue, two priorities: under a backlog the urgent runs go first.
 RANKED = tuple(
-    ScheduledJob(
-        id=job_id,
-        name=job_id.title(),
-        func=tick,
-        schedule=Interval(hours=1),
-        queue=Queue.LOW,
-        priority=priority,
-        max_instances=100,
-    )
+    hourly(job_id, tick, queue=Queue.LOW, priority=priority, max_instances=100)
     for job_id, priority in (("urgent", 10), ("routine", -5))
 )
 
 JOBS = (
     ScheduledJob(id="tick", name="Tick", func=tick, schedule=Interval(seconds=1)),
-    ScheduledJob(
-        id="flaky",
-        name="Flaky",
-        func=always_fails,
-        schedule=Interval(hours=1),
-        retry=Retry(attempts=2, backoff=Fixed(timedelta(seconds=1))),
-        queue=Queue.CRITICAL,
-    ),
-    ScheduledJob(
-        id="slow",
-        name="Slow",
-        func=too_slow,
-        schedule=Interval(hours=1),
-        timeout=timedelta(seconds=0.5),
-        queue=Queue.LOW,
-    ),
-    ScheduledJob(id="hang", name="Hang", func=blocks, schedule=Interval(hours=1)),
-    ScheduledJob(id="broken", name="Broken", func=mends, schedule=Interval(hours=1)),
-    ScheduledJob(
-        id="fragile",
-        name="Fragile",
-        func=fragile,
-        schedule=Interval(hours=1),
-        retry=Retry(attempts=2, backoff=Fixed(timedelta(seconds=1))),
-    ),
+    hourly("flaky", always_fails, retry=RETRY_ONCE, queue=Queue.CRITICAL),
+    hourly("slow", too_slow, timeout=timedelta(seconds=0.5), queue=Queue.LOW),
+    hourly("hang", blocks),
+    hourly("broken", mends),
+    hourly("fragile", fragile, retry=RETRY_ONCE),
     *HOLDS,
     *RANKED,
+    *LIMITED,
 )
-
 
 if __name__ == "__main__":
     # What the in-process tests do with monkeypatch: every reader looks the list up here.

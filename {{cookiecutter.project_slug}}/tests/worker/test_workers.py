@@ -3,6 +3,7 @@ queues its runs, and two workers that run them."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from pathlib import Path
 
@@ -15,14 +16,16 @@ from app import ENV_PREFIX
 from app.components.management.service import Management
 from app.components.scheduler.alerts import FailureAlerts, log_alert
 from app.components.scheduler.catalog import sync_code_jobs
+from app.components.scheduler.claims import SKIP_REASON
 from app.components.scheduler.dispatch import Deferral
 from app.components.scheduler.history import execution_row, queue_runs
 from app.components.worker.process import QueuesError, parse_queues
-from app.components.worker.queue import WorkerQueue
-from app.components.worker.runs import WorkerRuns
+from app.components.worker.queue import WorkerQueue, conninfo
+from app.components.worker.records import RunRecords
+from app.components.worker.runs import Started, WorkerRuns
 from app.core.db import utcnow, write_session, write_transaction
-from app.core.enums import ExecutionStatus, TriggerKind
-from app.core.models import JobExecution
+from app.core.enums import ExecutionStatus, TriggerKind, WorkerState
+from app.core.models import JobExecution, WorkerProcess
 from app.core.settings import Settings
 from tests.conftest import Launcher
 from tests.helpers import wait_for
@@ -239,6 +242,51 @@ def test_under_a_backlog_each_queue_keeps_its_share_of_a_worker(
     assert set(statuses) == {ExecutionStatus.SUCCEEDED}
 
 
+def test_max_instances_holds_across_workers(
+    start: Launcher, engine: Engine, settings: Settings
+) -> None:
+    """Four runs each of a job allowed one at a time and of one allowed two, queued at once
+    to two idle workers with slots for all: the rest are skipped, not run beside them."""
+    with write_session(engine) as session:
+        sync_code_jobs(session, JOBS, settings.timezone)
+    for _ in "ab":
+        start("tests.worker.processes", TEST_PROCESS_ROLE="worker", **ON)
+    wait_for(lambda: serving_workers(engine) == 2, 60, "two workers serving their queues")
+    now = utcnow()
+    rows = [
+        execution_row(
+            job_id, "critical", now, ExecutionStatus.PENDING, trigger_kind=TriggerKind.MANUAL
+        )
+        for _ in range(4)
+        for job_id in ("single", "pair")
+    ]
+    with write_transaction(engine) as connection:
+        connection.execute(insert(JobExecution), rows)
+        queue_runs(connection, WorkerQueue(), [Deferral(row["id"], "critical") for row in rows])
+    wait_for(
+        lambda: len(ended(engine, "single")) + len(ended(engine, "pair")) == 8,
+        60,
+        "the eight runs to end",
+    )
+    for job_id, limit in (("single", 1), ("pair", 2)):
+        runs = ended(engine, job_id)
+        went = [run for run in runs if run.status == ExecutionStatus.SUCCEEDED]
+        skipped = [run for run in runs if run.status == ExecutionStatus.SKIPPED]
+        assert (len(went), len(skipped)) == (limit, 4 - limit), job_id
+        assert {run.error_message for run in skipped} == {SKIP_REASON}
+        assert all(run.worker_id for run in runs)
+
+
+def serving_workers(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(
+            connection.scalar(
+                select(func.count()).where(WorkerProcess.state == WorkerState.RUNNING)
+            )
+            or 0
+        )
+
+
 def test_a_run_whose_function_the_worker_lacks_fails_with_why(
     engine: Engine, registered: list[str]
 ) -> None:
@@ -253,8 +301,19 @@ def test_a_run_whose_function_the_worker_lacks_fails_with_why(
     with write_transaction(engine) as connection:
         connection.execute(insert(JobExecution), [row])
         queue_runs(connection, WorkerQueue(), [Deferral(row["id"], "default")])
-    runs = WorkerRuns(engine, "worker-old", JOBS, FailureAlerts(3, log_alert))
-    assert runs.start(row["id"]) is None
+
+    async def start() -> Started | None:
+        url = engine.url.render_as_string(hide_password=False)
+        records = RunRecords(conninfo(url), "worker-old")
+        await records.open()
+        try:
+            return await WorkerRuns(engine, records, JOBS, FailureAlerts(3, log_alert)).start(
+                row["id"]
+            )
+        finally:
+            await records.close()
+
+    assert asyncio.run(start()) is None
     [run] = runs_of(engine, "system_maintenance")
     assert run.status == ExecutionStatus.FAILED
     assert run.worker_id == "worker-old"

@@ -239,6 +239,7 @@ def new_row(job: ScheduledJob, default_zone: str, now: datetime, *, paused: bool
         args=json.dumps(job.function.to_json(job.args)) if job.args else "{}",
         queue=job.queue.value,
         priority=job.priority,
+        max_instances=job.max_instances,
         schedule=spec,
         code_schedule=spec if job.origin is JobOrigin.CODE else None,
         paused=paused,
@@ -298,6 +299,7 @@ def sync_code_jobs(session: Session, code: Sequence[ScheduledJob], default_zone:
             "function": job.function.name,
             "queue": job.queue.value,
             "priority": job.priority,
+            "max_instances": job.max_instances,
         }
         updates |= {key: value for key, value in described.items() if getattr(row, key) != value}
         if updates:

@@ -22,7 +22,8 @@ from app.components.scheduler.alerts import FailureAlerts, alert_hook
 from app.components.scheduler.catalog import code_jobs
 from app.components.scheduler.lease import new_instance_id
 from app.components.worker.heartbeat import WorkerHeartbeat
-from app.components.worker.queue import QUEUES, TASK_NAME, procrastinate_app
+from app.components.worker.queue import QUEUES, TASK_NAME, conninfo, procrastinate_app
+from app.components.worker.records import RunRecords
 from app.components.worker.runs import WorkerRuns
 from app.core.db import get_engine, redacted_url
 from app.core.enums import WorkerState
@@ -57,7 +58,8 @@ async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
     engine = get_engine()
     worker_id = new_instance_id()
     alerts = FailureAlerts(settings.alert_after_consecutive_failures, alert_hook(settings))
-    runs = WorkerRuns(engine, worker_id, code_jobs(), alerts)
+    records = RunRecords(conninfo(settings.database_url), worker_id)
+    runs = WorkerRuns(engine, records, code_jobs(), alerts)
     concurrency = {queue: settings.worker_concurrency(queue) for queue in queues}
     app = procrastinate_app(settings.database_url, pool_size=sum(concurrency.values()) + 2)
 
@@ -80,6 +82,7 @@ async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
             "database": redacted_url(engine.url),
         },
     )
+    await records.open()
     delay = 0.0
     while not stop.is_set():
         pulse.state = WorkerState.RUNNING
@@ -96,6 +99,7 @@ async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
             await asyncio.wait_for(stop.wait(), delay)
     await beating
     await pulse.last(WorkerState.STOPPED)
+    await records.close()
     engine.dispose()
     logger.info("worker stopped", extra={"worker_id": worker_id})
 

@@ -1,10 +1,10 @@
 """A worker's side of a run: start it under the job's limits, run it, record its end.
 
 The run's row was claimed and queued by the leader; the worker starts it by moving it from
-`pending` to `running`, with its own id, in a transaction that locks the job's row, so two
-workers starting runs of one job at once still respect `max_instances`. The end, the job's
-failure streak and the retry a failure earns are one transaction: the retry's row and its
-queue job together.
+`pending` to `running`, with its own id, with the job's row locked, so two workers starting
+runs of one job at once still respect `max_instances`. Starts and ends are written in
+batches (`records`); the end of a run that earns a retry is written with the retry's row and
+its queue job, in one transaction.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, insert
 
 from app.components.scheduler.alerts import FailureAlerts
 from app.components.scheduler.catalog import Definitions, JobRecord
 from app.components.scheduler.claims import SKIP_REASON
 from app.components.scheduler.definition import ScheduledJob
 from app.components.scheduler.dispatch import Deferral
-from app.components.scheduler.history import end_fields, execution_row, queue_runs
+from app.components.scheduler.history import execution_row, queue_runs
 from app.components.scheduler.perform import (
     JobCancelled,
     Outcome,
@@ -35,9 +35,10 @@ from app.components.scheduler.perform import (
     stop_thread,
 )
 from app.components.worker.queue import WorkerQueue
-from app.core.db import utcnow, write_transaction
+from app.components.worker.records import End, RunRecords, end_call
+from app.core.db import write_transaction
 from app.core.enums import ExecutionStatus, TriggerKind
-from app.core.models import Job, JobExecution
+from app.core.models import JobExecution
 from app.core.schedules import ScheduleError
 
 logger = logging.getLogger("app.worker")
@@ -60,12 +61,13 @@ class WorkerRuns:
     def __init__(
         self,
         engine: Engine,
-        worker_id: str,
+        records: RunRecords,
         code: Sequence[ScheduledJob],
         alerts: FailureAlerts,
     ) -> None:
         self.engine = engine
-        self.worker_id = worker_id
+        self.records = records
+        self.worker_id = records.worker_id
         self.alerts = alerts
         self.definitions = Definitions(code)
         self.queue = WorkerQueue()
@@ -78,7 +80,7 @@ class WorkerRuns:
         `cancelled` says whether a stop of the run's task was asked for on the run's behalf
         (a cancel), rather than by the worker's own shutdown.
         """
-        started = await asyncio.to_thread(self.start, execution_id)
+        started = await self.start(execution_id)
         if started is None:
             return
         definition = started.definition
@@ -105,69 +107,50 @@ class WorkerRuns:
             )
         retry_at = retry_time(definition, outcome.status, started.attempt)
         # Recorded even when the run was cut short by a stop: that is when it matters most.
-        streak = await asyncio.shield(asyncio.to_thread(self.finish, started, outcome, retry_at))
+        streak = await asyncio.shield(self.finish(started, outcome, retry_at))
+        if streak is None:
+            # Recorded as interrupted meanwhile (this worker looked dead): that end stands.
+            logger.warning(
+                "run end not recorded: the run was already ended as interrupted",
+                extra=context,
+            )
         failure = log_outcome(outcome, context, retry_at)
         if failure is not None and streak:
             await self.alerts.failed(definition.id, streak, execution_id, failure)
         if outcome.stopped:
             raise asyncio.CancelledError
 
-    def start(self, execution_id: str) -> Started | None:
+    async def start(self, execution_id: str) -> Started | None:
         """Move the run to `running` under this worker; None if it does not run here.
 
-        A run cancelled or ended meanwhile is left as it is; a run whose job is gone, whose
-        definition no longer loads, or whose job runs as many times as it may, ends at once
-        with why.
+        A run cancelled or ended meanwhile is left as it is; a run whose job is gone, or whose
+        job runs as many times as it may, ends at once with why; one whose definition no
+        longer loads here fails with why.
         """
-        with write_transaction(self.engine) as connection:
-            # The job's row first, then the run's, as a job's deletion takes them: locked
-            # until this transaction ends, so starts of one job's runs take turns.
-            job = connection.execute(
-                select(*Job.__table__.columns)
-                .where(
-                    Job.id
-                    == select(JobExecution.job_id)
-                    .where(JobExecution.id == execution_id)
-                    .scalar_subquery()
-                )
-                .with_for_update()
-            ).one_or_none()
-            if job is None:
-                self._end(connection, execution_id, ExecutionStatus.CANCELLED, reason=_GONE)
-                return None
-            try:
-                definition = self.definitions.of(_as_record(job))
-            except ScheduleError as error:
-                reason = f"cannot run on this worker: {error} (is the worker's code current?)"
-                logger.error(reason, extra={"job_id": job.id, "execution_id": execution_id})
-                self._end(connection, execution_id, ExecutionStatus.FAILED, reason=reason)
-                return None
-            # One statement, its snapshot taken with the job's row locked: the runs going
-            # now are counted as the other starts of the job committed them.
-            going = (
-                select(func.count())
-                .where(
-                    JobExecution.job_id == job.id,
-                    JobExecution.status == ExecutionStatus.RUNNING,
-                )
-                .scalar_subquery()
+        row = await self.records.start(execution_id)
+        if row.outcome == "gone":
+            await self._end_waiting(row.id, execution_id, ExecutionStatus.CANCELLED, _GONE)
+            return None
+        if row.outcome == "busy":
+            await self._end_waiting(row.id, execution_id, ExecutionStatus.SKIPPED, SKIP_REASON)
+            return None
+        if row.outcome != "started":
+            _log_not_waiting(execution_id)
+            return None
+        try:
+            definition = self.definitions.of(_as_record(row))
+        except ScheduleError as error:
+            reason = f"cannot run on this worker: {error} (is the worker's code current?)"
+            logger.error(reason, extra={"job_id": row.id, "execution_id": execution_id})
+            failed = End(
+                execution_id,
+                row.id,
+                ExecutionStatus.RUNNING,
+                ExecutionStatus.FAILED,
+                reason=reason,
             )
-            row = connection.execute(
-                update(JobExecution)
-                .where(
-                    JobExecution.id == execution_id,
-                    JobExecution.status == ExecutionStatus.PENDING,
-                    going < definition.max_instances,
-                )
-                .values(
-                    status=ExecutionStatus.RUNNING, started_at=utcnow(), worker_id=self.worker_id
-                )
-                .returning(JobExecution.attempt, JobExecution.trigger_kind, JobExecution.input)
-            ).one_or_none()
-            if row is None:
-                # Not pending any more (cancelled, or ended meanwhile), or over the limit.
-                self._end(connection, execution_id, ExecutionStatus.SKIPPED, reason=SKIP_REASON)
-                return None
+            await self.records.end(failed)
+            return None
         return Started(
             execution_id,
             definition,
@@ -176,56 +159,32 @@ class WorkerRuns:
             json.loads(row.input) if row.input else None,
         )
 
-    def finish(self, started: Started, outcome: Outcome, retry_at: datetime | None) -> int:
-        """Record the run's end, the job's failure streak and the retry the run earns, in one
-        transaction; returns the streak (0 after a success, or when the end was not this
-        worker's to record)."""
-        definition = started.definition
+    async def finish(
+        self, started: Started, outcome: Outcome, retry_at: datetime | None
+    ) -> int | None:
+        """Record the run's end, and the retry it earns; the job's failure streak after it
+        (0 after a success), None when the end was not this worker's to record."""
+        end = End(
+            started.execution_id,
+            started.definition.id,
+            ExecutionStatus.RUNNING,
+            outcome.status,
+            outcome.duration_ms,
+            outcome.error,
+            outcome.trace,
+        )
+        if retry_at is None:
+            return await self.records.end(end)
+        return await asyncio.to_thread(self.finish_with_retry, started, end, retry_at)
+
+    def finish_with_retry(self, started: Started, end: End, retry_at: datetime) -> int | None:
+        """The end, the retry's row and its queue job, in one transaction."""
         with write_transaction(self.engine) as connection:
-            recorded = connection.execute(
-                update(JobExecution)
-                .where(
-                    JobExecution.id == started.execution_id,
-                    JobExecution.status == ExecutionStatus.RUNNING,
-                )
-                .values(
-                    **end_fields(outcome.status, outcome.duration_ms, outcome.error, outcome.trace)
-                )
-            )
-            if recorded.rowcount == 0:
-                # Recorded as interrupted meanwhile (this worker looked dead): that end stands.
-                logger.warning(
-                    "run end not recorded: the run was already ended as interrupted",
-                    extra={"execution_id": started.execution_id, "job_id": definition.id},
-                )
-                return 0
-            streak = self._count_streak(connection, definition.id, outcome.status)
-            if retry_at is not None:
+            statement, parameters = end_call([end], self.worker_id)
+            streak: int | None = connection.exec_driver_sql(statement, parameters).one().streak
+            if streak is not None:
                 self._queue_retry(connection, started, retry_at)
         return streak
-
-    @staticmethod
-    def _count_streak(connection: Connection, job_id: str, status: ExecutionStatus) -> int:
-        """Raise the job's failure streak after a failure, end it after a success.
-
-        The update locks the job's row, so two workers ending runs of one job count in turn.
-        """
-        if status is ExecutionStatus.SUCCEEDED:
-            connection.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.consecutive_failures != 0)
-                .values(consecutive_failures=0)
-            )
-            return 0
-        if status not in (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT):
-            return 0
-        streak = connection.scalar(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(consecutive_failures=Job.consecutive_failures + 1)
-            .returning(Job.consecutive_failures)
-        )
-        return streak or 0
 
     def _queue_retry(self, connection: Connection, started: Started, retry_at: datetime) -> None:
         """The retry's row, and its queue job at the retry's time."""
@@ -246,37 +205,30 @@ class WorkerRuns:
             [Deferral(retry["id"], definition.queue.value, retry_at)],
         )
 
-    def _end(
-        self,
-        connection: Connection,
-        execution_id: str,
-        status: ExecutionStatus,
-        *,
-        reason: str,
+    async def _end_waiting(
+        self, job_id: str, execution_id: str, status: ExecutionStatus, reason: str
     ) -> None:
         """End a run that may not start here, if it still waits; log which it was."""
-        ended = connection.execute(
-            update(JobExecution)
-            .where(
-                JobExecution.id == execution_id,
-                JobExecution.status == ExecutionStatus.PENDING,
-            )
-            .values(worker_id=self.worker_id, **end_fields(status, 0.0, reason=reason))
-            .returning(JobExecution.job_id)
-        ).one_or_none()
+        ended = await self.records.end(
+            End(execution_id, job_id, ExecutionStatus.PENDING, status, reason=reason)
+        )
         if ended is None:
-            logger.info(
-                "queued run not started: it was cancelled or has ended",
-                extra={"execution_id": execution_id},
-            )
+            _log_not_waiting(execution_id)
         elif status is ExecutionStatus.SKIPPED:
             logger.warning(
                 "job run skipped: previous run still going",
-                extra={"job_id": ended.job_id, "execution_id": execution_id},
+                extra={"job_id": job_id, "execution_id": execution_id},
             )
 
 
 _GONE = "the job was deleted before a worker started the run"
+
+
+def _log_not_waiting(execution_id: str) -> None:
+    logger.info(
+        "queued run not started: it was cancelled or has ended",
+        extra={"execution_id": execution_id},
+    )
 
 
 def _as_record(row: Any) -> JobRecord:
