@@ -161,6 +161,13 @@ class JobExecution(Base):
         Index("ix_job_executions_status_scheduled", "status", "scheduled_at", "id"),
         # A day's runs per queue and status: one count of one index range for each pair.
         Index("ix_job_executions_queue_status", "queue", "status", "scheduled_at"),
+        # A worker's start counts the job's runs going (max_instances) among these only.
+        Index(
+            "ix_job_executions_running",
+            "job_id",
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
         # A scheduled time is claimed once: a second claim of it conflicts and is skipped.
         Index(
             "uq_job_executions_fire",

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from app.components.scheduler.dispatch import Deferral
 from app.components.scheduler.history import array_literal
+from app.components.worker.pools import worker_pool
 from app.core.enums import Queue
 
 TASK_NAME = "run_execution"
@@ -103,6 +104,6 @@ class WorkerQueue:
 def procrastinate_app(database_url: str, *, pool_size: int) -> procrastinate.App:
     """A Procrastinate app on the project's database, not yet open."""
     connector = procrastinate.PsycopgConnector(
-        conninfo=conninfo(database_url), min_size=1, max_size=pool_size
+        conninfo=conninfo(database_url), min_size=1, max_size=pool_size, pool_factory=worker_pool
     )
     return procrastinate.App(connector=connector)

@@ -8,7 +8,6 @@ end's own transaction (`WorkerRuns.finish_with_retry`), through `end_call` below
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,17 +15,15 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import namedtuple_row
-from psycopg_pool import AsyncConnectionPool
 
 from app.components.scheduler.history import end_fields
 from app.components.worker.batches import GroupCommit
+from app.components.worker.pools import worker_pool
 from app.core.db import utcnow
 from app.core.enums import ExecutionStatus
 
 # How long a start or an end waits for a connection before it fails (the database is away).
 _CONNECT_TIMEOUT_SECONDS = 10.0
-# How long after its last answer a connection is used without a check.
-_TRUSTED_FOR_SECONDS = 1.0
 # A batch the database chose to undo to break a deadlock (with the leader recovering runs,
 # say) is written again, this many times in all.
 _DEADLOCK_ATTEMPTS = 3
@@ -77,17 +74,13 @@ class RunRecords:
     def __init__(self, conninfo: str, worker_id: str) -> None:
         self.worker_id = worker_id
         # One batch of starts and one of ends in flight at a time: two connections.
-        self.pool = AsyncConnectionPool(
-            conninfo,
+        self.pool = worker_pool(
+            conninfo=conninfo,
             min_size=1,
             max_size=2,
             kwargs={"autocommit": True, "row_factory": namedtuple_row},
-            check=self._check_if_idle,
             timeout=_CONNECT_TIMEOUT_SECONDS,
-            open=False,
         )
-        # When each connection last answered, by id: see `_check_if_idle`.
-        self._last_used: dict[int, float] = {}
         self._starts: GroupCommit[str, Any] = GroupCommit(self._start_batch)
         self._ends: GroupCommit[End, int | None] = GroupCommit(self._end_batch)
 
@@ -105,14 +98,6 @@ class RunRecords:
         """Write the end; the job's failure streak after it, None if it was not written."""
         return await self._ends.submit(end)
 
-    async def _check_if_idle(self, connection: psycopg.AsyncConnection[Any]) -> None:
-        """Check a connection that has been idle a while before it is used: one the database
-        dropped (a restart) is replaced, and no batch fails on it. One that answered within
-        the last second is not checked: under load that would cost a round trip a batch."""
-        answered = self._last_used.get(id(connection))
-        if answered is None or time.monotonic() - answered > _TRUSTED_FOR_SECONDS:
-            await AsyncConnectionPool.check_connection(connection)
-
     async def _start_batch(self, execution_ids: Sequence[str]) -> Sequence[Any]:
         rows = await self._call(_START, (list(execution_ids), self.worker_id, _stored(utcnow())))
         by_id = {row.execution_id: row for row in rows}
@@ -129,9 +114,7 @@ class RunRecords:
             try:
                 async with self.pool.connection() as connection:
                     cursor = await connection.execute(statement, parameters)
-                    rows = await cursor.fetchall()
-                    self._last_used[id(connection)] = time.monotonic()
-                    return rows
+                    return await cursor.fetchall()
             except psycopg.errors.DeadlockDetected:
                 # The database undid the whole batch: writing it again is safe.
                 if attempt + 1 == _DEADLOCK_ATTEMPTS:

@@ -31,6 +31,15 @@ def upgrade() -> None:
     op.add_column(
         "jobs", sa.Column("max_instances", sa.Integer(), nullable=False, server_default="1")
     )
+    # What a start counts: the runs going of one job, found among the few running, not
+    # among all the job's runs.
+    op.create_index(
+        "ix_job_executions_running",
+        "job_executions",
+        ["job_id"],
+        sqlite_where=sa.text("status = 'running'"),
+        postgresql_where=sa.text("status = 'running'"),
+    )
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_START_RUNS)
         op.execute(_END_RUNS)
@@ -40,6 +49,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION worker_end_runs")
         op.execute("DROP FUNCTION worker_start_runs")
+    op.drop_index("ix_job_executions_running", "job_executions")
     op.drop_column("jobs", "max_instances")
 
 

@@ -1,0 +1,49 @@
+"""The worker process's connection pools: a connection that has just answered is not checked.
+
+A pool that checks every connection it hands out (as Procrastinate's does by default) pays a
+round trip for each check: under a backlog, one more round trip for every fetch and finish
+of a job, and every batch of starts or ends. A connection is checked only when it has sat
+unused for `TRUSTED_FOR_SECONDS`, long enough for a database restart to have dropped it; one
+dropped within that time fails its statement, as it would had the restart come a moment after
+a check.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+# How long after it was last given back a connection is handed out without a check.
+TRUSTED_FOR_SECONDS = 1.0
+
+
+class CheckIfIdle:
+    """A pool's `check` and `reset`: the check of a connection given back within the last
+    `TRUSTED_FOR_SECONDS` is skipped."""
+
+    def __init__(self) -> None:
+        # The pool calls `reset` on each connection it is given back in a working state.
+        self._given_back: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def check(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        given_back = self._given_back.get(connection)
+        if given_back is None or time.monotonic() - given_back > TRUSTED_FOR_SECONDS:
+            await AsyncConnectionPool.check_connection(connection)
+
+    async def reset(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        self._given_back[connection] = time.monotonic()
+
+
+def worker_pool(**options: Any) -> AsyncConnectionPool:
+    """An `AsyncConnectionPool` with `options`, not yet open, that checks idle connections
+    only; a `check` among the options (Procrastinate passes its own) is replaced."""
+    idle = CheckIfIdle()
+    options.pop("check", None)
+    options.setdefault("open", False)
+    return AsyncConnectionPool(check=idle.check, reset=idle.reset, **options)
