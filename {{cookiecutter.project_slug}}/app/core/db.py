@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,9 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import TypeDecorator
 
 from app.core.settings import get_settings
@@ -102,7 +105,9 @@ def create_db_engine(url: str, *, create_file: bool = True) -> Engine:
     """
     path = sqlite_path(url)
     if path is None:
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url)
+        _ping_when_idle(engine)
+        return engine
     if create_file:
         # Created here rather than by SQLite, which would use the umask's mode; its WAL, SHM
         # and journal files take the database file's mode.
@@ -117,6 +122,34 @@ def create_db_engine(url: str, *, create_file: bool = True) -> Engine:
     event.listen(engine, "connect", _enable_sqlite_wal)
     event.listen(engine, "begin", _begin)
     return engine
+
+
+# How long after it was given back a pooled connection is handed out again without a ping: a
+# database restart takes longer, and under load a ping per checkout is a round trip in every
+# transaction.
+TRUSTED_FOR_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before use only when it has sat idle: one the server dropped
+    (a restart) is replaced, not handed out to fail."""
+
+    def given_back(_: Any, entry: ConnectionPoolEntry) -> None:
+        entry.info["given_back"] = time.monotonic()
+
+    def before_use(connection: Any, entry: ConnectionPoolEntry, _: Any) -> None:
+        given_back = entry.info.get("given_back")
+        if given_back is not None and time.monotonic() - given_back <= TRUSTED_FOR_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            # The pool throws the connection away and hands out a new one instead.
+            raise DisconnectionError(str(error)) from error
+
+    event.listen(engine.pool, "connect", given_back)
+    event.listen(engine.pool, "checkin", given_back)
+    event.listen(engine.pool, "checkout", before_use)
 
 
 @contextmanager

@@ -30,9 +30,9 @@ class Deferral:
 class Dispatch(Protocol):
     """Queues runs for the workers, in the caller's transaction."""
 
-    def defer(self, connection: Connection, runs: Sequence[Deferral]) -> dict[str, int]:
-        """Queue `runs`, whose rows are written in this transaction, at their jobs' priority;
-        returns each run's queue job id, by execution id."""
+    def defer(self, connection: Connection, runs: Sequence[Deferral]) -> None:
+        """Queue `runs`, whose rows are written in this transaction, at their jobs' priority,
+        and note each one's queue job on its row (`task_id`), for a cancel to find."""
         ...
 
     def stalled(self, connection: Connection, silent_seconds: float) -> list[tuple[int, str]]:

@@ -175,15 +175,8 @@ def claim_scheduled(
 def queue_runs(connection: Connection, dispatch: Dispatch, runs: Sequence[Deferral]) -> None:
     """Queue runs for the workers and note each one's queue job on its row, in `connection`'s
     transaction."""
-    if not runs:
-        return
-    task_ids = dispatch.defer(connection, runs)
-    _update_from_values(
-        connection,
-        JobExecution.__tablename__,
-        [{"id": execution_id, "task_id": task_id} for execution_id, task_id in task_ids.items()],
-        match=("id",),
-    )
+    if runs:
+        dispatch.defer(connection, runs)
 
 
 @dataclass(frozen=True)

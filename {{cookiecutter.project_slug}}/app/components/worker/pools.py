@@ -2,10 +2,8 @@
 
 A pool that checks every connection it hands out (as Procrastinate's does by default) pays a
 round trip for each check: under a backlog, one more round trip for every fetch and finish
-of a job, and every batch of starts or ends. A connection is checked only when it has sat
-unused for `TRUSTED_FOR_SECONDS`, long enough for a database restart to have dropped it; one
-dropped within that time fails its statement, as it would had the restart come a moment after
-a check.
+of a job, and every batch of starts or ends. As for the engine's pool (`app.core.db`), a
+connection is checked only when it has sat unused for `TRUSTED_FOR_SECONDS`.
 """
 
 from __future__ import annotations
@@ -17,8 +15,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-# How long after it was last given back a connection is handed out without a check.
-TRUSTED_FOR_SECONDS = 1.0
+from app.core.db import TRUSTED_FOR_SECONDS
 
 
 class CheckIfIdle:

@@ -33,10 +33,11 @@ _DEFER = (
     "LEFT JOIN job_executions e ON e.id = t.id LEFT JOIN jobs j ON j.id = e.job_id "
     "ORDER BY t.position)))"
 )
-# Which run each new job carries, read from the jobs themselves rather than from the order of
-# the ids returned.
-_CARRIED = (
-    "SELECT args->>'execution_id', id FROM procrastinate_jobs WHERE id = ANY(CAST(%s AS BIGINT[]))"
+# Each run's row notes its new job, matched by the run the job carries rather than by the
+# order of the ids returned.
+_NOTE_JOBS = (
+    "UPDATE job_executions e SET task_id = j.id FROM procrastinate_jobs j "
+    "WHERE j.id = ANY(CAST(%s AS BIGINT[])) AND e.id = j.args->>'execution_id'"
 )
 
 
@@ -67,8 +68,8 @@ def conninfo(database_url: str) -> str:
 class WorkerQueue:
     """The scheduler's side: queues claimed runs in the claim's own transaction."""
 
-    def defer(self, connection: Connection, runs: Sequence[Deferral]) -> dict[str, int]:
-        """Insert a queue job per run; returns each run's job id, by execution id."""
+    def defer(self, connection: Connection, runs: Sequence[Deferral]) -> None:
+        """Insert a queue job per run, and note it on the run's row."""
         ids = [run.execution_id for run in runs]
         created = connection.exec_driver_sql(
             _DEFER,
@@ -80,8 +81,7 @@ class WorkerQueue:
             ),
         )
         task_ids = [task_id for (task_id,) in created]
-        carried = connection.exec_driver_sql(_CARRIED, (array_literal(task_ids),))
-        return {str(execution_id): int(task_id) for execution_id, task_id in carried}
+        connection.exec_driver_sql(_NOTE_JOBS, (array_literal(task_ids),))
 
     def stalled(self, connection: Connection, silent_seconds: float) -> list[tuple[int, str]]:
         """The jobs of workers silent for `silent_seconds`, locked."""
