@@ -104,6 +104,6 @@ class WorkerQueue:
 def procrastinate_app(database_url: str, *, pool_size: int) -> procrastinate.App:
     """A Procrastinate app on the project's database, not yet open."""
     connector = procrastinate.PsycopgConnector(
-        conninfo=conninfo(database_url), max_size=pool_size, pool_factory=worker_pool
+        conninfo=conninfo(database_url), min_size=1, max_size=pool_size, pool_factory=worker_pool
     )
     return procrastinate.App(connector=connector)

@@ -76,6 +76,7 @@ class RunRecords:
         # One batch of starts and one of ends in flight at a time: two connections.
         self.pool = worker_pool(
             conninfo=conninfo,
+            min_size=1,
             max_size=2,
             kwargs={"autocommit": True, "row_factory": namedtuple_row},
             timeout=_CONNECT_TIMEOUT_SECONDS,
