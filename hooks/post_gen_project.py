@@ -38,6 +38,8 @@ MANIFEST: dict[str, dict[str, str]] = {
     "tests/worker": {"workers": "procrastinate"},
     "docs/workers.md": {"workers": "procrastinate"},
     "benchmarks/workers.py": {"workers": "procrastinate"},
+    "deploy/prometheus/worker-alerts.yml": {"workers": "procrastinate"},
+    "deploy/prometheus/worker-alerts.test.yml": {"workers": "procrastinate"},
 }
 
 

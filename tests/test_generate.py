@@ -30,6 +30,7 @@ VARIANTS: dict[str, dict[str, str]] = {
     "postgresql-no-docker": {"database": "postgresql", "use_docker": "no"},
     "postgresql-no-examples": {"database": "postgresql", "include_example_jobs": "no"},
     "no-examples-no-docker": {"include_example_jobs": "no", "use_docker": "no"},
+    "workers": {"database": "postgresql", "workers": "procrastinate"},
 }
 UNRENDERED = re.compile(r"\{\{|\{%|\{#")
 
@@ -75,14 +76,21 @@ def test_nothing_left_unrendered(variant: tuple[dict[str, str], Path]) -> None:
             assert not UNRENDERED.search(text), path
 
 
-def test_prometheus_files_pass_promtool(tmp_path: Path) -> None:
-    """The scrape config and the alert rules are valid, and the rules' own tests pass."""
+@pytest.mark.parametrize("answers", [{}, VARIANTS["workers"]], ids=["default", "workers"])
+def test_prometheus_files_pass_promtool(tmp_path: Path, answers: dict[str, str]) -> None:
+    """The scrape config and the alert rules are valid, and the rules' own tests pass; with
+    workers, their rules too, and the scrape config finds the workers."""
     assert shutil.which("promtool"), "promtool is missing: apt-get install prometheus"
-    folder = generate(tmp_path) / "deploy" / "prometheus"
+    folder = generate(tmp_path, **answers) / "deploy" / "prometheus"
+    rules = ["alerts"] + (["worker-alerts"] if answers else [])
+    scraped = yaml.safe_load((folder / "prometheus.yml").read_text())
+    assert scraped["rule_files"] == [f"{name}.yml" for name in rules]
+    jobs = {job["job_name"] for job in scraped["scrape_configs"]}
+    assert jobs == {"scheduler", "api"} | ({"worker"} if answers else set())
     for command in (
         ["check", "config", "prometheus.yml"],
-        ["check", "rules", "alerts.yml"],
-        ["test", "rules", "alerts.test.yml"],
+        *(["check", "rules", f"{name}.yml"] for name in rules),
+        *(["test", "rules", f"{name}.test.yml"] for name in rules),
     ):
         result = subprocess.run(
             ["promtool", *command], cwd=folder, capture_output=True, text=True, timeout=120

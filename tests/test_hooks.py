@@ -35,6 +35,8 @@ WORKERS_ONLY = {
     "tests/worker",
     "docs/workers.md",
     "benchmarks/workers.py",
+    "deploy/prometheus/worker-alerts.yml",
+    "deploy/prometheus/worker-alerts.test.yml",
 }
 
 

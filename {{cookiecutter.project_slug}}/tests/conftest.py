@@ -82,6 +82,8 @@ def test_env(tmp_path: Path, database_url: str) -> dict[str, str]:
 {%- if cookiecutter.workers == "procrastinate" %}
         # The scheduler runs the jobs itself, as without workers; tests/worker turns them on.
         f"{ENV_PREFIX}WORKERS_ENABLED": "false",
+        # As for the schedulers: every worker a test starts gets a free port.
+        f"{ENV_PREFIX}WORKER_METRICS_PORT": "0",
 {%- endif %}
     }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -115,3 +116,12 @@ async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+@contextmanager
+def taken_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that another process listens on, until the block ends."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -30,7 +29,7 @@ from app.core.models import Job, JobExecution, SchedulerInstance
 from app.core.settings import Settings
 from tests import metrics_scheduler
 from tests.conftest import Launcher, free_port
-from tests.helpers import wait_for
+from tests.helpers import taken_port, wait_for
 from tests.test_processes import PROJECT_ROOT
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -342,10 +341,7 @@ def test_a_standby_reports_it_does_not_lead_until_it_takes_over(
 def test_a_taken_metrics_port_stops_the_scheduler_with_what_to_do(
     start: Launcher, tmp_path: Path
 ) -> None:
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        port = holder.getsockname()[1]
+    with taken_port() as port:
         process = start(
             "app.entrypoints.scheduler", **{f"{ENV_PREFIX}SCHEDULER_METRICS_PORT": str(port)}
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from app.core.health import HealthReport, check_health
 from app.core.models import JobExecution
 from app.core.settings import Settings
 from tests.conftest import Launcher
-from tests.helpers import wait_for
+from tests.helpers import taken_port, wait_for
 
 CLI = [sys.executable, "-m", "app.cli"]
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -166,15 +165,12 @@ def test_local_runner_stops_the_api_when_the_scheduler_exits(
 
 
 @pytest.mark.parametrize(
-    ("setting", "example"), [("API_PORT", 8080), ("SCHEDULER_METRICS_PORT", 9465)]
+    ("setting", "example"), [("API_PORT", 8080), ("SCHEDULER_METRICS_PORT", 9466)]
 )
 def test_local_runner_refuses_a_taken_port_before_starting_anything(
     start: Launcher, health: Health, tmp_path: Path, setting: str, example: int
 ) -> None:
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        port = holder.getsockname()[1]
+    with taken_port() as port:
         local = start("app.entrypoints.local", **{f"{ENV_PREFIX}{setting}": str(port)})
         assert local.wait(timeout=30) == 1
     log = (tmp_path / "app.entrypoints.local.log").read_text()

@@ -304,6 +304,16 @@ class Settings(BaseSettings):
         description="How often an idle worker looks for runs besides being notified of them "
         "(the notification is lost while the database restarts).",
     )
+    worker_metrics_host: str = Field(
+        "127.0.0.1", description="Interface a worker's metrics (/metrics) listen on."
+    )
+    worker_metrics_port: int = Field(
+        9465,
+        ge=0,
+        le=65535,
+        description="Port of a worker's metrics; each worker on one host needs its own (0 lets "
+        "the system pick a free one, which the worker logs).",
+    )
 
     @model_validator(mode="after")
     def _workers_need_postgresql(self) -> Settings:

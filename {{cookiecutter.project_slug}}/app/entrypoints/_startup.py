@@ -29,13 +29,13 @@ def exit_if_ports_taken(settings: Settings, *, api: bool, scheduler: bool) -> No
     an API that could not start (whose jobs would then call whatever holds the port).
     """
     if api:
-        _exit_if_taken(settings.api_host, settings.api_port, "API_PORT", 8080)
+        exit_if_taken(settings.api_host, settings.api_port, "API_PORT", 8080)
     if scheduler and settings.metrics_enabled and settings.scheduler_metrics_port:
-        _exit_if_taken(
+        exit_if_taken(
             settings.scheduler_metrics_host,
             settings.scheduler_metrics_port,
             "SCHEDULER_METRICS_PORT",
-            9465,
+            9466,
         )
 
 
@@ -51,7 +51,8 @@ def listen_error(host: str, port: int, error: OSError, setting: str, example: in
     )
 
 
-def _exit_if_taken(host: str, port: int, setting: str, example: int) -> None:
+def exit_if_taken(host: str, port: int, setting: str, example: int) -> None:
+    """Exit with status 1 and what to do if `host:port` cannot be listened on."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         # As uvicorn binds: a port left in TIME_WAIT by a previous run is free.

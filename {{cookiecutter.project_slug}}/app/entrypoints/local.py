@@ -16,6 +16,9 @@ from collections.abc import Iterable
 from types import FrameType
 
 from app.entrypoints._startup import exit_if_ports_taken, start_process
+{%- if cookiecutter.workers == "procrastinate" %}
+from app.entrypoints.worker import exit_if_metrics_port_taken
+{%- endif %}
 
 logger = logging.getLogger("app.local")
 
@@ -29,9 +32,14 @@ PROCESSES = {
 STOP_TIMEOUT_SECONDS = 10
 
 
+def _the(name: str) -> str:
+    """'the API', 'the scheduler'."""
+    return f"the {'API' if name == 'api' else name}"
+
+
 def _listed(names: Iterable[str]) -> str:
-    """'the api, the scheduler and the worker'."""
-    *rest, last = [f"the {name}" for name in names]
+    """'the API, the scheduler and the worker'."""
+    *rest, last = [_the(name) for name in names]
     return f"{', '.join(rest)} and {last}" if rest else last
 
 
@@ -57,6 +65,9 @@ def main() -> None:
     (exit 1)."""
     settings = start_process()
     exit_if_ports_taken(settings, api=True, scheduler=True)
+{%- if cookiecutter.workers == "procrastinate" %}
+    exit_if_metrics_port_taken(settings)
+{%- endif %}
     stopping = False
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -101,7 +112,7 @@ def main() -> None:
         name, code = exited
         how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
         logger.error(
-            f"the {name} {how}, so the rest were stopped too; anything it said is above",
+            f"{_the(name)} {how}, so the rest were stopped too; anything it said is above",
             extra={"child": name, "status": code},
         )
         raise SystemExit(1)

@@ -8,8 +8,8 @@ import logging
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.components.scheduler.main import JobDefinitionError
-from app.components.scheduler.metrics import MetricsAddressUnusable
 from app.components.scheduler.runner import run_scheduler
+from app.core.metrics import MetricsAddressUnusable
 from app.core.migrations import SchemaError
 from app.entrypoints._startup import exit_if_ports_taken, listen_error, start_process
 
@@ -29,7 +29,7 @@ def main() -> None:
     except MetricsAddressUnusable as unusable:
         # Taken between the check above and the server's start, or not an address here.
         reason = listen_error(
-            unusable.host, unusable.port, unusable.error, "SCHEDULER_METRICS_PORT", 9465
+            unusable.host, unusable.port, unusable.error, "SCHEDULER_METRICS_PORT", 9466
         )
         logging.getLogger("app.scheduler").error(f"cannot start: {reason}")
         raise SystemExit(1) from None

@@ -12,8 +12,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.components.scheduler.runner import prepare_schema
 from app.components.worker.process import QueuesError, parse_queues, run_worker
 from app.core.db import get_engine
+from app.core.metrics import MetricsAddressUnusable
 from app.core.migrations import SchemaError
-from app.entrypoints._startup import start_process
+from app.core.settings import Settings
+from app.entrypoints._startup import exit_if_taken, listen_error, start_process
+
+# The port a message suggests when the worker's metrics port is taken.
+_ANOTHER_PORT = 9467
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,6 +40,7 @@ def serve(queues_given: str | None) -> None:
     except QueuesError as error:
         print(f"error: --queues: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    exit_if_metrics_port_taken(settings)
     if not settings.workers_enabled:
         log.warning(
             "WORKERS_ENABLED is off: the scheduler runs the jobs itself, and this worker "
@@ -46,9 +52,27 @@ def serve(queues_given: str | None) -> None:
     except SchemaError as error:
         log.error(f"cannot start: {error}")
         raise SystemExit(1) from None
+    except MetricsAddressUnusable as unusable:
+        # Taken between the check and the server's start, or not an address here.
+        reason = listen_error(
+            unusable.host, unusable.port, unusable.error, "WORKER_METRICS_PORT", _ANOTHER_PORT
+        )
+        log.error(f"cannot start: {reason}")
+        raise SystemExit(1) from None
     except SQLAlchemyError as error:
         log.error(f"cannot start: database error: {str(error).splitlines()[0]}")
         raise SystemExit(1) from None
+
+
+def exit_if_metrics_port_taken(settings: Settings) -> None:
+    """Exit with status 1 and what to do when the worker's metrics port is in use."""
+    if settings.metrics_enabled and settings.worker_metrics_port:
+        exit_if_taken(
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+            "WORKER_METRICS_PORT",
+            _ANOTHER_PORT,
+        )
 
 
 if __name__ == "__main__":

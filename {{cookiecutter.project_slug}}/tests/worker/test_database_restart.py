@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, select
 
 from app import ENV_PREFIX
@@ -20,7 +22,7 @@ from app.core.health import HealthReport, check_health
 from app.core.migrations import upgrade
 from app.core.models import JobExecution
 from benchmarks.databases import OwnServer
-from tests.conftest import Launcher
+from tests.conftest import Launcher, free_port
 from tests.helpers import wait_for
 from tests.worker.test_workers import ON, ended
 
@@ -52,19 +54,16 @@ def test_a_database_restart_is_survived_and_shown(
     scheduler = start("tests.worker.processes", TEST_PROCESS_ROLE="scheduler", **ON, **url)
     worker = start("tests.worker.processes", TEST_PROCESS_ROLE="worker", **ON, **url)
 
-    def health() -> HealthReport:
-        return check_health(engine, 3, workers=True)
-
-    def workers_healthy() -> bool:
-        report = health().workers
-        return report is not None and report.healthy
-
     try:
         wait_for(lambda: len(ended(engine, "tick")) >= 2, 60, "ticks run on the worker")
-        wait_for(workers_healthy, 30, lambda: f"the worker to report; got {health()}")
+        wait_for(
+            lambda: workers_healthy(engine),
+            30,
+            lambda: f"the worker to report; got {health(engine)}",
+        )
 
         own_server.stop()
-        down = health()
+        down = health(engine)
         assert not down.healthy
         assert down.database.detail.startswith("unreachable: ")
         assert down.workers is not None
@@ -77,31 +76,98 @@ def test_a_database_restart_is_survived_and_shown(
         )
 
         own_server.start()
-        restarted = utcnow()
-        wait_for(workers_healthy, 60, lambda: f"the worker to serve again; got {health()}")
-        report = health().workers
-        assert report is not None
-        assert [w.pid for w in report.workers if w.serving] == [worker.pid]
-        wait_for(
-            lambda: any(
-                run.status == ExecutionStatus.SUCCEEDED
-                and run.started_at is not None
-                and run.started_at > restarted
-                for run in ended(engine, "tick")
-            ),
-            60,
-            "a tick to run on the worker after the restart",
-        )
-        assert scheduler.poll() is None, "the scheduler exited"
-        assert worker.poll() is None, "the worker exited"
-        # Nothing taken before the outage is left running: what it cut short was ended.
-        wait_for(
-            lambda: not _running_since_before(engine, restarted),
-            60,
-            lambda: f"the runs cut short to end; got {_running_since_before(engine, restarted)}",
-        )
+        serve_again(engine, scheduler, worker)
     finally:
         engine.dispose()
+
+
+def test_an_outage_longer_than_a_connection_wait_restarts_the_workers_queues(
+    own_server: OwnServer, start: Launcher, tmp_path: Path
+) -> None:
+    """Past a pool's wait for a connection, Procrastinate's worker gives up: the process
+    starts its queues again by itself once the database answers, and counts it."""
+    url = {f"{ENV_PREFIX}DATABASE_URL": own_server.url}
+    engine = create_db_engine(own_server.url)
+    upgrade(engine)
+    port = free_port()
+    scheduler = start("tests.worker.processes", TEST_PROCESS_ROLE="scheduler", **ON, **url)
+    worker = start(
+        "tests.worker.processes",
+        TEST_PROCESS_ROLE="worker",
+        **ON,
+        **url,
+        **{f"{ENV_PREFIX}WORKER_METRICS_PORT": str(port)},
+    )
+
+    try:
+        wait_for(lambda: len(ended(engine, "tick")) >= 2, 60, "ticks run on the worker")
+        own_server.stop()
+        worker_log = tmp_path / "tests.worker.processes.log"
+        wait_for(
+            lambda: "worker lost the database; starting again" in worker_log.read_text(),
+            90,
+            "the worker's queues to give up on the database",
+        )
+        assert not workers_healthy(engine)
+        own_server.start()
+        serve_again(engine, scheduler, worker)
+        assert reconnects(port) >= 1
+    finally:
+        engine.dispose()
+
+
+def reconnects(port: int) -> float:
+    """The worker's count of times it started its queues again, as its metrics say."""
+    page = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return next(
+        sample.value
+        for family in text_string_to_metric_families(page)
+        for sample in family.samples
+        if sample.name == "worker_database_reconnects_total"
+    )
+
+
+def health(engine: Engine) -> HealthReport:
+    return check_health(engine, 3, workers=True)
+
+
+def workers_healthy(engine: Engine) -> bool:
+    report = health(engine).workers
+    return report is not None and report.healthy
+
+
+def serve_again(
+    engine: Engine, scheduler: subprocess.Popen[str], worker: subprocess.Popen[str]
+) -> None:
+    """Once the database is back: the same worker serves and runs ticks, the scheduler
+    still runs, and what the outage cut short has ended."""
+    restarted = utcnow()
+    wait_for(
+        lambda: workers_healthy(engine),
+        60,
+        lambda: f"the worker to serve again; got {health(engine)}",
+    )
+    report = health(engine).workers
+    assert report is not None
+    assert [w.pid for w in report.workers if w.serving] == [worker.pid]
+    wait_for(
+        lambda: any(
+            run.status == ExecutionStatus.SUCCEEDED
+            and run.started_at is not None
+            and run.started_at > restarted
+            for run in ended(engine, "tick")
+        ),
+        60,
+        "a tick to run on the worker after the restart",
+    )
+    assert scheduler.poll() is None, "the scheduler exited"
+    assert worker.poll() is None, "the worker exited"
+    # Nothing taken before the outage is left running: what it cut short was ended.
+    wait_for(
+        lambda: not _running_since_before(engine, restarted),
+        60,
+        lambda: f"the runs cut short to end; got {_running_since_before(engine, restarted)}",
+    )
 
 
 def _running_since_before(engine: Engine, moment: object) -> list[str]:

@@ -29,6 +29,7 @@ from app.core.workers import WorkersHealth
 from tests.conftest import Launcher, free_port
 from tests.helpers import wait_for
 from tests.worker.processes import JOBS
+from tests.worker.test_worker_metrics import worker_rule_metrics
 from tests.worker.test_workers import ON, ended, runs_of
 
 
@@ -156,6 +157,10 @@ def test_status_health_and_metrics_show_the_workers_their_queues_and_what_waits(
     figures = scraped(port)
     assert figures[("scheduler_queue_capacity", "critical")] == 12
     assert figures[("scheduler_workers_healthy", "")] == 1
+    # The leader serves every family of its own the workers' alert rules read.
+    wanted = {name for name in worker_rule_metrics() if name.startswith("scheduler_")}
+    assert wanted
+    assert wanted <= {name for name, _ in figures}, wanted - {name for name, _ in figures}
 
     # The worker serving every queue stops: nothing serves low or default, and their runs
     # wait, visibly.

@@ -6,9 +6,9 @@ jobs only. Counters count what this process did; a new leader starts from zero, 
 Prometheus's `rate` and `increase` read as a counter reset. Which instance leads shows in
 `scheduler_leader`, one series per scraped target.
 
-The scheduler serves them on a port of its own (`serve`); the families the leader's state
-gives (runs in progress, paused jobs, next fire times) are read when scraped
-(`LeaderState`).
+The scheduler serves them on a port of its own; the families the leader's state gives (runs
+in progress, paused jobs, next fire times) are read when scraped (`LeaderState`). The runs'
+families (`RUN_FAMILIES`) are a worker process's too, when workers run the runs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Summary,
-    start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -57,7 +56,7 @@ RUNS = Counter(
     "scheduler_runs",
     "Runs that ended, by job and final status (every status but pending and running).",
     ["job_id", "status"],
-    registry=REGISTRY,
+    registry=None,
 )
 # The histograms are by queue, not by job: a histogram's series cost a job 40 us to create
 # and 5 kB to keep, which a burst of thousands of one-off jobs would pay on the event loop.
@@ -67,37 +66,44 @@ RUN_DURATION = Histogram(
     "How long runs that started took, from start to end, by queue.",
     ["queue"],
     buckets=DURATION_BUCKETS,
-    registry=REGISTRY,
+    registry=None,
 )
 JOB_RUN_SECONDS = Summary(
     "scheduler_job_run_seconds",
     "Time spent in runs of each job: the sum and count of their durations.",
     ["job_id"],
-    registry=REGISTRY,
+    registry=None,
 )
 FIRE_LATENESS = Histogram(
     "scheduler_fire_lateness_seconds",
     "How late runs started, by queue: start minus scheduled time.",
     ["queue"],
     buckets=LATENESS_BUCKETS,
-    registry=REGISTRY,
-)
-FIRES_MISSED = Counter(
-    "scheduler_fires_missed",
-    "Scheduled times that did not run, by job and reason.",
-    ["job_id", "reason"],
-    registry=REGISTRY,
+    registry=None,
 )
 FIRES_SKIPPED = Counter(
     "scheduler_fires_skipped",
     "Times skipped because the job's previous run was still going (max_instances).",
     ["job_id", "reason"],
-    registry=REGISTRY,
+    registry=None,
 )
 RETRIES = Counter(
     "scheduler_retries",
     "Retries planned by a job's retry policy after a failed or timed-out run.",
     ["job_id"],
+    registry=None,
+)
+# The families of runs, served by whichever process runs them (this one, or worker processes
+# where they run the runs) under the same names, so that alerts and panels read every run
+# wherever it ran.
+RUN_FAMILIES = (RUNS, RUN_DURATION, JOB_RUN_SECONDS, FIRE_LATENESS, FIRES_SKIPPED, RETRIES)
+for _family in RUN_FAMILIES:
+    REGISTRY.register(_family)
+
+FIRES_MISSED = Counter(
+    "scheduler_fires_missed",
+    "Scheduled times that did not run, by job and reason.",
+    ["job_id", "reason"],
     registry=REGISTRY,
 )
 LEADER = Gauge(
@@ -366,20 +372,3 @@ def _worker_families(report: WorkersHealth) -> Iterator[Metric]:
 
 LEADER_STATE = LeaderState()
 REGISTRY.register(LEADER_STATE)
-
-
-class MetricsAddressUnusable(Exception):
-    """The metrics server could not listen on its address; `error` says why."""
-
-    def __init__(self, host: str, port: int, error: OSError) -> None:
-        super().__init__(f"cannot listen on {host}:{port}: {error}")
-        self.host, self.port, self.error = host, port, error
-
-
-def serve(host: str, port: int) -> int:
-    """Serve `/metrics` from a thread of its own; returns the port (0 picks a free one)."""
-    try:
-        server, _ = start_http_server(port, addr=host, registry=REGISTRY)
-    except OSError as error:
-        raise MetricsAddressUnusable(host, port, error) from None
-    return int(server.server_port)

@@ -28,6 +28,7 @@ from app.components.scheduler.lease import Candidate, Lease, new_instance_id
 from app.components.scheduler.main import create_scheduler
 from app.core.db import get_engine, redacted_url
 from app.core.enums import ExecutionStatus, JobOrigin, SchedulerState
+from app.core.metrics import serve
 from app.core.migrations import require_current_schema, upgrade
 from app.core.settings import Settings
 
@@ -317,10 +318,9 @@ def serve_metrics(settings: Settings, process: SchedulerProcess) -> None:
     if not settings.metrics_enabled:
         return
     metrics.LEADER_STATE.watch(lambda: process.runtime)
-    host = settings.scheduler_metrics_host
-    port = metrics.serve(host, settings.scheduler_metrics_port)
-    shown = f"[{host}]" if ":" in host else host
-    logger.info("metrics served", extra={"url": f"http://{shown}:{port}/metrics"})
+    serve(
+        metrics.REGISTRY, settings.scheduler_metrics_host, settings.scheduler_metrics_port, logger
+    )
 
 
 async def run_scheduler(settings: Settings) -> None:

@@ -17,6 +17,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.core.db import TRUSTED_FOR_SECONDS
 
+# How long a worker's query waits for a connection before it fails, the database being away:
+# Procrastinate's worker then stops, and the process starts its queues again
+# (`process.run_worker`).
+CONNECT_TIMEOUT_SECONDS = 10.0
+
 
 class CheckIfIdle:
     """A pool's `check` and `reset`: the check of a connection given back within the last
@@ -43,4 +48,5 @@ def worker_pool(**options: Any) -> AsyncConnectionPool:
     idle = CheckIfIdle()
     options.pop("check", None)
     options.setdefault("open", False)
+    options.setdefault("timeout", CONNECT_TIMEOUT_SECONDS)
     return AsyncConnectionPool(check=idle.check, reset=idle.reset, **options)

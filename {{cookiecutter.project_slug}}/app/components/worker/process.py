@@ -21,12 +21,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.components.scheduler.alerts import FailureAlerts, alert_hook
 from app.components.scheduler.catalog import code_jobs
 from app.components.scheduler.lease import new_instance_id
+from app.components.worker import metrics
 from app.components.worker.heartbeat import WorkerHeartbeat
 from app.components.worker.queue import QUEUES, TASK_NAME, conninfo, procrastinate_app
 from app.components.worker.records import RunRecords
 from app.components.worker.runs import WorkerRuns
 from app.core.db import get_engine, redacted_url
 from app.core.enums import WorkerState
+from app.core.metrics import serve
 from app.core.settings import Settings
 
 logger = logging.getLogger("app.worker")
@@ -67,6 +69,7 @@ async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
         await runs.run(execution_id, lambda: context.abort_reason() is AbortReason.USER_REQUEST)
 
     app.task(name=TASK_NAME, pass_context=True)(run_execution)
+    serve_metrics(settings, concurrency, runs)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -90,6 +93,7 @@ async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
         if failure is None:
             break
         pulse.state = WorkerState.RECONNECTING
+        metrics.RECONNECTS.inc()
         delay = min(max(delay * 2, 0.5), _RESTART_CAP_SECONDS)
         logger.error(
             "worker lost the database; starting again",
@@ -102,6 +106,17 @@ async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
     await records.close()
     engine.dispose()
     logger.info("worker stopped", extra={"worker_id": worker_id})
+
+
+def serve_metrics(settings: Settings, concurrency: dict[str, int], runs: WorkerRuns) -> None:
+    """Serve `/metrics` on the worker's own port, if metrics are on.
+
+    `MetricsAddressUnusable` if the address cannot be listened on.
+    """
+    if not settings.metrics_enabled:
+        return
+    metrics.LOAD.watch(concurrency, lambda: runs.load)
+    serve(metrics.REGISTRY, settings.worker_metrics_host, settings.worker_metrics_port, logger)
 
 
 async def _serve(
@@ -142,11 +157,11 @@ async def _serve(
                 worker.cancel()
             results = await asyncio.gather(*workers, return_exceptions=True)
     except Exception as error:  # noqa: BLE001 - the pool could not open: the database is away
-        return str(error).splitlines()[0] if str(error) else type(error).__name__
+        return _reason(error)
     if stop.is_set():
         return None
     failures = [r for r in results if isinstance(r, BaseException) and not _cancelled(r)]
-    return str(failures[0]).splitlines()[0] if failures else "a worker stopped by itself"
+    return _reason(failures[0]) if failures else "a worker stopped by itself"
 
 
 class _Pulse:
@@ -173,6 +188,7 @@ class _Pulse:
         try:
             await asyncio.to_thread(self.heartbeat.beat, state, len(self.runs.running))
         except SQLAlchemyError as error:
+            metrics.HEARTBEAT_FAILURES.inc()
             # Once per outage: the heartbeat's age tells the rest.
             if not self._failing:
                 logger.warning(
@@ -184,6 +200,18 @@ class _Pulse:
         if self._failing:
             logger.info("worker heartbeat written again")
         self._failing = False
+
+
+def _reason(error: BaseException) -> str:
+    """Why, in one line: the error's first line, then its cause's (Procrastinate's
+    ConnectorException says only "Database error.", its cause says which)."""
+    said: list[str] = []
+    found: BaseException | None = error
+    while found is not None and len(said) < 2:
+        lines = [line.strip() for line in str(found).splitlines() if line.strip()]
+        said.append(lines[0].rstrip(".") if lines else type(found).__name__)
+        found = found.__cause__
+    return ": ".join(said)
 
 
 def _cancelled(result: BaseException) -> bool:

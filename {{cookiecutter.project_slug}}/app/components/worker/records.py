@@ -1,6 +1,6 @@
 """A worker's writes of runs' starts and ends, in batches (see `batches`).
 
-Both go through the database's `worker_start_runs` and `worker_end_runs` (migration 0010) on
+Both go through the database's `worker_start_runs` and `worker_end_runs` (migrations 0010, 0011) on
 a connection pool of their own, in autocommit: one call is one transaction, a batch's.
 An end that earns a retry is not batched: its retry's row and queue job are written in the
 end's own transaction (`WorkerRuns.finish_with_retry`), through `end_call` below.
@@ -22,8 +22,6 @@ from app.components.worker.pools import worker_pool
 from app.core.db import utcnow
 from app.core.enums import ExecutionStatus
 
-# How long a start or an end waits for a connection before it fails (the database is away).
-_CONNECT_TIMEOUT_SECONDS = 10.0
 # A batch the database chose to undo to break a deadlock (with the leader recovering runs,
 # say) is written again, this many times in all.
 _DEADLOCK_ATTEMPTS = 3
@@ -79,7 +77,6 @@ class RunRecords:
             min_size=1,
             max_size=2,
             kwargs={"autocommit": True, "row_factory": namedtuple_row},
-            timeout=_CONNECT_TIMEOUT_SECONDS,
         )
         self._starts: GroupCommit[str, Any] = GroupCommit(self._start_batch)
         self._ends: GroupCommit[End, int | None] = GroupCommit(self._end_batch)

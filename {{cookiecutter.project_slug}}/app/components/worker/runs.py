@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -19,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert
 
+from app.components.scheduler import metrics
 from app.components.scheduler.alerts import FailureAlerts
 from app.components.scheduler.catalog import Definitions, JobRecord
 from app.components.scheduler.claims import SKIP_REASON
@@ -71,8 +73,9 @@ class WorkerRuns:
         self.alerts = alerts
         self.definitions = Definitions(code)
         self.queue = WorkerQueue()
-        # Runs in progress, by execution id.
+        # Runs in progress, by execution id; and how many of each queue.
         self.running: dict[str, RunningRun] = {}
+        self.load: Counter[str] = Counter()
 
     async def run(self, execution_id: str, cancelled: Callable[[], bool]) -> None:
         """Start, run and record one run; a run that may not start is recorded as such.
@@ -91,11 +94,14 @@ class WorkerRuns:
             "worker_id": self.worker_id,
         }
         logger.info("job started", extra={**context, "trigger": started.trigger_kind.value})
+        queue = definition.queue.value
         run = self.running[execution_id] = RunningRun(definition.id, asyncio.current_task())
+        self.load[queue] += 1
         try:
             outcome = await perform(definition, run, started.arguments, process="worker")
         finally:
             self.running.pop(execution_id, None)
+            self.load[queue] -= 1
         if outcome.stopped and cancelled():
             # A blocking function goes on in its thread: stopped there too, as in a scheduler.
             stop_thread(run)
@@ -114,6 +120,11 @@ class WorkerRuns:
                 "run end not recorded: the run was already ended as interrupted",
                 extra=context,
             )
+        else:
+            metrics.run_ended(definition.id, outcome.status)
+            metrics.run_finished(definition.id, queue, outcome.duration_ms / 1000)
+            if retry_at is not None:
+                metrics.retry_planned(definition.id)
         failure = log_outcome(outcome, context, retry_at)
         if failure is not None and streak:
             await self.alerts.failed(definition.id, streak, execution_id, failure)
@@ -149,8 +160,11 @@ class WorkerRuns:
                 ExecutionStatus.FAILED,
                 reason=reason,
             )
-            await self.records.end(failed)
+            if await self.records.end(failed) is not None:
+                metrics.run_ended(row.id, ExecutionStatus.FAILED)
             return None
+        if row.trigger_kind == TriggerKind.SCHEDULE.value:
+            metrics.fire_started(definition.queue.value, row.scheduled_at, row.started_at)
         return Started(
             execution_id,
             definition,
@@ -214,7 +228,10 @@ class WorkerRuns:
         )
         if ended is None:
             _log_not_waiting(execution_id)
-        elif status is ExecutionStatus.SKIPPED:
+            return
+        metrics.run_ended(job_id, status)
+        if status is ExecutionStatus.SKIPPED:
+            metrics.fire_skipped(job_id)
             logger.warning(
                 "job run skipped: previous run still going",
                 extra={"job_id": job_id, "execution_id": execution_id},
