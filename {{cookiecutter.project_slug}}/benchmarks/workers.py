@@ -200,6 +200,8 @@ class Processes:
             # from being what is measured.
             f"{ENV_PREFIX}LOG_LEVEL": "WARNING",
             f"{ENV_PREFIX}SCHEDULER_METRICS_PORT": "0",
+            # Several workers at once, each counting its runs as in production: free ports.
+            f"{ENV_PREFIX}WORKER_METRICS_PORT": "0",
         }
         self.started: list[subprocess.Popen[bytes]] = []
 
