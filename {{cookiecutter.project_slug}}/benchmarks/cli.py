@@ -11,7 +11,6 @@ floor is this project's own code. Targets on an idle machine: `--help` 0.3 s, `j
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 from app import COMMAND, ENV_PREFIX
+from benchmarks.databases import process_environment
 
 ANCHORS = {
     "python (the bare interpreter)": [sys.executable, "-c", "pass"],
@@ -52,7 +52,7 @@ def main() -> None:
     cli = str(Path(sys.executable).with_name(COMMAND))
     with tempfile.TemporaryDirectory() as scratch:
         env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)},
+            **process_environment(),
             f"{ENV_PREFIX}DATABASE_URL": f"sqlite:///{scratch}/bench.db",
             f"{ENV_PREFIX}DATA_DIR": f"{scratch}/data",
             "COLUMNS": "160",

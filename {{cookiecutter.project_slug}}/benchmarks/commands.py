@@ -11,7 +11,6 @@ file (a schema of its own is created and dropped).
 from __future__ import annotations
 
 import argparse
-import os
 import secrets
 import statistics
 import subprocess
@@ -24,7 +23,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from app import ENV_PREFIX
-from benchmarks.databases import database
+from benchmarks.databases import database, process_environment
 
 TARGET_P99_MS = 100.0
 JOB_ID = "cleanup_old_records"
@@ -85,7 +84,7 @@ def main() -> None:
         token = secrets.token_urlsafe(32)
         port = free_port()
         env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)},
+            **process_environment(),
             f"{ENV_PREFIX}DATABASE_URL": url,
             f"{ENV_PREFIX}DATA_DIR": str(Path(scratch) / "data"),
             f"{ENV_PREFIX}API_PORT": str(port),

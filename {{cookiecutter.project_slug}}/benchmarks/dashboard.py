@@ -38,7 +38,7 @@ from app.core.models import AuditEntry, Job, JobExecution
 from app.core.schedule_specs import CronSpec, IntervalSpec, dump_spec
 from app.core.settings import Settings
 from benchmarks.commands import percentile
-from benchmarks.databases import database
+from benchmarks.databases import database, scheduler_runs_jobs
 
 TARGET_P99_MS = 50.0
 JOBS = 10_000
@@ -298,6 +298,7 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=200, help="requests per page")
     args = parser.parse_args()
+    scheduler_runs_jobs()
     with (
         tempfile.TemporaryDirectory() as scratch,
         database(args.database_url, Path(scratch)) as url,

@@ -15,6 +15,26 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from app import ENV_PREFIX
+
+# Every benchmark but bench-workers measures the scheduler running the jobs itself, so worker
+# processes are off for them. In a project without workers the variable names no setting,
+# and the settings ignore it.
+SCHEDULER_RUNS_JOBS = {f"{ENV_PREFIX}WORKERS_ENABLED": "false"}
+
+
+def scheduler_runs_jobs() -> None:
+    """Turn the workers off for this benchmark's own settings."""
+    os.environ.update(SCHEDULER_RUNS_JOBS)
+
+
+def process_environment() -> dict[str, str]:
+    """The environment of a process a benchmark starts: this one's without the developer's
+    own settings, which would change what is measured, and with the scheduler running the
+    jobs."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    return {**kept, **SCHEDULER_RUNS_JOBS}
+
 
 @contextmanager
 def database(url: str | None, scratch: Path) -> Iterator[str]:

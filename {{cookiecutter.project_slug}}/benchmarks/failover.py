@@ -49,7 +49,7 @@ from app.core.db import create_db_engine
 from app.core.enums import SchedulerState
 from app.core.health import HealthReport, check_health
 from app.core.models import JobExecution
-from benchmarks.databases import OwnServer, database
+from benchmarks.databases import OwnServer, database, process_environment, scheduler_runs_jobs
 from benchmarks.replica import (
     MARK_FUNCTION,
     REPLICA_JOBS,
@@ -100,7 +100,7 @@ class Replicas:
                 # Names its sessions, so the drill can end exactly those.
                 url = url.update_query_dict({"application_name": name})
             env = {
-                **{k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)},
+                **process_environment(),
                 "PYTHONPATH": str(PROJECT_ROOT),
                 RUNS_FILE_VARIABLE: str(self.runs_file),
                 f"{ENV_PREFIX}DATABASE_URL": url.render_as_string(hide_password=False),
@@ -550,6 +550,7 @@ def main() -> None:
         "--database-url", help="a PostgreSQL server to drill on (a schema of its own)"
     )
     args = parser.parse_args()
+    scheduler_runs_jobs()
     postgres = args.database_url is not None
     drills = DRILLS if args.drill == "all" else (args.drill,)
     skipped = [d for d in drills if d in POSTGRES_ONLY and not postgres]

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchmarks.databases import database
+from benchmarks.databases import database, scheduler_runs_jobs
 
 RAW_SCENARIOS = ("apscheduler-memory", "apscheduler-sqlalchemy")
 WINDOW_SECONDS = 1.0
@@ -330,6 +330,7 @@ def main() -> None:
     parser.add_argument("--server", help=argparse.SUPPRESS)
     parser.add_argument("--due-in", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    scheduler_runs_jobs()
     if args.scenario == "store":
         stored_one_off_jobs(args.server, args.size, time.time() + args.due_in, 0.01)
         return
