@@ -23,7 +23,7 @@ from typer.core import TyperCommand
 
 from app import ENV_PREFIX
 from app.core.redact import redact_urls
-from app.core.text import one_line, printable_lines
+from app.core.text import first_line, one_line, printable_lines
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -263,7 +263,7 @@ def database(url: str, create_file: bool = False) -> Iterator[Engine]:
     try:
         yield engine
     except SQLAlchemyError as error:
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        reason = first_line(error)
         fail(f"the database is unavailable: {reason}")
     finally:
         engine.dispose()

@@ -22,6 +22,7 @@ from app.core.job_rows import JobInfo, read_jobs
 from app.core.lease_state import LeaseState, read_lease
 from app.core.migrations import schema_problem
 from app.core.models import SchedulerInstance, WorkerProcess
+from app.core.text import first_line
 from app.core.times import UtcTime
 from app.core.workers import WorkersHealth, read_workers
 
@@ -273,7 +274,7 @@ def check_health(
         if session is not None:
             raise
         # DBAPI errors keep the driver's message in `orig`, without SQLAlchemy's long suffix.
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        reason = first_line(error)
         database = DatabaseHealth(healthy=False, detail=f"unreachable: {reason}")
         unknown = "unknown: the database is unreachable"
         scheduler = SchedulerHealth(healthy=False, detail=unknown)
@@ -335,7 +336,7 @@ def _check_host(
             latest = cast("SchedulerInstance | WorkerProcess | None", newest)
             now = database_now(session.connection())
     except SQLAlchemyError as error:
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        reason = first_line(error)
         return False, f"database unreachable: {reason}"
     if latest is None:
         return False, f"no {noun} on {hostname} has reported a heartbeat yet"

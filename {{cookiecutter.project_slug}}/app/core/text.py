@@ -33,3 +33,14 @@ def one_line(text: object) -> str:
 def printable_lines(text: str) -> str:
     """`text` with its lines kept and every other control character escaped."""
     return _CONTROL_BUT_NEWLINES.sub(_escape, text)
+
+
+def first_line(error: BaseException) -> str:
+    """What a log line or a status shows of an error: the first non-blank line of its message
+    (a database error's own, not SQLAlchemy's wrapper of it with the statement), or its type
+    when it has no message."""
+    shown = getattr(error, "orig", None) or error
+    for line in str(shown).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(shown).__name__

@@ -11,6 +11,7 @@ from app.components.scheduler.main import JobDefinitionError
 from app.components.scheduler.runner import run_scheduler
 from app.core.metrics import MetricsAddressUnusable
 from app.core.migrations import SchemaError
+from app.core.text import first_line
 from app.entrypoints._startup import exit_if_ports_taken, listen_error, start_process
 
 
@@ -34,7 +35,7 @@ def main() -> None:
         logging.getLogger("app.scheduler").error(f"cannot start: {reason}")
         raise SystemExit(1) from None
     except SQLAlchemyError as error:
-        reason = str(error).splitlines()[0]
+        reason = first_line(error)
         logging.getLogger("app.scheduler").error(f"cannot start: database error: {reason}")
         raise SystemExit(1) from None
 

@@ -15,6 +15,7 @@ from app.core.db import get_engine
 from app.core.metrics import MetricsAddressUnusable
 from app.core.migrations import SchemaError
 from app.core.settings import Settings
+from app.core.text import first_line
 from app.entrypoints._startup import exit_if_taken, listen_error, start_process
 
 # The port a message suggests when the worker's metrics port is taken.
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> None:
 def serve(queues_given: str | None) -> None:
     """Start a worker on the named queues (all when None); exits with a message on bad input."""
     settings = start_process()
+    # Procrastinate logs every job's start and end at INFO, beside the project's own line
+    # for each (with the run's execution id and job); its warnings and errors are kept.
+    logging.getLogger("procrastinate").setLevel(logging.WARNING)
     log = logging.getLogger("app.worker")
     try:
         queues = parse_queues(queues_given)
@@ -60,7 +64,7 @@ def serve(queues_given: str | None) -> None:
         log.error(f"cannot start: {reason}")
         raise SystemExit(1) from None
     except SQLAlchemyError as error:
-        log.error(f"cannot start: database error: {str(error).splitlines()[0]}")
+        log.error(f"cannot start: database error: {first_line(error)}")
         raise SystemExit(1) from None
 
 

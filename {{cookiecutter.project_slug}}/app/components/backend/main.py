@@ -23,6 +23,7 @@ from app.components.backend.routers import audit, executions, health, jobs
 from app.components.management.errors import InvalidInput, ManagementError
 from app.core.db import create_db_engine, redacted_url
 from app.core.settings import Settings, get_settings
+from app.core.text import first_line
 
 logger = logging.getLogger("app.api")
 
@@ -142,7 +143,7 @@ async def _invalid_request(request: Request, error: Exception) -> JSONResponse:
 
 async def _database_unavailable(request: Request, error: Exception) -> Response:
     """Any endpoint whose database call fails answers 503 with the reason, not a 500."""
-    reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+    reason = first_line(error)
     logger.warning("database unavailable", extra={"path": request.url.path, "error": reason})
     detail = f"the database is unavailable: {reason}"
     if dashboard.is_dashboard(request):

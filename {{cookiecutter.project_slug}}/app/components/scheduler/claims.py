@@ -34,6 +34,7 @@ from app.components.scheduler.history import (
 from app.components.scheduler.lease import LeaseLost
 from app.core.db import utcnow
 from app.core.enums import ExecutionStatus, MissReason, TriggerKind
+from app.core.text import first_line
 
 if TYPE_CHECKING:
     from app.components.scheduler.execution import JobRuntime, Registered
@@ -173,7 +174,7 @@ class Claimer:
                     logger.error(
                         "cannot claim due runs; they wait and are claimed when the database "
                         "answers",
-                        extra={"error": str(error).splitlines()[0], "retry_in_seconds": delay},
+                        extra={"error": first_line(error), "retry_in_seconds": delay},
                     )
                 self.healthy = False
                 await asyncio.sleep(delay)
@@ -260,7 +261,7 @@ class Claimer:
             logger.warning(
                 "claims made while stopping could not be given back; the next leader marks "
                 "them interrupted",
-                extra={"count": len(claims), "error": str(error).splitlines()[0]},
+                extra={"count": len(claims), "error": first_line(error)},
             )
 
     def _give_back_planned(self, claiming: asyncio.Future[list[PlannedRun]]) -> None:
@@ -273,7 +274,7 @@ class Claimer:
             logger.warning(
                 "manual runs or retries claimed while stopping could not be given back; the "
                 "next leader marks them interrupted",
-                extra={"count": len(execution_ids), "error": str(error).splitlines()[0]},
+                extra={"count": len(execution_ids), "error": first_line(error)},
             )
 
     def _claim_in_thread(self, jobs: list[tuple[Registered, list[datetime], int]]) -> _Claimed:

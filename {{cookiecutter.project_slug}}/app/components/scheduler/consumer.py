@@ -26,6 +26,7 @@ from app.core import audit
 from app.core.db import utcnow
 from app.core.enums import CommandStatus
 from app.core.models import SchedulerCommand
+from app.core.text import first_line
 
 logger = logging.getLogger("app.scheduler.commands")
 
@@ -144,7 +145,7 @@ class CommandConsumer:
                 if not delay:
                     logger.error(
                         "cannot read job changes and commands; retrying",
-                        extra={"error": str(error).splitlines()[0]},
+                        extra={"error": first_line(error)},
                     )
                 delay = min(max(delay * 2, 0.5), _RETRY_CAP_SECONDS)
                 self._stop.wait(delay)

@@ -42,6 +42,7 @@ from app.core.db import utcnow
 from app.core.enums import ExecutionStatus, JobOrigin, MissReason, TriggerKind
 from app.core.schedules import ScheduleError
 from app.core.settings import Settings
+from app.core.text import first_line
 
 logger = logging.getLogger("app.scheduler.jobs")
 
@@ -157,7 +158,7 @@ class JobRuntime:
                     logger.error(
                         "lease not renewed; retrying until it ends",
                         extra={
-                            "error": str(error).splitlines()[0] or type(error).__name__,
+                            "error": first_line(error),
                             "seconds_left": round(max(lease.remaining(), 0.0), 3),
                         },
                     )

@@ -18,6 +18,7 @@ from apscheduler.job import Job
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.components.scheduler.history import release
+from app.core.text import first_line
 
 if TYPE_CHECKING:
     from app.components.scheduler.execution import JobRuntime, Waiting
@@ -50,7 +51,7 @@ class ClaimingExecutor(BaseExecutor):  # type: ignore[misc]  # APScheduler ships
             # Left as claimed: the next leader marks them interrupted ("may not have run").
             logger.warning(
                 "claims of runs not yet started could not be released",
-                extra={"count": len(waiting), "error": str(error).splitlines()[0]},
+                extra={"count": len(waiting), "error": first_line(error)},
             )
         # Runs still going are cancelled: coroutine runs record themselves as interrupted.
         runtime.cancel_runs()

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.core.db import utcnow
 from app.core.enums import JobOrigin
 from app.core.models import Job
+from app.core.text import first_line
 
 if TYPE_CHECKING:
     from app.components.scheduler.catalog import JobRecord
@@ -101,7 +102,7 @@ class Horizon:
                 elif not failing:
                     logger.error(
                         "cannot read the jobs coming within the horizon; retrying",
-                        extra={"error": str(error).splitlines()[0]},
+                        extra={"error": first_line(error)},
                     )
                 failing = True
                 continue

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.db import open_private_file, sqlite_path
 from app.core.lease_state import LEASE_NAME
+from app.core.text import first_line
 
 logger = logging.getLogger("app.scheduler")
 
@@ -89,7 +90,7 @@ class AdvisoryLock:
             # Commit so the connection is not left idle in a transaction while it holds the lock.
             connection.commit()
         except SQLAlchemyError as error:
-            logger.warning("leader lock unavailable", extra={"error": str(error).splitlines()[0]})
+            logger.warning("leader lock unavailable", extra={"error": first_line(error)})
             return False
         if acquired:
             self._connection = connection

@@ -30,6 +30,7 @@ from app.components.scheduler.leader import LeaderLock, leader_lock
 from app.core.db import UTCDateTime, utcnow, write_transaction
 from app.core.lease_state import LEASE_NAME
 from app.core.models import SchedulerLease
+from app.core.text import first_line
 
 logger = logging.getLogger("app.scheduler")
 
@@ -186,7 +187,7 @@ class Lease:
             except SQLAlchemyError as error:
                 logger.warning(
                     "lease not given up; a standby takes over when it ends",
-                    extra={"error": str(error).splitlines()[0]},
+                    extra={"error": first_line(error)},
                 )
         self.lock.release()
 

@@ -35,6 +35,7 @@ from app.core.db import session_scope
 from app.core.enums import ExecutionStatus, MissReason
 from app.core.metrics import new_registry
 from app.core.models import Job
+from app.core.text import first_line
 from app.core.workers import WorkersHealth, read_workers
 
 if TYPE_CHECKING:
@@ -290,7 +291,7 @@ class LeaderState(Collector):
                     else None
                 )
         except SQLAlchemyError as error:
-            self._left_out(str(error).splitlines()[0])
+            self._left_out(first_line(error))
             return
         finally:
             self._lock.release()

@@ -31,6 +31,7 @@ from app.core.enums import ExecutionStatus, JobOrigin, SchedulerState
 from app.core.metrics import serve
 from app.core.migrations import require_current_schema, upgrade
 from app.core.settings import Settings
+from app.core.text import first_line
 
 logger = logging.getLogger("app.scheduler")
 
@@ -78,7 +79,7 @@ class SchedulerProcess:
             await asyncio.to_thread(self.heartbeat.beat, state, self.job_count, applied)
         except SQLAlchemyError as error:
             metrics.write_failed("heartbeat")
-            logger.warning("heartbeat not recorded", extra={"error": str(error).splitlines()[0]})
+            logger.warning("heartbeat not recorded", extra={"error": first_line(error)})
 
     async def pause(self, seconds: float, *, until: asyncio.Event | None = None) -> None:
         """Wait `seconds`, or less if told to stop (or `until` is set)."""
@@ -99,7 +100,7 @@ class SchedulerProcess:
                 if not unreachable:
                     logger.error(
                         "cannot reach the database to take the lease; retrying",
-                        extra={"error": str(error).splitlines()[0]},
+                        extra={"error": first_line(error)},
                     )
                 unreachable, lease = True, None
             else:
@@ -128,7 +129,7 @@ class SchedulerProcess:
         except SQLAlchemyError as error:
             logger.error(
                 "could not start leading; back on standby",
-                extra={"epoch": lease.epoch, "error": str(error).splitlines()[0]},
+                extra={"epoch": lease.epoch, "error": first_line(error)},
             )
             await asyncio.to_thread(lease.give_up)
             return []
@@ -200,9 +201,7 @@ class SchedulerProcess:
             )
         except SQLAlchemyError as error:
             metrics.write_failed("history")
-            logger.warning(
-                "runs of silent workers not checked", extra={"error": str(error).splitlines()[0]}
-            )
+            logger.warning("runs of silent workers not checked", extra={"error": first_line(error)})
             return
         for execution_id, job_id in recovered.interrupted:
             metrics.run_ended(job_id, ExecutionStatus.INTERRUPTED)
@@ -233,7 +232,7 @@ class SchedulerProcess:
             logger.warning(
                 "claims of runs not yet started could not be released; the next leader marks "
                 "them interrupted",
-                extra={"count": len(waiting), "error": str(error).splitlines()[0]},
+                extra={"count": len(waiting), "error": first_line(error)},
             )
             return
         if released:

@@ -18,6 +18,8 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.core.text import first_line
+
 _RETRY_CAP_SECONDS = 30.0
 # Let a burst gather: one commit per window instead of one per change keeps the writer from
 # competing with the event loop for the interpreter.
@@ -141,7 +143,7 @@ class BatchWriter(ABC):
                 if self.healthy:
                     self._logger.error(
                         f"cannot write the {self._what}; keeping it in memory and retrying",
-                        extra={"error": str(error).splitlines()[0], "retry_in_seconds": delay},
+                        extra={"error": first_line(error), "retry_in_seconds": delay},
                     )
                 self.healthy = False
                 if self._closing:

@@ -30,6 +30,7 @@ from app.core.db import get_engine, redacted_url
 from app.core.enums import WorkerState
 from app.core.metrics import serve
 from app.core.settings import Settings
+from app.core.text import first_line
 
 logger = logging.getLogger("app.worker")
 
@@ -86,12 +87,34 @@ async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
         },
     )
     await records.open()
+    try:
+        await _serve_until_stopped(app, settings, worker_id, concurrency, stop, pulse)
+    finally:
+        # Also after an error of the worker's own: its heartbeat says it stopped, and its
+        # connections are closed rather than left to the server to time out.
+        stop.set()
+        await beating
+        await pulse.last(WorkerState.STOPPED)
+        await records.close()
+        engine.dispose()
+    logger.info("worker stopped", extra={"worker_id": worker_id})
+
+
+async def _serve_until_stopped(
+    app: Any,
+    settings: Settings,
+    worker_id: str,
+    concurrency: dict[str, int],
+    stop: asyncio.Event,
+    pulse: _Pulse,
+) -> None:
+    """Serve the queues until `stop`, starting again with backoff after losing the database."""
     delay = 0.0
     while not stop.is_set():
         pulse.state = WorkerState.RUNNING
         failure = await _serve(app, settings, worker_id, concurrency, stop)
         if failure is None:
-            break
+            return
         pulse.state = WorkerState.RECONNECTING
         metrics.RECONNECTS.inc()
         delay = min(max(delay * 2, 0.5), _RESTART_CAP_SECONDS)
@@ -101,11 +124,6 @@ async def run_worker(settings: Settings, queues: Sequence[str]) -> None:
         )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
-    await beating
-    await pulse.last(WorkerState.STOPPED)
-    await records.close()
-    engine.dispose()
-    logger.info("worker stopped", extra={"worker_id": worker_id})
 
 
 def serve_metrics(settings: Settings, concurrency: dict[str, int], runs: WorkerRuns) -> None:
@@ -193,7 +211,7 @@ class _Pulse:
             if not self._failing:
                 logger.warning(
                     "worker heartbeat not written: the database did not answer",
-                    extra={"error": str(getattr(error, "orig", None) or error).splitlines()[0]},
+                    extra={"error": first_line(error)},
                 )
             self._failing = True
             return
@@ -208,8 +226,7 @@ def _reason(error: BaseException) -> str:
     said: list[str] = []
     found: BaseException | None = error
     while found is not None and len(said) < 2:
-        lines = [line.strip() for line in str(found).splitlines() if line.strip()]
-        said.append(lines[0].rstrip(".") if lines else type(found).__name__)
+        said.append(first_line(found).rstrip("."))
         found = found.__cause__
     return ": ".join(said)
 
