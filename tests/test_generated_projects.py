@@ -1,7 +1,7 @@
 """Slow tier: generated projects install, lint, typecheck, pass their own tests, and run.
 
-Two projects: the defaults, and the most different set of answers (PostgreSQL, worker processes).
-Each runs `make run` and is checked through its own CLI, as a user would in a second terminal.
+Two projects: the defaults, and the most different set of answers. Each runs `make run` and is
+checked through its own CLI, as a user would in a second terminal.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ VARIANTS: dict[str, dict[str, str]] = {
         "include_example_jobs": "no",
         "use_docker": "no",
         "timezone": "America/New_York",
-        "workers": "procrastinate",
     },
 }
 
@@ -162,11 +161,35 @@ def test_make_check_passes(project: Generated) -> None:
     record_time(f"{project.name}: the project's own tests (within make check)", float(tests[3]))
 
 
-@pytest.mark.parametrize("project", ["most-different"], indirect=True)
-def test_the_worker_benchmark_runs(project: Generated) -> None:
-    """`make bench-workers`, small: every path measured, its figures printed (met or not)."""
+def test_a_worker_project_lints_typechecks_and_passes_its_worker_tests(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """workers=procrastinate: ruff, mypy, and the worker tests against the real server."""
+    answers = {"database": "postgresql", "workers": "procrastinate", "use_docker": "no"}
+    path = generate(tmp_path_factory.mktemp("workers"), **answers)
+    project = Generated("workers", answers, path, clean_environment())
+    commands = [
+        ("uv", "sync", "--locked"),
+        ("uv", "run", "--frozen", "ruff", "check", "."),
+        ("uv", "run", "--frozen", "ruff", "format", "--check", "."),
+        ("uv", "run", "--frozen", "mypy", "app", "tests"),
+        ("uv", "run", "--frozen", "pytest", "-n", "2", "tests/worker", "tests/core"),
+    ]
+    for command in commands:
+        with timed(f"workers: {' '.join(command[:4])}"):
+            result = project.run(
+                *command, env={"TEST_DATABASE_URL": POSTGRES_URL, "UV_COMPILE_BYTECODE": "1"}
+            )
+        assert result.returncode == 0, f"{command}:\n{(result.stdout + result.stderr)[-6000:]}"
+    tests = re.search(r"(\d+) passed([^\n]*) in", result.stdout)
+    assert tests is not None, result.stdout[-3000:]
+    assert "failed" not in tests[2]
+    assert "skipped" not in tests[2]
+    record_figure("workers: the worker and core tests passed", tests[1])
+
+    # The benchmark runs, small: every path measured, its figures printed (met or not).
     args = f"--fires 200 --runs 500 --database-url {POSTGRES_URL}"
-    with timed(f"{project.name}: make bench-workers ({args.split(' --database-url')[0]})"):
+    with timed(f"workers: make bench-workers ({args.split(' --database-url')[0]})"):
         bench = project.run("make", "bench-workers", env={"WORKERS_BENCH_ARGS": args}, timeout=900)
     print(bench.stdout)
     assert bench.returncode == 0, bench.stdout[-6000:] + bench.stderr[-3000:]
@@ -176,8 +199,7 @@ def test_the_worker_benchmark_runs(project: Generated) -> None:
     drains = [line.split() for line in bench.stdout.splitlines() if table_row.match(line)]
     assert [row[0] for row in drains] == ["1", "2", "4"], bench.stdout
     target = bench.stdout.split("target: ", 1)[1].splitlines()[0]
-    met = target.rsplit(": ", 1)[1]
-    record_figure(f"{project.name}: make bench-workers (200 fires, 500 runs)", met)
+    record_figure("workers: make bench-workers (200 fires, 500 runs)", target.rsplit(": ", 1)[1])
 
 
 def empty_postgres_database(base_url: str) -> tuple[str, Callable[[], None]]:
